@@ -1,0 +1,43 @@
+"""Switchboard: a self-hostable realtime Channels server with Tokens.
+
+This top-level package is the Python server SDK and needs only the SDK's own
+dependencies; the server lives in :mod:`switchboard.server` and the realtime client in
+:mod:`switchboard.client`.
+"""
+
+from switchboard.exceptions import (
+    APIError,
+    AuthenticationFailed,
+    Conflict,
+    ConnectionClosed,
+    Forbidden,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    SubscriptionRefused,
+    SwitchboardError,
+    Unauthorized,
+    Unavailable,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIError",
+    "AuthenticationFailed",
+    "Conflict",
+    "ConnectionClosed",
+    "Forbidden",
+    "InternalError",
+    "InvalidRequest",
+    "NotFound",
+    "PayloadTooLarge",
+    "RateLimited",
+    "SubscriptionRefused",
+    "SwitchboardError",
+    "Unauthorized",
+    "Unavailable",
+    "__version__",
+]

@@ -1,0 +1,212 @@
+"""Every error Switchboard raises, server and SDKs alike.
+
+The tree::
+
+    SwitchboardError
+    ├── APIError                    a REST call failed: ``status``, ``code``, ``message``
+    │   ├── InvalidRequest          400 invalid_request
+    │   ├── Unauthorized            401 invalid_auth
+    │   ├── Forbidden               403 forbidden
+    │   ├── NotFound                404 not_found
+    │   ├── Conflict                409 already_exists
+    │   ├── PayloadTooLarge         413 payload_too_large
+    │   ├── RateLimited             429 rate_limited
+    │   ├── InternalError           500 internal_error
+    │   └── Unavailable             503 unavailable
+    ├── ProtocolViolation           a Leap client broke the protocol: ``close_code``, ``reason``
+    └── ClientError                 raised by the realtime client (``switchboard.client``)
+        ├── AuthenticationFailed    the server closed with 4001; the client stops
+        ├── SubscriptionRefused     SUBSCRIBE answered with UNAVAILABLE: ``error_code``
+        └── ConnectionClosed        the connection ended while a call waited on it
+
+The server raises the :class:`APIError` subclasses from its service layer; the REST
+layer turns one into the JSON error envelope in exactly one place
+(``switchboard.server.api.envelope``). The server SDK raises the same classes when a
+response carries that envelope, so ``except switchboard.NotFound`` works the same on
+both sides of the wire. :class:`ProtocolViolation` becomes a WebSocket close frame in
+exactly one place (``switchboard.server.protocol.session``).
+
+This module imports nothing outside the standard library: the SDKs depend on it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIError",
+    "AuthenticationFailed",
+    "ClientError",
+    "Conflict",
+    "ConnectionClosed",
+    "Forbidden",
+    "InternalError",
+    "InvalidRequest",
+    "NotFound",
+    "PayloadTooLarge",
+    "ProtocolViolation",
+    "RateLimited",
+    "SubscriptionRefused",
+    "SwitchboardError",
+    "Unauthorized",
+    "Unavailable",
+    "api_error_for",
+]
+
+
+class SwitchboardError(Exception):
+    """Base class of every error raised by Switchboard."""
+
+
+class APIError(SwitchboardError):
+    """A REST call failed.
+
+    Attributes:
+        status: HTTP status code of the response.
+        code: machine-readable error code from the envelope (``not_found``, ...).
+        message: human-readable explanation.
+    """
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status}, code={self.code!r}, message={self.message!r})"
+
+
+class InvalidRequest(APIError):
+    """The request was malformed or a value was out of range (400)."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class Unauthorized(APIError):
+    """No project token, or an unknown or revoked one (401)."""
+
+    status = 401
+    code = "invalid_auth"
+
+
+class Forbidden(APIError):
+    """The project token may not do this, e.g. ``?project=`` names another project (403)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(APIError):
+    """No such route, channel, token or project in this project (404)."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(APIError):
+    """The thing being created exists already (409)."""
+
+    status = 409
+    code = "already_exists"
+
+
+class PayloadTooLarge(APIError):
+    """A body, message or state is larger than the configured limit (413)."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimited(APIError):
+    """Too many requests or messages in too short a time (429)."""
+
+    status = 429
+    code = "rate_limited"
+
+
+class InternalError(APIError):
+    """The server failed; nothing about the request was wrong (500)."""
+
+    status = 500
+    code = "internal_error"
+
+
+class Unavailable(APIError):
+    """A backing service (store or broker) cannot be reached right now (503)."""
+
+    status = 503
+    code = "unavailable"
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    cls.status: cls
+    for cls in (
+        InvalidRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        PayloadTooLarge,
+        RateLimited,
+        InternalError,
+        Unavailable,
+    )
+}
+
+
+def api_error_for(status: int, code: str, message: str) -> APIError:
+    """Build the most specific :class:`APIError` for a response's status and code."""
+    cls = _BY_STATUS.get(status, APIError)
+    return cls(message, status=status, code=code)
+
+
+class ProtocolViolation(SwitchboardError):
+    """A Leap client broke the protocol; its connection closes with ``close_code``."""
+
+    def __init__(self, close_code: int, reason: str) -> None:
+        super().__init__(f"{close_code}: {reason}")
+        self.close_code = close_code
+        self.reason = reason
+
+
+class ClientError(SwitchboardError):
+    """Base class of errors raised by the realtime client."""
+
+
+class AuthenticationFailed(ClientError):
+    """The server refused the project ID or token (close code 4001). The client stops."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(f"authentication failed: {reason}" if reason else "authentication failed")
+        self.reason = reason
+
+
+class SubscriptionRefused(ClientError):
+    """The server answered SUBSCRIBE with UNAVAILABLE.
+
+    Attributes:
+        channel: the channel that was refused.
+        error_code: ``"NOT_GRANTED"`` or ``"UNKNOWN"`` (or ``None`` if the server gave none).
+    """
+
+    def __init__(self, channel: str, error_code: str | None) -> None:
+        super().__init__(f"subscription to {channel!r} refused: {error_code}")
+        self.channel = channel
+        self.error_code = error_code
+
+
+class ConnectionClosed(ClientError):
+    """The connection ended while a call was waiting on it."""
+
+    def __init__(self, code: int | None = None, reason: str = "") -> None:
+        super().__init__(f"connection closed ({code}): {reason}" if code else "connection closed")
+        self.code = code
+        self.reason = reason

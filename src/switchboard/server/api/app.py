@@ -1,0 +1,112 @@
+"""The aiohttp application: one port for REST, the Leap gateway and health checks."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from switchboard.exceptions import (
+    APIError,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+)
+from switchboard.server.api import channels, tokens
+from switchboard.server.api.auth import SERVICE
+from switchboard.server.api.envelope import error_response, ok
+from switchboard.server.gateway import Gateway
+from switchboard.server.service import Service
+
+log = logging.getLogger("switchboard.api")
+access_log = logging.getLogger("switchboard.access")
+
+MAX_BODY = web.AppKey("max_body", int)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_SECRET_IN_PATH = re.compile(r"(leap_token_|ptk_)[A-Za-z0-9_-]+")
+
+
+def redact_path(path: str) -> str:
+    """A request path fit for a log: tokens in it are cut short."""
+    return _SECRET_IN_PATH.sub(lambda m: m.group(0)[:15] + "…", path)
+
+
+def _from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Response:
+    headers: dict[str, str] = {}
+    error: APIError
+    if isinstance(exc, web.HTTPNotFound):
+        error = NotFound(f"no route {request.method} {redact_path(request.path)}")
+    elif isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        error = APIError(
+            f"{request.method} is not allowed here; use {allowed}",
+            status=405,
+            code="method_not_allowed",
+        )
+        headers["Allow"] = allowed
+    elif isinstance(exc, web.HTTPRequestEntityTooLarge):
+        error = PayloadTooLarge(f"the request body is over the limit of {request.app[MAX_BODY]} bytes")
+    elif exc.status < 500:
+        error = InvalidRequest(exc.reason or "bad request", status=exc.status, code="invalid_request")
+    else:
+        error = InternalError(exc.reason or "internal error")
+    return error_response(error, headers)
+
+
+@web.middleware
+async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes the JSON error envelope; every request one access-log line."""
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except APIError as exc:
+        response = error_response(exc)
+    except web.HTTPException as exc:
+        response = _from_http_exception(exc, request)
+    except Exception:
+        log.exception("unhandled error", extra={"method": request.method,
+                                                 "path": redact_path(request.path)})
+        response = error_response(InternalError("the server failed; the error is in its log"))
+    if not request.path.startswith(("/ws", "/1.0/ws")):
+        access_log.info("request", extra={
+            "method": request.method,
+            "path": redact_path(request.path),
+            "status": response.status,
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+        })
+    return response
+
+
+def build_app(service: Service, gateway: Gateway, *, max_body: int) -> web.Application:
+    app = web.Application(middlewares=[envelope_middleware], client_max_size=max_body)
+    app[SERVICE] = service
+    app[MAX_BODY] = max_body
+
+    async def healthz(request: web.Request) -> web.Response:
+        return ok({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        try:
+            await service.store.ping()
+            await service.broker.ping()
+        except Exception as exc:
+            raise Unavailable(f"not ready: {exc}") from None
+        if not gateway.accepting:
+            raise Unavailable("shutting down")
+        return ok({"status": "ready"})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/ws", gateway.handle)
+    app.router.add_get("/1.0/ws", gateway.handle)
+    # Token routes first: /v1/channels/tokens must never be read as a channel ID.
+    app.router.add_routes(tokens.routes)
+    app.router.add_routes(channels.routes)
+    return app

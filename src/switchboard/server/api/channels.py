@@ -1,0 +1,135 @@
+"""``/v1/channels`` routes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from switchboard.exceptions import InvalidRequest
+from switchboard.server.api import bodies
+from switchboard.server.api.auth import SERVICE, authenticated_project
+from switchboard.server.api.envelope import ok
+from switchboard.server.api.views import channel_json, token_json
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/channels")
+async def list_channels(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    query = request.query
+    order = query.get("orderBy", "asc").lower()
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("orderBy must be asc or desc")
+    page_size = bodies.query_int(query, "pageSize", 1000)
+    page = await request.app[SERVICE].list_channels(
+        project,
+        page=bodies.query_int(query, "page", 1),
+        page_size=page_size,
+        sort_by=query.get("sortBy", "created_at"),
+        descending=order == "desc",
+    )
+    return ok({
+        "channels": [channel_json(c, project) for c in page.items],
+        "page_size": page_size,
+        "total_count": page.total,
+    })
+
+
+@routes.post("/v1/channels")
+async def create_channel(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    body = bodies.decode(await request.read(), bodies.ChannelBody)
+    channel = await request.app[SERVICE].create_channel(
+        project, body.type, None, bodies.optional(body.state)
+    )
+    return ok({"channel": channel_json(channel, project)})
+
+
+@routes.put("/v1/channels/{channel_id}")
+async def create_channel_with_id(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    body = bodies.decode(await request.read(), bodies.ChannelBody)
+    channel = await request.app[SERVICE].create_channel(
+        project, body.type, request.match_info["channel_id"], bodies.optional(body.state)
+    )
+    return ok({"channel": channel_json(channel, project)})
+
+
+@routes.get("/v1/channels/{channel_id}")
+async def get_channel(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    channel = await request.app[SERVICE].get_channel(project, request.match_info["channel_id"])
+    return ok({"channel": channel_json(channel, project)})
+
+
+@routes.delete("/v1/channels/{channel_id}")
+async def delete_channel(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    await request.app[SERVICE].delete_channel(project, request.match_info["channel_id"])
+    return ok()
+
+
+@routes.get("/v1/channels/{channel_id}/state")
+async def get_state(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    state = await request.app[SERVICE].get_state(project, request.match_info["channel_id"])
+    return ok({"state": state})
+
+
+@routes.put("/v1/channels/{channel_id}/state")
+async def set_state(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    state = bodies.json_value(await request.read())
+    await request.app[SERVICE].set_state(project, request.match_info["channel_id"], state)
+    return ok()
+
+
+@routes.patch("/v1/channels/{channel_id}/state")
+async def patch_state(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    partial = bodies.json_value(await request.read())
+    await request.app[SERVICE].patch_state(project, request.match_info["channel_id"], partial)
+    return ok()
+
+
+@routes.post("/v1/channels/{channel_id}/messages")
+async def publish_message(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    body = bodies.decode(await request.read(), bodies.MessageBody)
+    await request.app[SERVICE].publish_message(
+        project, request.match_info["channel_id"], body.e, body.d
+    )
+    return ok()
+
+
+@routes.put("/v1/channels/{channel_id}/subscribers/{token}")
+async def subscribe_token(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    await request.app[SERVICE].subscribe_token(
+        project, request.match_info["channel_id"], request.match_info["token"]
+    )
+    return ok()
+
+
+@routes.delete("/v1/channels/{channel_id}/subscribers/{token}")
+async def remove_token(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    await request.app[SERVICE].remove_token(
+        project, request.match_info["channel_id"], request.match_info["token"]
+    )
+    return ok()
+
+
+@routes.get("/v1/channels/{channel_id}/tokens")
+async def channel_tokens(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    service = request.app[SERVICE]
+    tokens = await service.channel_tokens(project, request.match_info["channel_id"])
+    return ok({"tokens": [token_json(t, await service.is_online(t.id)) for t in tokens]})
+
+
+@routes.get("/v1/channels/{channel_id}/stats")
+async def channel_stats(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    count = await request.app[SERVICE].online_count(project, request.match_info["channel_id"])
+    return ok({"stats": {"online_count": count}})

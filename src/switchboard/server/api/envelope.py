@@ -1,0 +1,28 @@
+"""The JSON envelope of every REST response, and the one place errors become responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from switchboard.exceptions import APIError
+
+_encoder = msgspec.json.Encoder()
+
+
+def ok(data: Any = None) -> web.Response:
+    """``200 {"success": true, "data": ...}``; a call with no result gets ``data: {}``."""
+    body = _encoder.encode({"success": True, "data": {} if data is None else data})
+    return web.Response(body=body, content_type="application/json")
+
+
+def error_response(exc: APIError, headers: dict[str, str] | None = None) -> web.Response:
+    """The error envelope for ``exc``, with its status. Never a stack trace."""
+    body = _encoder.encode(
+        {"success": False, "error": {"code": exc.code, "message": exc.message}}
+    )
+    return web.Response(
+        status=exc.status, body=body, content_type="application/json", headers=headers
+    )

@@ -1,0 +1,72 @@
+"""``/v1/channels/tokens`` routes. Registered before the channel routes: they win."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+import msgspec
+
+from switchboard.server.api import bodies
+from switchboard.server.api.auth import SERVICE, authenticated_project
+from switchboard.server.api.envelope import ok
+from switchboard.server.api.views import token_json
+from switchboard.server.store import UNCHANGED
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/channels/tokens")
+async def create_token(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    raw = await request.read()
+    body = bodies.decode(raw, bodies.CreateTokenBody) if raw.strip() else bodies.CreateTokenBody()
+    token = await request.app[SERVICE].create_token(
+        project, bodies.optional(body.state), body.expires_at or body.expiresAt
+    )
+    return ok({"token": token_json(token, False)})
+
+
+@routes.get("/v1/channels/tokens")
+async def list_tokens(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    service = request.app[SERVICE]
+    tokens = await service.list_tokens(project)
+    return ok({"tokens": [token_json(t, await service.is_online(t.id)) for t in tokens]})
+
+
+@routes.get("/v1/channels/tokens/{token}")
+async def get_token(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    service = request.app[SERVICE]
+    token = await service.get_token(project, request.match_info["token"])
+    return ok({"token": token_json(token, await service.is_online(token.id))})
+
+
+@routes.patch("/v1/channels/tokens/{token}")
+async def update_token(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    service = request.app[SERVICE]
+    body = bodies.decode(await request.read(), bodies.UpdateTokenBody)
+    expires_at = body.expires_at if body.expires_at is not msgspec.UNSET else body.expiresAt
+    token = await service.update_token(
+        project,
+        request.match_info["token"],
+        state=UNCHANGED if body.state is msgspec.UNSET else bodies.optional(body.state),
+        expires_at=UNCHANGED if expires_at is msgspec.UNSET else expires_at,
+    )
+    return ok({"token": token_json(token, await service.is_online(token.id))})
+
+
+@routes.delete("/v1/channels/tokens/{token}")
+async def delete_token(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    await request.app[SERVICE].delete_token(project, request.match_info["token"])
+    return ok()
+
+
+@routes.post("/v1/channels/tokens/{token}/messages")
+async def direct_message(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    body = bodies.decode(await request.read(), bodies.MessageBody)
+    await request.app[SERVICE].direct_message(project, request.match_info["token"], body.e, body.d)
+    return ok()

@@ -1,0 +1,95 @@
+"""What the service tells every node: the events the broker carries.
+
+Each is a msgspec Struct with a tag, so the Redis broker can send them as JSON and the
+in-process broker can hand them over as they are.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class ChannelMessage(msgspec.Struct, tag=True, frozen=True):
+    """A message published to a channel: MESSAGE to its subscribers."""
+
+    project_id: str
+    channel_id: str
+    event: str
+    data: msgspec.Raw
+    exclude_cid: str | None = None
+    """The connection that published it from a client, which does not get it back."""
+
+
+class DirectMessage(msgspec.Struct, tag=True, frozen=True):
+    """DIRECT_MESSAGE to every connection of a token."""
+
+    project_id: str
+    token_id: str
+    event: str
+    data: msgspec.Raw
+
+
+class ChannelStateChanged(msgspec.Struct, tag=True, frozen=True):
+    """STATE_UPDATE with the full new state to a channel's subscribers."""
+
+    project_id: str
+    channel_id: str
+    state: msgspec.Raw
+
+
+class ChannelDeleted(msgspec.Struct, tag=True, frozen=True):
+    """UNAVAILABLE {graceful: true} to the channel's subscribers, who are dropped."""
+
+    project_id: str
+    channel_id: str
+
+
+class TokenSubscribed(msgspec.Struct, tag=True, frozen=True):
+    """A token was granted a channel: its live connections join it and get AVAILABLE."""
+
+    project_id: str
+    token_id: str
+    channel_id: str
+    channel_type: str
+    state: msgspec.Raw
+    origin_cid: str | None = None
+    """The connection whose SUBSCRIBE made it, which has had its AVAILABLE already."""
+
+
+class TokenUnsubscribed(msgspec.Struct, tag=True, frozen=True):
+    """A token lost a channel: its live connections leave it and get UNAVAILABLE."""
+
+    project_id: str
+    token_id: str
+    channel_id: str
+    origin_cid: str | None = None
+    """The connection whose UNSUBSCRIBE made it, which needs no answer."""
+
+
+class TokenUpdated(msgspec.Struct, tag=True, frozen=True):
+    """TOKEN_STATE_UPDATE to the token's connections; their expiry moves."""
+
+    project_id: str
+    token_id: str
+    state: msgspec.Raw
+    expires_at: str | None
+    state_changed: bool = True
+
+
+class TokenDeleted(msgspec.Struct, tag=True, frozen=True):
+    """The token's connections are closed with 4001."""
+
+    project_id: str
+    token_id: str
+
+
+BrokerEvent = (
+    ChannelMessage
+    | DirectMessage
+    | ChannelStateChanged
+    | ChannelDeleted
+    | TokenSubscribed
+    | TokenUnsubscribed
+    | TokenUpdated
+    | TokenDeleted
+)

@@ -1,0 +1,53 @@
+"""Settings of one node: where it listens, where it keeps state, and its limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Limits of SPEC §4. Every refusal names the limit it hit."""
+
+    max_payload_bytes: int = 64 * KIB
+    """Largest message ``d``, channel state or token state, JSON-encoded."""
+    max_event_name: int = 128
+    """Longest event name, in characters (the shortest is 1)."""
+    client_messages_per_second: float = 50.0
+    """Client-published messages allowed per connection per second (burst of the same size)."""
+    max_connections_per_token: int = 100
+    """Live connections one token may hold on this node."""
+    max_buffered_bytes: int = 4 * MIB
+    """Unsent bytes a connection may have before it is closed with 4000 (slow consumer)."""
+    max_request_bytes: int = 1 * MIB
+    """Largest REST request body."""
+    max_frame_bytes: int = 256 * KIB
+    """Largest WebSocket frame a client may send (larger closes with 1009)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything `switchboard serve` can be told."""
+
+    host: str = "127.0.0.1"
+    port: int = 4000
+    data_dir: Path = Path("switchboard-data")
+    redis_url: str | None = None
+    public_url: str | None = None
+    """Base URL printed at startup and used in links; default ``http://host:port``."""
+    heartbeat_interval_ms: int = 30_000
+    identify_timeout_s: float = 10.0
+    shutdown_grace_s: float = 5.0
+    """How long SIGTERM waits for sockets to finish their close handshake."""
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"

@@ -1,0 +1,314 @@
+"""The Leap gateway: WebSocket I/O around :class:`LeapSession` (at ``/ws`` and ``/1.0/ws``).
+
+Each socket gets a session (the protocol, no I/O) and a :class:`GatewayConnection` (its
+place in the hub). The reader task feeds frames to the session and carries out the
+session's events through the service, one frame at a time, so a client's frames are
+handled in the order it sent them. One sweeper task ticks every session once a second
+for deadlines and probes, instead of a timer per socket.
+
+Every frame to a client is written straight to the socket's transport: the session's
+replies here, broadcasts by the hub. Nothing awaits a slow reader; the hub closes a
+socket whose buffer passes the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from switchboard.exceptions import APIError, RateLimited, Unauthorized
+from switchboard.server import ids
+from switchboard.server.clock import parse_iso
+from switchboard.server.config import Settings
+from switchboard.server.hub import Connection, Hub, leap_channel
+from switchboard.server.protocol import frames
+from switchboard.server.protocol.frames import CloseCode
+from switchboard.server.protocol.session import (
+    ClientPublish,
+    Identify,
+    LeapSession,
+    SessionLimits,
+    SessionState,
+    Subscribe,
+    Unsubscribe,
+)
+from switchboard.server.service import Identity, Service
+
+log = logging.getLogger("switchboard.gateway")
+
+_cid_counter = itertools.count(1)
+_cid_prefix = secrets.token_hex(3)
+
+
+def _new_cid() -> str:
+    return f"{_cid_prefix}-{next(_cid_counter)}"
+
+
+class GatewayConnection(Connection):
+    """A hub connection that knows its socket, so it can close and expire."""
+
+    __slots__ = ("_close_task", "_expiry_timer", "identity", "session", "ws")
+
+    def __init__(self, gateway: Gateway, ws: web.WebSocketResponse, session: LeapSession,
+                 transport: Any, compressed: bool) -> None:
+        super().__init__(
+            gateway.hub, transport, cid=_new_cid(), project_id="", token_id=None,
+            scope="noauth", compressed=compressed,
+        )
+        self.ws = ws
+        self.session = session
+        self.identity: Identity | None = None
+        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._close_task: asyncio.Task[None] | None = None
+
+    def flush(self) -> None:
+        """Write what the session queued, then close if it decided to."""
+        for payload in self.session.data_to_send():
+            self.send_payload(payload)
+        if self.session.state is SessionState.CLOSED and not self.closing:
+            assert self.session.close_code is not None
+            self.close(self.session.close_code, self.session.close_reason)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.session.close(code, reason)
+        self.hub.detach(self)
+        self._cancel_expiry()
+        log.info("connection closing", extra={"cid": self.cid, "code": code, "reason": reason})
+        self._close_task = asyncio.get_running_loop().create_task(self._close_socket(code, reason))
+
+    async def _close_socket(self, code: int, reason: str) -> None:
+        transport = self.transport
+        # A peer that never reads never answers the close frame either: cut it off
+        # after a grace period instead of holding its buffer forever.
+        asyncio.get_running_loop().call_later(_CLOSE_GRACE_S, transport.abort)  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=reason.encode()[:120], drain=False),
+                _CLOSE_GRACE_S,
+            )
+
+    async def wait_closed(self) -> None:
+        if self._close_task is not None:
+            await self._close_task
+
+    def expiry_changed(self, expires_at: str | None) -> None:
+        self._cancel_expiry()
+        if expires_at is None:
+            return
+        delay = (parse_iso(expires_at) - datetime.now(UTC)).total_seconds()
+        if delay <= 0:
+            self.close(CloseCode.INVALID_AUTH, "token expired")
+            return
+        self._expiry_timer = asyncio.get_running_loop().call_later(
+            delay, self.close, CloseCode.INVALID_AUTH, "token expired"
+        )
+
+    def _cancel_expiry(self) -> None:
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+
+
+_CLOSE_GRACE_S = 5.0
+
+
+class Gateway:
+    """Accepts Leap sockets; see the module docstring."""
+
+    def __init__(self, service: Service, hub: Hub, settings: Settings) -> None:
+        self.service = service
+        self.hub = hub
+        self.settings = settings
+        limits = settings.limits
+        self.session_limits = SessionLimits(
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            identify_timeout_s=settings.identify_timeout_s,
+            max_payload_bytes=limits.max_payload_bytes,
+            max_event_name=limits.max_event_name,
+            messages_per_second=limits.client_messages_per_second,
+        )
+        self._live: dict[str, GatewayConnection] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self.accepting = True
+
+    def stats(self) -> dict[str, int]:
+        return {"sockets": len(self._live)}
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            now = loop.time()
+            for conn in list(self._live.values()):
+                conn.session.tick(now)
+                conn.flush()
+
+    async def shutdown(self, grace: float) -> None:
+        """Close every socket with 1001 (clients reconnect) and wait up to ``grace``."""
+        self.accepting = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        conns = list(self._live.values())
+        for conn in conns:
+            conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        if conns:
+            await asyncio.wait(
+                [asyncio.ensure_future(c.wait_closed()) for c in conns], timeout=grace
+            )
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp handler for ``/ws`` and ``/1.0/ws``."""
+        limits = self.settings.limits
+        ws = web.WebSocketResponse(
+            autoping=True, max_msg_size=limits.max_frame_bytes, compress=False, timeout=5.0
+        )
+        if not ws.can_prepare(request).ok:
+            raise web.HTTPBadRequest(text="expected a WebSocket upgrade")
+        await ws.prepare(request)
+        transport = request.transport
+        assert transport is not None
+        loop = asyncio.get_running_loop()
+        encoding = request.query.get("encoding", "json")
+        compression = request.query.get("compression", "none")
+        session = LeapSession(now=loop.time(), limits=self.session_limits)
+        conn = GatewayConnection(self, ws, session, transport, compression == "zlib")
+        if not self.accepting:
+            conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        elif encoding != "json" or compression not in ("none", "zlib", ""):
+            conn.close(CloseCode.INVALID_PAYLOAD, "only encoding=json and compression=none|zlib")
+        else:
+            self._live[conn.cid] = conn
+            conn.flush()
+            try:
+                await self._read(conn, ws)
+            finally:
+                self._live.pop(conn.cid, None)
+                self.hub.detach(conn)
+                conn.closing = True
+        await conn.wait_closed()
+        return ws
+
+    async def _read(self, conn: GatewayConnection, ws: web.WebSocketResponse) -> None:
+        loop = asyncio.get_running_loop()
+        session = conn.session
+        async for msg in ws:
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                session.receive_text(msg.data, loop.time())
+            else:
+                break
+            for event in session.events_received():
+                if conn.closing:
+                    break
+                await self._carry_out(conn, event)
+            conn.flush()
+            if conn.closing:
+                break
+
+    async def _carry_out(self, conn: GatewayConnection, event: Any) -> None:
+        session = conn.session
+        try:
+            if isinstance(event, Identify):
+                await self._identify(conn, event)
+            elif isinstance(event, Subscribe):
+                await self._subscribe(conn, event.channel)
+            elif isinstance(event, Unsubscribe):
+                assert conn.identity is not None
+                self.hub.leave(conn, event.channel)
+                await self.service.unsubscribe(conn.identity, event.channel, conn.cid)
+            elif isinstance(event, ClientPublish):
+                assert conn.identity is not None
+                if event.channel not in conn.channels:
+                    session.send(frames.error_dispatch(
+                        event.channel, "forbidden", "subscribe to the channel before publishing"
+                    ))
+                    return
+                await self.service.client_publish(
+                    conn.identity, event.channel, event.event, event.data, conn.cid
+                )
+        except APIError as exc:
+            channel = getattr(event, "channel", None)
+            session.send(frames.error_dispatch(channel, exc.code, exc.message))
+
+    async def _identify(self, conn: GatewayConnection, event: Identify) -> None:
+        session = conn.session
+        try:
+            identity = await self.service.identify(event.project_id, event.token)
+        except Unauthorized as exc:
+            log.info("identify refused", extra={
+                "cid": conn.cid, "project": event.project_id,
+                "token": ids.redact(event.token), "reason": exc.message,
+            })
+            session.close(CloseCode.INVALID_AUTH, exc.message)
+            return
+        except RateLimited as exc:
+            session.close(CloseCode.UNKNOWN_ERROR, exc.message)
+            return
+        channels = await self.service.token_subscriptions(identity)
+        count, metadata = 1, None
+        if identity.token is not None:
+            # Counted before this connection is attached, hence the + 1.
+            count = await self.service.broker.token_connections(identity.token.id) + 1
+            metadata = identity.token.state
+        if conn.closing:
+            return
+        # From here to the INIT no await: no broadcast can slip in ahead of it.
+        conn.identity = identity
+        conn.project_id = identity.project.id
+        conn.token_id = identity.token_id
+        conn.scope = identity.scope
+        self.hub.attach(conn)
+        for channel in channels:
+            self.hub.join(conn, channel.id)
+        if identity.token is not None:
+            conn.expiry_changed(identity.token.expires_at)
+        session.accept({
+            "cid": conn.cid,
+            "connection_count": count,
+            "metadata": metadata,
+            "scope": identity.scope,
+            "channels": [
+                leap_channel(c.project_id, c.id, c.type.value, c.state) for c in channels
+            ],
+        })
+        conn.flush()
+        log.info("connection identified", extra={
+            "cid": conn.cid, "project": conn.project_id, "scope": conn.scope,
+            "token": ids.redact(conn.token_id),
+        })
+
+    async def _subscribe(self, conn: GatewayConnection, channel_id: str) -> None:
+        assert conn.identity is not None
+        result = await self.service.subscribe(conn.identity, channel_id, conn.cid)
+        if conn.closing:
+            return
+        channel = result.channel
+        if channel is None:
+            conn.session.send(frames.dispatch(
+                channel_id, "UNAVAILABLE",
+                {"graceful": False, "error_code": result.error_code}, unicast=True,
+            ))
+            return
+        # Join and answer with no await in between: no broadcast can slip ahead of AVAILABLE.
+        self.hub.join(conn, channel.id)
+        conn.session.send(frames.dispatch(
+            channel.id, "AVAILABLE",
+            {"channel": leap_channel(channel.project_id, channel.id, channel.type.value,
+                                     channel.state)},
+            unicast=True,
+        ))
+        conn.flush()

@@ -1,0 +1,342 @@
+"""`Hub`: this node's live connections, by channel and by token, and the fan-out.
+
+The hot path (DESIGN §3): a publish is encoded once per wire variant (JSON text, and
+zlib binary if anyone asked for it), then the same bytes are written to every
+subscriber's transport in one pass, with no ``await`` per recipient. Per-channel order
+is publish order because nothing yields between the writes.
+
+Backpressure policy ``close_slow``: a connection whose unsent bytes pass
+``max_buffered_bytes`` is closed with 4000 at once; nobody else waits for it. The count
+is in :meth:`Hub.stats`.
+
+The hub knows nothing of HTTP, storage or the Leap handshake; the gateway gives it
+:class:`Connection` objects and the broker gives it events.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+
+from switchboard.server.broker import events as ev
+from switchboard.server.protocol import frames
+from switchboard.server.protocol.frames import CloseCode
+
+_TEXT = 0x1
+_BINARY = 0x2
+
+
+def ws_frame(payload: bytes, opcode: int) -> bytes:
+    """One unmasked, unfragmented WebSocket frame (a server never masks)."""
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x80 | opcode, n))
+    elif n < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 127, n)
+    return header + payload
+
+
+class Outgoing:
+    """One server frame, built lazily once per wire variant and shared by every recipient."""
+
+    __slots__ = ("_text", "_zlib", "payload")
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self._text: bytes | None = None
+        self._zlib: bytes | None = None
+
+    def wire(self, compressed: bool) -> bytes:
+        if compressed:
+            if self._zlib is None:
+                self._zlib = ws_frame(zlib.compress(self.payload), _BINARY)
+            return self._zlib
+        if self._text is None:
+            self._text = ws_frame(self.payload, _TEXT)
+        return self._text
+
+
+class Transport(Protocol):
+    """The slice of :class:`asyncio.Transport` a connection writes through."""
+
+    def write(self, data: bytes) -> None: ...
+    def get_write_buffer_size(self) -> int: ...
+    def is_closing(self) -> bool: ...
+
+
+class Connection:
+    """One identified Leap connection, as the hub sees it.
+
+    The gateway subclasses it to say how a close and an expiry change are carried out.
+    """
+
+    __slots__ = (
+        "channels",
+        "cid",
+        "closing",
+        "compressed",
+        "hub",
+        "project_id",
+        "scope",
+        "token_id",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        hub: Hub,
+        transport: Transport,
+        *,
+        cid: str,
+        project_id: str,
+        token_id: str | None,
+        scope: str,
+        compressed: bool,
+    ) -> None:
+        self.hub = hub
+        self.transport = transport
+        self.cid = cid
+        self.project_id = project_id
+        self.token_id = token_id
+        self.scope = scope
+        """``token``, ``project`` or ``noauth``."""
+        self.compressed = compressed
+        self.channels: set[str] = set()
+        self.closing = False
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.cid} {self.scope} channels={len(self.channels)}>"
+
+    def send(self, frame: Outgoing) -> None:
+        """Write one frame now; close with 4000 if the peer is too far behind."""
+        if self.closing:
+            return
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(frame.wire(self.compressed))
+        if transport.get_write_buffer_size() > self.hub.max_buffered_bytes:
+            self.hub.closed_slow += 1
+            self.close(CloseCode.UNKNOWN_ERROR, "slow consumer: too many unsent bytes")
+
+    def send_payload(self, payload: bytes) -> None:
+        self.send(Outgoing(payload))
+
+    def close(self, code: int, reason: str) -> None:
+        """Close with ``code``. Overridden by the gateway; the base only stops writes."""
+        self.closing = True
+
+    def expiry_changed(self, expires_at: str | None) -> None:
+        """The token's ``expires_at`` changed. Overridden by the gateway."""
+
+
+@dataclass(frozen=True, slots=True)
+class HubStats:
+    connections: int
+    tokens_online: int
+    channels_with_subscribers: int
+    subscriptions: int
+    pending_bytes: int
+    messages_published: int
+    deliveries: int
+    closed_slow: int
+
+
+def leap_channel(project_id: str, channel_id: str, channel_type: str, state: Any) -> dict[str, Any]:
+    """The LeapChannel object of INIT and AVAILABLE."""
+    return {
+        "id": channel_id,
+        "project_id": project_id,
+        "type": channel_type,
+        "state": state,
+        "capabilities": 0,
+    }
+
+
+_UNAVAILABLE_GRACEFUL = msgspec.json.encode({"graceful": True})
+
+
+class Hub:
+    """See the module docstring."""
+
+    def __init__(self, *, max_buffered_bytes: int) -> None:
+        self.max_buffered_bytes = max_buffered_bytes
+        self.connections: dict[str, Connection] = {}
+        self._by_channel: dict[tuple[str, str], set[Connection]] = {}
+        self._by_token: dict[str, set[Connection]] = {}
+        self.messages_published = 0
+        self.deliveries = 0
+        self.closed_slow = 0
+
+    # Membership.
+
+    def attach(self, conn: Connection) -> None:
+        self.connections[conn.cid] = conn
+        if conn.token_id is not None:
+            self._by_token.setdefault(conn.token_id, set()).add(conn)
+
+    def detach(self, conn: Connection) -> None:
+        if self.connections.pop(conn.cid, None) is None:
+            return
+        for channel_id in conn.channels:
+            self._discard(self._by_channel, (conn.project_id, channel_id), conn)
+        conn.channels.clear()
+        if conn.token_id is not None:
+            self._discard(self._by_token, conn.token_id, conn)
+
+    def join(self, conn: Connection, channel_id: str) -> None:
+        if conn.cid not in self.connections:
+            return
+        conn.channels.add(channel_id)
+        self._by_channel.setdefault((conn.project_id, channel_id), set()).add(conn)
+
+    def leave(self, conn: Connection, channel_id: str) -> bool:
+        if channel_id not in conn.channels:
+            return False
+        conn.channels.discard(channel_id)
+        self._discard(self._by_channel, (conn.project_id, channel_id), conn)
+        return True
+
+    @staticmethod
+    def _discard(index: dict[Any, set[Connection]], key: Any, conn: Connection) -> None:
+        members = index.get(key)
+        if members is not None:
+            members.discard(conn)
+            if not members:
+                del index[key]
+
+    # Presence.
+
+    def token_connections(self, token_id: str) -> int:
+        return len(self._by_token.get(token_id, ()))
+
+    def channel_connections(self, project_id: str, channel_id: str) -> int:
+        members = self._by_channel.get((project_id, channel_id), ())
+        return sum(1 for conn in members if conn.scope != "project")
+
+    def token_ids(self) -> list[str]:
+        return list(self._by_token)
+
+    # Fan-out.
+
+    def broadcast(
+        self, project_id: str, channel_id: str, payload: bytes, exclude_cid: str | None = None
+    ) -> int:
+        """Write one dispatch to every subscriber of a channel; return how many got it."""
+        members = self._by_channel.get((project_id, channel_id))
+        if not members:
+            return 0
+        frame = Outgoing(payload)
+        count = 0
+        # A slow consumer is closed (and leaves the set) while we iterate: copy first.
+        for conn in list(members):
+            if conn.cid != exclude_cid:
+                conn.send(frame)
+                count += 1
+        self.deliveries += count
+        return count
+
+    def _to_token(self, token_id: str, payload: bytes, skip_cid: str | None = None) -> None:
+        frame = Outgoing(payload)
+        for conn in list(self._by_token.get(token_id, ())):
+            if conn.cid != skip_cid:
+                conn.send(frame)
+
+    def _token_members(self, project_id: str, token_id: str) -> Iterable[Connection]:
+        return [c for c in self._by_token.get(token_id, ()) if c.project_id == project_id]
+
+    def handle(self, event: ev.BrokerEvent) -> None:
+        """Carry out one broker event on this node."""
+        if isinstance(event, ev.ChannelMessage):
+            self.messages_published += 1
+            payload = frames.dispatch(
+                event.channel_id,
+                "MESSAGE",
+                {"e": event.event, "d": event.data},
+                unicast=False,
+            )
+            self.broadcast(event.project_id, event.channel_id, payload, event.exclude_cid)
+        elif isinstance(event, ev.DirectMessage):
+            payload = frames.dispatch(
+                None, "DIRECT_MESSAGE", {"e": event.event, "d": event.data}, unicast=False
+            )
+            frame = Outgoing(payload)
+            for conn in self._token_members(event.project_id, event.token_id):
+                conn.send(frame)
+                self.deliveries += 1
+        elif isinstance(event, ev.ChannelStateChanged):
+            payload = frames.dispatch(
+                event.channel_id, "STATE_UPDATE", {"state": event.state}, unicast=False
+            )
+            self.broadcast(event.project_id, event.channel_id, payload)
+        elif isinstance(event, ev.ChannelDeleted):
+            key = (event.project_id, event.channel_id)
+            payload = frames.dispatch(
+                event.channel_id, "UNAVAILABLE", msgspec.Raw(_UNAVAILABLE_GRACEFUL), unicast=False
+            )
+            frame = Outgoing(payload)
+            for conn in list(self._by_channel.get(key, ())):
+                self.leave(conn, event.channel_id)
+                conn.send(frame)
+        elif isinstance(event, ev.TokenSubscribed):
+            payload = frames.dispatch(
+                event.channel_id,
+                "AVAILABLE",
+                {
+                    "channel": leap_channel(
+                        event.project_id, event.channel_id, event.channel_type, event.state
+                    )
+                },
+                unicast=False,
+            )
+            frame = Outgoing(payload)
+            for conn in self._token_members(event.project_id, event.token_id):
+                if conn.cid == event.origin_cid:
+                    continue
+                self.join(conn, event.channel_id)
+                conn.send(frame)
+        elif isinstance(event, ev.TokenUnsubscribed):
+            payload = frames.dispatch(
+                event.channel_id, "UNAVAILABLE", msgspec.Raw(_UNAVAILABLE_GRACEFUL), unicast=False
+            )
+            frame = Outgoing(payload)
+            for conn in self._token_members(event.project_id, event.token_id):
+                if self.leave(conn, event.channel_id) and conn.cid != event.origin_cid:
+                    conn.send(frame)
+        elif isinstance(event, ev.TokenUpdated):
+            payload = frames.dispatch(
+                None, "TOKEN_STATE_UPDATE", {"state": event.state}, unicast=False
+            )
+            frame = Outgoing(payload)
+            for conn in self._token_members(event.project_id, event.token_id):
+                if event.state_changed:
+                    conn.send(frame)
+                conn.expiry_changed(event.expires_at)
+        elif isinstance(event, ev.TokenDeleted):
+            for conn in self._token_members(event.project_id, event.token_id):
+                conn.close(CloseCode.INVALID_AUTH, "token deleted")
+
+    def close_all(self, code: int, reason: str) -> None:
+        for conn in list(self.connections.values()):
+            conn.close(code, reason)
+
+    def stats(self) -> HubStats:
+        return HubStats(
+            connections=len(self.connections),
+            tokens_online=len(self._by_token),
+            channels_with_subscribers=len(self._by_channel),
+            subscriptions=sum(len(m) for m in self._by_channel.values()),
+            pending_bytes=sum(
+                c.transport.get_write_buffer_size() for c in self.connections.values()
+            ),
+            messages_published=self.messages_published,
+            deliveries=self.deliveries,
+            closed_slow=self.closed_slow,
+        )

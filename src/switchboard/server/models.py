@@ -1,0 +1,63 @@
+"""The records Switchboard keeps, as the store hands them out.
+
+State is kept as the JSON bytes it arrived as (``msgspec.Raw``): the REST API and the
+gateway splice it into their output without decoding and re-encoding it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+EMPTY_STATE = msgspec.Raw(b"{}")
+
+
+class ChannelType(str, enum.Enum):
+    """Who may subscribe to a channel (SPEC §1)."""
+
+    UNPROTECTED = "unprotected"
+    """Anyone who knows the ID, token or not."""
+    PUBLIC = "public"
+    """Any connection identified with a token of the project."""
+    PRIVATE = "private"
+    """Only tokens granted a subscription by the server API."""
+
+
+class Project(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    created_at: str
+
+
+class ProjectTokenInfo(msgspec.Struct, frozen=True):
+    """A project token as stored: its hash, never its secret."""
+
+    id: str
+    project_id: str
+    hint: str
+    created_at: str
+    revoked_at: str | None = None
+
+
+class Channel(msgspec.Struct, frozen=True):
+    project_id: str
+    id: str
+    type: ChannelType
+    state: msgspec.Raw
+    created_at: str
+
+
+class Token(msgspec.Struct, frozen=True):
+    project_id: str
+    id: str
+    state: msgspec.Raw
+    created_at: str
+    expires_at: str | None = None
+
+
+class Page(msgspec.Struct, frozen=True):
+    """One page of a listing and the size of the whole listing."""
+
+    items: list[Channel]
+    total: int

@@ -1,0 +1,137 @@
+"""`Node`: one running Switchboard server, assembled from its parts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from switchboard import __version__
+from switchboard.exceptions import Unavailable
+from switchboard.server.api import build_app
+from switchboard.server.broker import Broker, LocalBroker
+from switchboard.server.config import Settings
+from switchboard.server.gateway import Gateway
+from switchboard.server.hub import Hub
+from switchboard.server.models import Project
+from switchboard.server.service import Service
+from switchboard.server.store import SqliteStore, Store
+
+log = logging.getLogger("switchboard.node")
+
+
+def open_store(settings: Settings) -> Store:
+    """The store ``settings`` ask for (the command line uses this too)."""
+    if settings.redis_url:
+        raise Unavailable("--redis is not available yet: this build has the SQLite store only")
+    return SqliteStore(settings.data_dir)
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """What the first start on an empty store created."""
+
+    project: Project
+    project_token: str
+
+
+class Node:
+    """Store, broker, hub, service, gateway and HTTP server, started and stopped together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store: Store = open_store(settings)
+        self.hub = Hub(max_buffered_bytes=settings.limits.max_buffered_bytes)
+        self.broker: Broker = LocalBroker(self.hub)
+        self.service = Service(self.store, self.broker, settings.limits)
+        self.gateway = Gateway(self.service, self.hub, settings)
+        self.app = build_app(self.service, self.gateway, max_body=settings.limits.max_request_bytes)
+        self._runner: web.AppRunner | None = None
+        self.port = settings.port
+        self.bootstrap: Bootstrap | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = self.settings.host
+        host = f"[{host}]" if ":" in host else host
+        return self.settings.public_url or f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.broker.start()
+        if not await self.store.list_projects():
+            project, secret = await self.service.create_project("default")
+            self.bootstrap = Bootstrap(project, secret)
+        await self.gateway.start()
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.settings.host, self.settings.port))
+        self.port = sock.getsockname()[1]
+        site = web.SockSite(self._runner, sock, backlog=4096)
+        await site.start()
+        log.info("listening", extra={"url": self.base_url, "store": repr(self.store)})
+
+    async def stop(self) -> None:
+        """Close sockets with 1001 (clients reconnect elsewhere), then everything else."""
+        log.info("shutting down")
+        await self.gateway.shutdown(self.settings.shutdown_grace_s)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.broker.stop()
+        await self.store.close()
+        log.info("stopped")
+
+    def banner(self) -> str:
+        url = self.base_url
+        ws_url = url.replace("http", "ws", 1)
+        lines = [
+            f"Switchboard {__version__} is running.",
+            f"  REST API:   {url}/v1",
+            f"  WebSocket:  {ws_url}/ws",
+            f"  Console:    {url}/console",
+            f"  Store:      {self.store!r}",
+        ]
+        if self.bootstrap is not None:
+            lines += [
+                "",
+                'First start on an empty store: created the project "default".',
+                f"  Project ID:     {self.bootstrap.project.id}",
+                f"  Project token:  {self.bootstrap.project_token}",
+                "  The project token is shown once. Keep it secret; it is stored only as a hash.",
+            ]
+        return "\n".join(lines)
+
+
+async def serve(settings: Settings) -> None:
+    """Run a node until SIGTERM or SIGINT, then shut down gracefully."""
+    node = Node(settings)
+    await node.start()
+    print(node.banner(), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await node.stop()
+
+
+def run(settings: Settings) -> None:
+    """Serve on uvloop when it is installed, else on the standard asyncio loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings))
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve(settings))

@@ -1,0 +1,10 @@
+"""Durable state: projects, project tokens, channels with state, tokens, subscriptions.
+
+:class:`Store` is the interface; :class:`SqliteStore` the embedded implementation.
+One contract test suite (``tests/store``) runs against every implementation.
+"""
+
+from switchboard.server.store.base import UNCHANGED, Store, Unchanged
+from switchboard.server.store.sqlite import SqliteStore
+
+__all__ = ["UNCHANGED", "SqliteStore", "Store", "Unchanged"]

@@ -1,0 +1,106 @@
+"""The `Store` interface every backend implements."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Protocol
+
+import msgspec
+
+from switchboard.server.models import Channel, Page, Project, ProjectTokenInfo, Token
+
+
+class Unchanged(enum.Enum):
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Unchanged.UNCHANGED
+"""Passed for a field an update leaves as it is."""
+
+
+class Store(Protocol):
+    """Durable state. Every method is one atomic operation: it happens whole or not at all.
+
+    Lookups are scoped to a project: a channel or token of another project is simply
+    not found. Methods raise :class:`switchboard.exceptions.NotFound` or
+    :class:`~switchboard.exceptions.Conflict` where they say so, and
+    :class:`~switchboard.exceptions.Unavailable` when the backend cannot be reached.
+    """
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None:
+        """Raise if the store cannot serve requests right now."""
+
+    # Projects and project tokens.
+    async def create_project(self, name: str) -> Project:
+        """Raises Conflict if a project has this name."""
+
+    async def get_project(self, project_id: str) -> Project | None: ...
+    async def list_projects(self) -> list[Project]: ...
+    async def add_project_token(self, project_id: str, secret_hash: str, hint: str) -> ProjectTokenInfo:
+        """Raises NotFound if there is no such project."""
+
+    async def find_project_token(self, secret_hash: str) -> ProjectTokenInfo | None:
+        """The unrevoked project token with this hash, or None."""
+
+    async def list_project_tokens(self, project_id: str) -> list[ProjectTokenInfo]: ...
+    async def revoke_project_token(self, token_id: str) -> bool:
+        """False if there was no such unrevoked token."""
+
+    # Channels.
+    async def create_channel(self, channel: Channel) -> Channel:
+        """Raises Conflict if the project has a channel with this ID."""
+
+    async def get_channel(self, project_id: str, channel_id: str) -> Channel | None: ...
+    async def list_channels(
+        self, project_id: str, *, offset: int, limit: int, sort_by: str, descending: bool
+    ) -> Page: ...
+    async def delete_channel(self, project_id: str, channel_id: str) -> list[str]:
+        """Delete the channel and its subscriptions; return the tokens that were subscribed.
+
+        Raises NotFound if there is no such channel.
+        """
+
+    async def set_channel_state(self, project_id: str, channel_id: str, state: msgspec.Raw) -> None:
+        """Replace the state. Raises NotFound."""
+
+    async def patch_channel_state(
+        self, project_id: str, channel_id: str, partial: dict[str, Any], max_bytes: int
+    ) -> msgspec.Raw:
+        """Merge ``partial`` into the state's top level; return the new state.
+
+        Raises NotFound, or PayloadTooLarge (changing nothing) if the result would be
+        over ``max_bytes``.
+        """
+
+    # Tokens.
+    async def create_token(self, token: Token) -> Token: ...
+    async def get_token(self, project_id: str, token_id: str) -> Token | None: ...
+    async def get_token_any_project(self, token_id: str) -> Token | None:
+        """For the gateway: the token whatever its project (the caller checks the project)."""
+
+    async def list_tokens(self, project_id: str) -> list[Token]: ...
+    async def update_token(
+        self,
+        project_id: str,
+        token_id: str,
+        *,
+        state: msgspec.Raw | Unchanged = UNCHANGED,
+        expires_at: str | None | Unchanged = UNCHANGED,
+    ) -> Token:
+        """Raises NotFound."""
+
+    async def delete_token(self, project_id: str, token_id: str) -> None:
+        """Delete the token and its subscriptions. Raises NotFound."""
+
+    # Subscriptions (token <-> channel, durable).
+    async def add_subscription(self, project_id: str, channel_id: str, token_id: str) -> bool:
+        """True if it is new. Raises NotFound if the channel or the token does not exist."""
+
+    async def remove_subscription(self, project_id: str, channel_id: str, token_id: str) -> bool:
+        """True if there was one."""
+
+    async def is_subscribed(self, project_id: str, channel_id: str, token_id: str) -> bool: ...
+    async def channel_tokens(self, project_id: str, channel_id: str) -> list[Token]: ...
+    async def token_channels(self, project_id: str, token_id: str) -> list[Channel]: ...

@@ -1,0 +1,178 @@
+"""Fixtures shared by every test directory: real servers on free ports.
+
+``node``: a server in the test's own event loop (real sockets on 127.0.0.1, a real
+SQLite file), with a fresh project and its project token. Cheap: start one per test.
+
+``spawn_server``: a real ``switchboard serve`` process, for what only a process shows
+(the command line, the banner, SIGTERM, ``kill -9`` and a restart).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from switchboard.server.config import Limits, Settings
+from switchboard.server.node import Node
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """How to reach a running server, and the project made for the test."""
+
+    base_url: str
+    project_id: str
+    project_token: str
+    node: Node | None = None
+    process: subprocess.Popen[str] | None = None
+    data_dir: Path | None = None
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def api(self) -> str:
+        return self.base_url + "/v1"
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http", "ws", 1) + "/ws"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": self.project_token}
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    limits = overrides.pop("limits", None) or Limits()
+    base: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "data_dir": data_dir,
+        "heartbeat_interval_ms": 30_000,
+        "shutdown_grace_s": 2.0,
+        "limits": limits,
+    }
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+async def start_node(data_dir: Path, **overrides: object) -> Server:
+    node = Node(make_settings(data_dir, **overrides))
+    await node.start()
+    assert node.bootstrap is not None, "a fresh data dir makes the default project"
+    return Server(
+        node.base_url,
+        node.bootstrap.project.id,
+        node.bootstrap.project_token,
+        node=node,
+        data_dir=data_dir,
+    )
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Server]:
+    server = await start_node(tmp_path / "data")
+    try:
+        yield server
+    finally:
+        assert server.node is not None
+        await server.node.stop()
+
+
+_BANNER_ID = re.compile(r"Project ID:\s+(\S+)")
+_BANNER_TOKEN = re.compile(r"Project token:\s+(\S+)")
+
+
+def switchboard_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "switchboard.server.cli", *args]
+
+
+def launch(
+    data_dir: Path,
+    *extra: str,
+    port: int | None = None,
+    credentials: tuple[str, str] | None = None,
+) -> Server:
+    """Start ``switchboard serve`` and wait until it answers /healthz.
+
+    On a fresh data dir the project ID and token come from the banner; on a restart
+    pass the earlier ones as ``credentials``.
+    """
+    import httpx
+
+    fresh = not (data_dir / "switchboard.sqlite3").exists()
+    port = port or free_port()
+    proc = subprocess.Popen(
+        switchboard_cmd("serve", "--port", str(port), "--data", str(data_dir), *extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    output: list[str] = []
+    # The banner is printed once the socket listens. Its "Store:" line ends it on a
+    # restart; a first start adds five lines about the project it created.
+    while not output or "Store:" not in output[-1]:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"server exited with {proc.wait()}: {''.join(output)}")
+        output.append(line)
+    if fresh:
+        output += [proc.stdout.readline() for _ in range(5)]
+        text = "".join(output)
+        project, token = _BANNER_ID.search(text), _BANNER_TOKEN.search(text)
+        assert project and token, text
+        credentials = (project.group(1), token.group(1))
+    project_id, project_token = credentials or ("", "")
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client() as client:
+        assert client.get(base + "/healthz").status_code == 200
+    return Server(base, project_id, project_token, process=proc, data_dir=data_dir, output=output)
+
+
+def stop(server: Server, sig: int = signal.SIGTERM) -> int:
+    assert server.process is not None
+    server.process.send_signal(sig)
+    code = server.process.wait(timeout=20)
+    if server.process.stdout:
+        server.process.stdout.close()
+    return code
+
+
+@pytest.fixture
+def spawn_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """``spawn_server(data_dir=None, *args)`` starts a server process; all are stopped after."""
+    started: list[Server] = []
+
+    def spawn(
+        data_dir: Path | None = None,
+        *extra: str,
+        port: int | None = None,
+        credentials: tuple[str, str] | None = None,
+    ) -> Server:
+        server = launch(data_dir or tmp_path / "data", *extra, port=port, credentials=credentials)
+        started.append(server)
+        return server
+
+    yield spawn
+    for server in started:
+        if server.process is not None and server.process.poll() is None:
+            stop(server, signal.SIGKILL)
