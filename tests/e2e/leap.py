@@ -1,0 +1,94 @@
+"""A bare Leap client for tests: raw frames over a real WebSocket, nothing hidden."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+WAIT = 5.0
+
+
+class Leap:
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.hello: dict[str, Any] = {}
+        self.init: dict[str, Any] = {}
+
+    async def send(self, frame: dict[str, Any] | str) -> None:
+        await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
+
+    async def recv(self, timeout: float = WAIT) -> dict[str, Any]:
+        data = await asyncio.wait_for(self.ws.recv(), timeout)
+        if isinstance(data, bytes):
+            data = zlib.decompress(data).decode()
+        frame: dict[str, Any] = json.loads(data)
+        return frame
+
+    async def dispatch(self, event: str | None = None, timeout: float = WAIT) -> dict[str, Any]:
+        """The next dispatch (op 0), skipping heartbeat frames; ``event`` if given must match."""
+        while True:
+            frame = await self.recv(timeout)
+            if frame["op"] == 0:
+                d: dict[str, Any] = frame["d"]
+                assert set(d) == {"c", "u", "e", "d"}, d
+                if event is not None:
+                    assert d["e"] == event, d
+                return d
+
+    async def identify(self, project_id: str, token: str | None = None) -> dict[str, Any]:
+        self.hello = await self.recv()
+        assert self.hello["op"] == 1
+        d: dict[str, Any] = {"project_id": project_id}
+        if token is not None:
+            d["token"] = token
+        await self.send({"op": 2, "d": d})
+        init = await self.dispatch("INIT")
+        assert init["c"] is None and init["u"] is True
+        self.init = init["d"]
+        return self.init
+
+    async def subscribe(self, channel: str) -> dict[str, Any]:
+        await self.send({"op": 0, "d": {"c": channel, "e": "SUBSCRIBE", "d": None}})
+        return await self.dispatch()
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self.send({"op": 0, "d": {"c": channel, "e": "UNSUBSCRIBE", "d": None}})
+
+    async def publish(self, channel: str, event: str, data: Any) -> None:
+        await self.send({"op": 0, "d": {"c": channel, "e": "MESSAGE",
+                                        "d": {"e": event, "d": data}}})
+
+    async def closed(self, timeout: float = WAIT) -> tuple[int | None, str]:
+        """Read until the server closes; return its close code and reason."""
+        try:
+            while True:
+                await asyncio.wait_for(self.ws.recv(), timeout)
+        except websockets.ConnectionClosed as exc:
+            rcvd = exc.rcvd
+            return (rcvd.code, rcvd.reason) if rcvd else (None, "")
+
+    async def nothing(self, within: float = 0.3) -> None:
+        """Assert no dispatch arrives within ``within`` seconds (heartbeats aside)."""
+        try:
+            frame = await self.dispatch(timeout=within)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected dispatch {frame}")
+
+
+@asynccontextmanager
+async def leap(url: str, project_id: str | None = None, token: str | None = None,
+               query: str = "") -> AsyncIterator[Leap]:
+    """Open a socket; if ``project_id`` is given, also HELLO → IDENTIFY → INIT."""
+    async with websockets.connect(url + query, max_size=None) as ws:
+        client = Leap(ws)
+        if project_id is not None:
+            await client.identify(project_id, token)
+        yield client
