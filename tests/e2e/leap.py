@@ -62,8 +62,9 @@ class Leap:
         await self.send({"op": 0, "d": {"c": channel, "e": "UNSUBSCRIBE", "d": None}})
 
     async def publish(self, channel: str, event: str, data: Any) -> None:
-        await self.send({"op": 0, "d": {"c": channel, "e": "MESSAGE",
-                                        "d": {"e": event, "d": data}}})
+        await self.send(
+            {"op": 0, "d": {"c": channel, "e": "MESSAGE", "d": {"e": event, "d": data}}}
+        )
 
     async def closed(self, timeout: float = WAIT) -> tuple[int | None, str]:
         """Read until the server closes; return its close code and reason."""
@@ -84,8 +85,9 @@ class Leap:
 
 
 @asynccontextmanager
-async def leap(url: str, project_id: str | None = None, token: str | None = None,
-               query: str = "") -> AsyncIterator[Leap]:
+async def leap(
+    url: str, project_id: str | None = None, token: str | None = None, query: str = ""
+) -> AsyncIterator[Leap]:
     """Open a socket; if ``project_id`` is given, also HELLO → IDENTIFY → INIT."""
     async with websockets.connect(url + query, max_size=None) as ws:
         client = Leap(ws)

@@ -37,8 +37,9 @@ async def make_token(http: httpx.AsyncClient, state: Any = None, **extra: Any) -
     return token
 
 
-async def make_channel(http: httpx.AsyncClient, channel_id: str, kind: str,
-                       state: Any = None) -> None:
+async def make_channel(
+    http: httpx.AsyncClient, channel_id: str, kind: str, state: Any = None
+) -> None:
     await ok(http.put(f"/channels/{channel_id}", json={"type": kind, "state": state or {}}))
 
 
@@ -55,9 +56,15 @@ async def test_init_for_a_token(node: Server, http: httpx.AsyncClient) -> None:
         assert init["metadata"] == {"userId": "u1"}
         assert init["connection_count"] == 1
         assert init["cid"]
-        assert init["channels"] == [{"id": "game", "project_id": node.project_id,
-                                     "type": "private", "state": {"round": 1},
-                                     "capabilities": 0}]
+        assert init["channels"] == [
+            {
+                "id": "game",
+                "project_id": node.project_id,
+                "type": "private",
+                "state": {"round": 1},
+                "capabilities": 0,
+            }
+        ]
         async with leap(node.ws_url, node.project_id, token) as second:
             assert second.init["connection_count"] == 2
             assert second.init["cid"] != init["cid"]
@@ -83,9 +90,10 @@ async def test_unknown_project_closes_4001(node: Server, project: str) -> None:
 
 async def test_bad_tokens_close_4001(node: Server, http: httpx.AsyncClient) -> None:
     assert node.node is not None
-    other, other_secret = await node.node.service.create_project("other")
-    async with httpx.AsyncClient(base_url=node.api,
-                                 headers={"Authorization": other_secret}) as theirs:
+    _, other_secret = await node.node.service.create_project("other")
+    async with httpx.AsyncClient(
+        base_url=node.api, headers={"Authorization": other_secret}
+    ) as theirs:
         foreign = await make_token(theirs)
     for token in ["leap_token_nope", foreign, "ptk_nope", other_secret, "garbage"]:
         async with leap(node.ws_url) as client:
@@ -135,8 +143,9 @@ async def test_unsupported_encoding_closes_4005(node: Server) -> None:
         assert (await client.closed())[0] == 4005
 
 
-async def test_zlib_compression_sends_binary_zlib_frames(node: Server,
-                                                         http: httpx.AsyncClient) -> None:
+async def test_zlib_compression_sends_binary_zlib_frames(
+    node: Server, http: httpx.AsyncClient
+) -> None:
     await make_channel(http, "z", "unprotected")
     async with websockets.connect(node.ws_url + "?encoding=json&compression=zlib") as ws:
         client = Leap(ws)
@@ -196,8 +205,9 @@ async def test_heartbeats_probe_and_deadline(tmp_path: Path) -> None:
         ("private", "granted", "AVAILABLE"),
     ],
 )
-async def test_access_rules(node: Server, http: httpx.AsyncClient, kind: str, who: str,
-                            expected: str) -> None:
+async def test_access_rules(
+    node: Server, http: httpx.AsyncClient, kind: str, who: str, expected: str
+) -> None:
     await make_channel(http, "room", kind, {"k": kind})
     token = await make_token(http) if who != "none" else None
     async with leap(node.ws_url, node.project_id, token) as client:
@@ -230,16 +240,22 @@ async def test_unknown_channel_is_unavailable_unknown(node: Server) -> None:
 async def test_messages_state_and_direct_messages(node: Server, http: httpx.AsyncClient) -> None:
     token = await make_token(http)
     await make_channel(http, "game", "public", {"a": 1})
-    async with leap(node.ws_url, node.project_id, token) as alice, \
-            leap(node.ws_url, node.project_id) as anon:
+    async with (
+        leap(node.ws_url, node.project_id, token) as alice,
+        leap(node.ws_url, node.project_id) as anon,
+    ):
         await make_channel(http, "open", "unprotected")
         assert (await alice.subscribe("game"))["e"] == "AVAILABLE"
         assert (await anon.subscribe("open"))["e"] == "AVAILABLE"
 
         await ok(http.post("/channels/game/messages", json={"e": "MOVE", "d": {"x": [1, 2.5]}}))
         message = await alice.dispatch("MESSAGE")
-        assert message == {"c": "game", "u": False, "e": "MESSAGE",
-                           "d": {"e": "MOVE", "d": {"x": [1, 2.5]}}}
+        assert message == {
+            "c": "game",
+            "u": False,
+            "e": "MESSAGE",
+            "d": {"e": "MOVE", "d": {"x": [1, 2.5]}},
+        }
         await anon.nothing()
 
         await ok(http.put("/channels/game/state", json={"b": 2}))
@@ -253,8 +269,12 @@ async def test_messages_state_and_direct_messages(node: Server, http: httpx.Asyn
 
         await ok(http.patch(f"/channels/tokens/{token}", json={"state": {"role": "admin"}}))
         update = await alice.dispatch("TOKEN_STATE_UPDATE")
-        assert update == {"c": None, "u": False, "e": "TOKEN_STATE_UPDATE",
-                          "d": {"state": {"role": "admin"}}}
+        assert update == {
+            "c": None,
+            "u": False,
+            "e": "TOKEN_STATE_UPDATE",
+            "d": {"state": {"role": "admin"}},
+        }
 
         await ok(http.post("/channels/open/messages", json={"e": "hello"}))
         assert (await anon.dispatch("MESSAGE"))["d"] == {"e": "hello", "d": None}
@@ -276,9 +296,11 @@ async def test_publish_order_is_kept(node: Server, http: httpx.AsyncClient) -> N
 async def test_client_publish(node: Server, http: httpx.AsyncClient) -> None:
     token = await make_token(http)
     await make_channel(http, "chat", "unprotected")
-    async with leap(node.ws_url, node.project_id, token) as alice, \
-            leap(node.ws_url, node.project_id, token) as alice2, \
-            leap(node.ws_url, node.project_id) as anon:
+    async with (
+        leap(node.ws_url, node.project_id, token) as alice,
+        leap(node.ws_url, node.project_id, token) as alice2,
+        leap(node.ws_url, node.project_id) as anon,
+    ):
         await alice.subscribe("chat")
         await alice2.dispatch("AVAILABLE")  # the token's other connection joins too
         await anon.subscribe("chat")
@@ -303,8 +325,10 @@ async def test_a_flood_of_client_messages_is_rate_limited(tmp_path: Path) -> Non
         async with httpx.AsyncClient(base_url=server.api, headers=server.headers) as http:
             token = await make_token(http)
             await make_channel(http, "chat", "unprotected")
-        async with leap(server.ws_url, server.project_id, token) as flooder, \
-                leap(server.ws_url, server.project_id) as reader:
+        async with (
+            leap(server.ws_url, server.project_id, token) as flooder,
+            leap(server.ws_url, server.project_id) as reader,
+        ):
             await flooder.subscribe("chat")
             await reader.subscribe("chat")
             for i in range(30):
@@ -332,15 +356,21 @@ async def test_a_flood_of_client_messages_is_rate_limited(tmp_path: Path) -> Non
 async def test_grant_and_removal_reach_online_tokens(node: Server, http: httpx.AsyncClient) -> None:
     token = await make_token(http)
     await make_channel(http, "vip", "private", {"v": 1})
-    async with leap(node.ws_url, node.project_id, token) as a, \
-            leap(node.ws_url, node.project_id, token) as b:
+    async with (
+        leap(node.ws_url, node.project_id, token) as a,
+        leap(node.ws_url, node.project_id, token) as b,
+    ):
         await ok(http.put(f"/channels/vip/subscribers/{token}"))
         for client in (a, b):
             available = await client.dispatch("AVAILABLE")
             assert available["c"] == "vip"
-            assert available["d"]["channel"] == {"id": "vip", "project_id": node.project_id,
-                                                 "type": "private", "state": {"v": 1},
-                                                 "capabilities": 0}
+            assert available["d"]["channel"] == {
+                "id": "vip",
+                "project_id": node.project_id,
+                "type": "private",
+                "state": {"v": 1},
+                "capabilities": 0,
+            }
         assert await ok(http.get("/channels/vip/stats")) == {"stats": {"online_count": 2}}
         await ok(http.post("/channels/vip/messages", json={"e": "x"}))
         await a.dispatch("MESSAGE")
@@ -357,8 +387,10 @@ async def test_grant_and_removal_reach_online_tokens(node: Server, http: httpx.A
 async def test_channel_delete_makes_it_unavailable(node: Server, http: httpx.AsyncClient) -> None:
     token = await make_token(http)
     await make_channel(http, "doomed", "unprotected")
-    async with leap(node.ws_url, node.project_id, token) as a, \
-            leap(node.ws_url, node.project_id) as anon:
+    async with (
+        leap(node.ws_url, node.project_id, token) as a,
+        leap(node.ws_url, node.project_id) as anon,
+    ):
         await a.subscribe("doomed")
         await anon.subscribe("doomed")
         await ok(http.delete("/channels/doomed"))
@@ -374,8 +406,10 @@ async def test_channel_delete_makes_it_unavailable(node: Server, http: httpx.Asy
 async def test_token_delete_closes_its_sockets_4001(node: Server, http: httpx.AsyncClient) -> None:
     token = await make_token(http)
     other = await make_token(http)
-    async with leap(node.ws_url, node.project_id, token) as a, \
-            leap(node.ws_url, node.project_id, other) as b:
+    async with (
+        leap(node.ws_url, node.project_id, token) as a,
+        leap(node.ws_url, node.project_id, other) as b,
+    ):
         await ok(http.delete(f"/channels/tokens/{token}"))
         assert (await a.closed())[0] == 4001
         await b.send({"op": 3})
@@ -399,8 +433,9 @@ async def test_expiry_cuts_a_token_off(node: Server, http: httpx.AsyncClient) ->
     # Moving the expiry into the past cuts live sockets off at once.
     other = await make_token(http)
     async with leap(node.ws_url, node.project_id, other) as client:
-        await ok(http.patch(f"/channels/tokens/{other}",
-                            json={"expires_at": "2000-01-01T00:00:00Z"}))
+        await ok(
+            http.patch(f"/channels/tokens/{other}", json={"expires_at": "2000-01-01T00:00:00Z"})
+        )
         assert (await client.closed())[0] == 4001
 
 
@@ -425,8 +460,9 @@ async def test_token_subscriptions_are_durable(node: Server, http: httpx.AsyncCl
     assert [t["id"] for t in tokens["tokens"]] == [token]
 
 
-async def test_tokenless_subscriptions_end_with_the_socket(node: Server,
-                                                           http: httpx.AsyncClient) -> None:
+async def test_tokenless_subscriptions_end_with_the_socket(
+    node: Server, http: httpx.AsyncClient
+) -> None:
     await make_channel(http, "open", "unprotected")
     async with leap(node.ws_url, node.project_id) as client:
         await client.subscribe("open")
@@ -469,14 +505,14 @@ async def test_connections_per_token_are_limited(tmp_path: Path) -> None:
     try:
         async with httpx.AsyncClient(base_url=server.api, headers=server.headers) as http:
             token = await make_token(http)
-        async with leap(server.ws_url, server.project_id, token), \
-                leap(server.ws_url, server.project_id, token):
-            async with leap(server.ws_url) as third:
-                await third.recv()
-                await third.send({"op": 2, "d": {"project_id": server.project_id,
-                                                 "token": token}})
-                code, reason = await third.closed()
-                assert code == 4000 and "connections" in reason
+        async with (
+            leap(server.ws_url, server.project_id, token),
+            leap(server.ws_url, server.project_id, token),leap(server.ws_url) as third
+        ):
+            await third.recv()
+            await third.send({"op": 2, "d": {"project_id": server.project_id, "token": token}})
+            code, reason = await third.closed()
+            assert code == 4000 and "connections" in reason
     finally:
         assert server.node is not None
         await server.node.stop()

@@ -72,8 +72,11 @@ async def test_pagination(http: httpx.AsyncClient) -> None:
     page = data(await http.get("/channels", params={"page": 2, "pageSize": 2}))
     assert page["page_size"] == 2 and page["total_count"] == 5
     assert [c["id"] for c in page["channels"]] == ["c2", "c3"]
-    page = data(await http.get("/channels", params={"page": 1, "pageSize": 3, "orderBy": "desc",
-                                                    "sortBy": "id"}))
+    page = data(
+        await http.get(
+            "/channels", params={"page": 1, "pageSize": 3, "orderBy": "desc", "sortBy": "id"}
+        )
+    )
     assert [c["id"] for c in page["channels"]] == ["c4", "c3", "c2"]
     assert data(await http.get("/channels", params={"page": 9}))["channels"] == []
     error(await http.get("/channels", params={"page": 0}), 400, "invalid_request")
@@ -100,11 +103,16 @@ async def test_subscribers_and_tokens(http: httpx.AsyncClient, node: Server) -> 
     got = data(await http.get(f"/channels/tokens/{token['id']}"))["token"]
     assert got == token
     assert [t["id"] for t in data(await http.get("/channels/tokens"))["tokens"]] == [token["id"]]
-    updated = data(await http.patch(f"/channels/tokens/{token['id']}",
-                                    json={"state": {"user": "43"}}))["token"]
+    updated = data(
+        await http.patch(f"/channels/tokens/{token['id']}", json={"state": {"user": "43"}})
+    )["token"]
     assert updated["state"] == {"user": "43"}
-    assert data(await http.post(f"/channels/tokens/{token['id']}/messages",
-                                json={"e": "hi", "d": None})) == {}
+    assert (
+        data(
+            await http.post(f"/channels/tokens/{token['id']}/messages", json={"e": "hi", "d": None})
+        )
+        == {}
+    )
     assert data(await http.delete(f"/channels/tokens/{token['id']}")) == {}
     error(await http.get(f"/channels/tokens/{token['id']}"), 404, "not_found")
 
@@ -112,33 +120,55 @@ async def test_subscribers_and_tokens(http: httpx.AsyncClient, node: Server) -> 
 async def test_token_create_with_empty_body_and_expiry(http: httpx.AsyncClient) -> None:
     token = data(await http.post("/channels/tokens"))["token"]
     assert token["state"] == {}
-    token = data(await http.post("/channels/tokens",
-                                 json={"state": None, "expires_at": "2099-01-02T03:04:05+01:00"}))
+    token = data(
+        await http.post(
+            "/channels/tokens", json={"state": None, "expires_at": "2099-01-02T03:04:05+01:00"}
+        )
+    )
     assert token["token"]["expires_at"] == "2099-01-02T02:04:05.000Z"
     # The JS SDK's PATCH spells it expiresAt.
-    patched = data(await http.patch(f"/channels/tokens/{token['token']['id']}",
-                                    json={"expiresAt": None}))["token"]
+    patched = data(
+        await http.patch(f"/channels/tokens/{token['token']['id']}", json={"expiresAt": None})
+    )["token"]
     assert patched["expires_at"] is None
-    error(await http.post("/channels/tokens", json={"expires_at": "yesterday"}), 400,
-          "invalid_request")
-    error(await http.post("/channels/tokens", json={"expires_at": "2000-01-01T00:00:00Z"}), 400,
-          "invalid_request")
+    error(
+        await http.post("/channels/tokens", json={"expires_at": "yesterday"}),
+        400,
+        "invalid_request",
+    )
+    error(
+        await http.post("/channels/tokens", json={"expires_at": "2000-01-01T00:00:00Z"}),
+        400,
+        "invalid_request",
+    )
 
 
 async def test_auth_forms(node: Server) -> None:
     async with httpx.AsyncClient(base_url=node.api) as client:
         error(await client.get("/channels"), 401, "invalid_auth")
-        error(await client.get("/channels", headers={"Authorization": "ptk_nope"}), 401,
-              "invalid_auth")
-        error(await client.get("/channels", headers={"Authorization": "leap_token_x"}), 401,
-              "invalid_auth")
+        error(
+            await client.get("/channels", headers={"Authorization": "ptk_nope"}),
+            401,
+            "invalid_auth",
+        )
+        error(
+            await client.get("/channels", headers={"Authorization": "leap_token_x"}),
+            401,
+            "invalid_auth",
+        )
         bearer = {"Authorization": f"Bearer {node.project_token}"}
         assert data(await client.get("/channels", headers=bearer))["total_count"] == 0
-        ok = await client.get("/channels", headers=node.headers,
-                              params={"project": node.project_id})
+        ok = await client.get(
+            "/channels", headers=node.headers, params={"project": node.project_id}
+        )
         data(ok)
-        error(await client.get("/channels", headers=node.headers,
-                               params={"project": "project_other"}), 403, "forbidden")
+        error(
+            await client.get(
+                "/channels", headers=node.headers, params={"project": "project_other"}
+            ),
+            403,
+            "forbidden",
+        )
 
 
 async def test_revoked_project_token_is_cut_off(node: Server) -> None:
@@ -150,8 +180,7 @@ async def test_revoked_project_token_is_cut_off(node: Server) -> None:
         data(await client.get("/channels", headers={"Authorization": second}))
         [_, info] = await store.list_project_tokens(node.project_id)
         assert await store.revoke_project_token(info.id)
-        error(await client.get("/channels", headers={"Authorization": second}), 401,
-              "invalid_auth")
+        error(await client.get("/channels", headers={"Authorization": second}), 401, "invalid_auth")
         data(await client.get("/channels", headers=node.headers))
 
 
@@ -160,16 +189,20 @@ async def test_nothing_crosses_projects(http: httpx.AsyncClient, node: Server) -
     other, other_secret = await node.node.service.create_project("other")
     data(await http.put("/channels/mine", json={"type": "private"}))
     mine = data(await http.post("/channels/tokens"))["token"]["id"]
-    async with httpx.AsyncClient(base_url=node.api,
-                                 headers={"Authorization": other_secret}) as theirs:
+    async with httpx.AsyncClient(
+        base_url=node.api, headers={"Authorization": other_secret}
+    ) as theirs:
         error(await theirs.get("/channels/mine"), 404, "not_found")
         error(await theirs.get("/channels/mine/state"), 404, "not_found")
         error(await theirs.post("/channels/mine/messages", json={"e": "x"}), 404, "not_found")
         error(await theirs.delete("/channels/mine"), 404, "not_found")
         error(await theirs.get(f"/channels/tokens/{mine}"), 404, "not_found")
         error(await theirs.delete(f"/channels/tokens/{mine}"), 404, "not_found")
-        error(await theirs.post(f"/channels/tokens/{mine}/messages", json={"e": "x"}), 404,
-              "not_found")
+        error(
+            await theirs.post(f"/channels/tokens/{mine}/messages", json={"e": "x"}),
+            404,
+            "not_found",
+        )
         assert data(await theirs.get("/channels/tokens"))["tokens"] == []
         assert data(await theirs.get("/channels"))["channels"] == []
         # Their channel with the same ID, and our token in it: refused.
@@ -233,8 +266,11 @@ async def test_bad_writes_change_nothing(
 async def test_oversize_payloads_are_refused_whole(http: httpx.AsyncClient) -> None:
     big = "x" * (64 * 1024)
     data(await http.put("/channels/game", json={"type": "private", "state": {"keep": 1}}))
-    error(await http.put("/channels/big", json={"type": "private", "state": {"s": big}}), 413,
-          "payload_too_large")
+    error(
+        await http.put("/channels/big", json={"type": "private", "state": {"s": big}}),
+        413,
+        "payload_too_large",
+    )
     error(await http.get("/channels/big"), 404, "not_found")
     error(await http.put("/channels/game/state", json={"s": big}), 413, "payload_too_large")
     # A patch whose result would pass the limit changes nothing either.
@@ -242,14 +278,19 @@ async def test_oversize_payloads_are_refused_whole(http: httpx.AsyncClient) -> N
     data(await http.patch("/channels/game/state", json={"a": half}))
     error(await http.patch("/channels/game/state", json={"b": half}), 413, "payload_too_large")
     assert data(await http.get("/channels/game/state"))["state"] == {"keep": 1, "a": half}
-    error(await http.post("/channels/game/messages", json={"e": "x", "d": big}), 413,
-          "payload_too_large")
-    error(await http.post("/channels/tokens", json={"state": {"s": big}}), 413,
-          "payload_too_large")
+    error(
+        await http.post("/channels/game/messages", json={"e": "x", "d": big}),
+        413,
+        "payload_too_large",
+    )
+    error(await http.post("/channels/tokens", json={"state": {"s": big}}), 413, "payload_too_large")
     assert data(await http.get("/channels/tokens"))["tokens"] == []
     # Past the request body limit (1 MiB) the server does not even read it.
-    error(await http.post("/channels/game/messages", content=b"x" * (2 * 1024 * 1024)), 413,
-          "payload_too_large")
+    error(
+        await http.post("/channels/game/messages", content=b"x" * (2 * 1024 * 1024)),
+        413,
+        "payload_too_large",
+    )
 
 
 async def test_ids_with_unusual_characters_round_trip(http: httpx.AsyncClient) -> None:
@@ -261,8 +302,11 @@ async def test_ids_with_unusual_characters_round_trip(http: httpx.AsyncClient) -
 
 async def test_conflict_on_existing_channel(http: httpx.AsyncClient) -> None:
     data(await http.put("/channels/game", json={"type": "private", "state": {"v": 1}}))
-    error(await http.put("/channels/game", json={"type": "public", "state": {"v": 2}}), 409,
-          "already_exists")
+    error(
+        await http.put("/channels/game", json={"type": "public", "state": {"v": 2}}),
+        409,
+        "already_exists",
+    )
     channel = data(await http.get("/channels/game"))["channel"]
     assert (channel["type"], channel["state"]) == ("private", {"v": 1})
 

@@ -35,8 +35,9 @@ def identified(now: float = 0.0, **limits: Any) -> LeapSession:
     session.data_to_send()
     session.receive_text('{"op":2,"d":{"project_id":"project_1","token":"leap_token_x"}}', now)
     assert session.events_received() == [Identify("project_1", "leap_token_x")]
-    session.accept({"cid": "c1", "connection_count": 1, "metadata": None, "scope": "token",
-                    "channels": []})
+    session.accept(
+        {"cid": "c1", "connection_count": 1, "metadata": None, "scope": "token", "channels": []}
+    )
     session.data_to_send()
     return session
 
@@ -67,10 +68,26 @@ def test_accept_sends_init_with_all_four_dispatch_keys() -> None:
     session.data_to_send()
     session.receive_text('{"op":2,"d":{"project_id":"p"}}', 0)
     session.events_received()
-    session.accept({"cid": "c", "connection_count": 1, "metadata": None, "scope": "noauth",
-                    "channels": []})
-    assert sent(session) == [{"op": 0, "d": {"c": None, "u": True, "e": "INIT", "d": {
-        "cid": "c", "connection_count": 1, "metadata": None, "scope": "noauth", "channels": []}}}]
+    session.accept(
+        {"cid": "c", "connection_count": 1, "metadata": None, "scope": "noauth", "channels": []}
+    )
+    assert sent(session) == [
+        {
+            "op": 0,
+            "d": {
+                "c": None,
+                "u": True,
+                "e": "INIT",
+                "d": {
+                    "cid": "c",
+                    "connection_count": 1,
+                    "metadata": None,
+                    "scope": "noauth",
+                    "channels": [],
+                },
+            },
+        }
+    ]
     assert session.state is SessionState.OPEN
 
 
@@ -182,7 +199,9 @@ def test_wrong_shapes_after_identify_close_4005(frame: str) -> None:
 def test_dispatches_become_events_in_order() -> None:
     session = identified()
     session.receive_text('{"op":0,"d":{"c":"a","e":"SUBSCRIBE","d":null}}', 0)
-    session.receive_text('{"op":0,"d":{"c":"a","u":false,"e":"MESSAGE","d":{"e":"x","d":[1, 2]}}}', 0)
+    session.receive_text(
+        '{"op":0,"d":{"c":"a","u":false,"e":"MESSAGE","d":{"e":"x","d":[1, 2]}}}', 0
+    )
     session.receive_text('{"op":0,"d":{"c":"a","e":"UNSUBSCRIBE","d":null}}', 0)
     events = session.events_received()
     assert events[0] == Subscribe("a")
@@ -194,7 +213,9 @@ def test_dispatches_become_events_in_order() -> None:
 
 def test_unknown_dispatch_events_are_ignored() -> None:
     session = identified()
-    session.receive_text('{"op":0,"d":{"c":null,"e":"PIPE_ROOM_SUBSCRIBE","d":{"join_token":"x"}}}', 0)
+    session.receive_text(
+        '{"op":0,"d":{"c":null,"e":"PIPE_ROOM_SUBSCRIBE","d":{"join_token":"x"}}}', 0
+    )
     assert session.events_received() == []
     assert sent(session) == []
     assert session.state is SessionState.OPEN
@@ -213,7 +234,7 @@ def test_set_channel_state_is_refused_with_an_error_dispatch() -> None:
 
 
 def message(event: str = "ev", data: str = "1") -> str:
-    return '{"op":0,"d":{"c":"a","e":"MESSAGE","d":{"e":"%s","d":%s}}}' % (event, data)
+    return f'{{"op":0,"d":{{"c":"a","e":"MESSAGE","d":{{"e":"{event}","d":{data}}}}}}}'
 
 
 def test_client_messages_are_rate_limited_per_connection() -> None:
@@ -278,12 +299,15 @@ def test_arbitrary_text_never_raises(text: str) -> None:
     assert session.state in (SessionState.OPEN, SessionState.CLOSED)
 
 
-@given(st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                 max_size=3),
-    max_leaves=10,
-))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+        ),
+        max_leaves=10,
+    )
+)
 def test_arbitrary_json_closes_with_a_leap_code_or_stays_open(value: Any) -> None:
     session = identified()
     session.receive_text(json.dumps({"op": 0, "d": value}), 0)

@@ -13,7 +13,7 @@ import pytest
 
 from switchboard.exceptions import Conflict, NotFound, PayloadTooLarge
 from switchboard.server.models import Channel, ChannelType, Project, Token
-from switchboard.server.store import Store, SqliteStore
+from switchboard.server.store import SqliteStore, Store
 
 
 @pytest.fixture(params=["sqlite"])
@@ -35,13 +35,19 @@ def raw(value: object) -> msgspec.Raw:
     return msgspec.Raw(msgspec.json.encode(value))
 
 
-def channel(project: Project, channel_id: str, kind: ChannelType = ChannelType.PRIVATE,
-            state: object = None, created_at: str = "2026-01-01T00:00:00.000Z") -> Channel:
+def channel(
+    project: Project,
+    channel_id: str,
+    kind: ChannelType = ChannelType.PRIVATE,
+    state: object = None,
+    created_at: str = "2026-01-01T00:00:00.000Z",
+) -> Channel:
     return Channel(project.id, channel_id, kind, raw(state or {}), created_at)
 
 
-def token(project: Project, token_id: str, state: object = None,
-          expires_at: str | None = None) -> Token:
+def token(
+    project: Project, token_id: str, state: object = None, expires_at: str | None = None
+) -> Token:
     return Token(project.id, token_id, raw(state or {}), "2026-01-01T00:00:00.000Z", expires_at)
 
 
@@ -54,7 +60,9 @@ async def test_projects_are_unique_by_name(store: Store) -> None:
     assert [p.name for p in await store.list_projects()] == ["a"]
 
 
-async def test_project_tokens_are_found_by_hash_until_revoked(store: Store, project: Project) -> None:
+async def test_project_tokens_are_found_by_hash_until_revoked(
+    store: Store, project: Project
+) -> None:
     info = await store.add_project_token(project.id, "hash1", "ptk_ab…")
     assert await store.find_project_token("hash1") == info
     assert await store.find_project_token("hash2") is None
@@ -93,12 +101,16 @@ async def test_channels_are_per_project(store: Store, project: Project) -> None:
 
 async def test_list_channels_pages_and_sorts(store: Store, project: Project) -> None:
     for i in range(5):
-        await store.create_channel(channel(project, f"c{i}", created_at=f"2026-01-0{i + 1}T00:00:00.000Z"))
-    page = await store.list_channels(project.id, offset=0, limit=2, sort_by="created_at",
-                                     descending=False)
+        await store.create_channel(
+            channel(project, f"c{i}", created_at=f"2026-01-0{i + 1}T00:00:00.000Z")
+        )
+    page = await store.list_channels(
+        project.id, offset=0, limit=2, sort_by="created_at", descending=False
+    )
     assert [c.id for c in page.items] == ["c0", "c1"] and page.total == 5
-    page = await store.list_channels(project.id, offset=4, limit=2, sort_by="created_at",
-                                     descending=False)
+    page = await store.list_channels(
+        project.id, offset=4, limit=2, sort_by="created_at", descending=False
+    )
     assert [c.id for c in page.items] == ["c4"]
     page = await store.list_channels(project.id, offset=0, limit=10, sort_by="id", descending=True)
     assert [c.id for c in page.items] == ["c4", "c3", "c2", "c1", "c0"]
@@ -158,13 +170,17 @@ async def test_subscriptions_both_ways(store: Store, project: Project) -> None:
     assert await store.is_subscribed(project.id, "a", "leap_token_1")
     assert [c.id for c in await store.token_channels(project.id, "leap_token_1")] == ["a", "b"]
     assert [t.id for t in await store.channel_tokens(project.id, "a")] == [
-        "leap_token_1", "leap_token_2"]
+        "leap_token_1",
+        "leap_token_2",
+    ]
     assert await store.remove_subscription(project.id, "a", "leap_token_1") is True
     assert await store.remove_subscription(project.id, "a", "leap_token_1") is False
     assert not await store.is_subscribed(project.id, "a", "leap_token_1")
 
 
-async def test_subscription_needs_channel_and_token_of_the_project(store: Store, project: Project) -> None:
+async def test_subscription_needs_channel_and_token_of_the_project(
+    store: Store, project: Project
+) -> None:
     other = await store.create_project("other")
     await store.create_channel(channel(project, "a"))
     await store.create_token(token(other, "leap_token_theirs"))

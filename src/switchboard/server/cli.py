@@ -99,36 +99,94 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="SWITCHBOARD_HOST",
-              show_envvar=True, help="Address to listen on.")
-@click.option("--port", default=4000, show_default=True, type=click.IntRange(0, 65535),
-              envvar="SWITCHBOARD_PORT", show_envvar=True,
-              help="Port for REST, WebSocket and console (0 picks a free one).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="SWITCHBOARD_HOST",
+    show_envvar=True,
+    help="Address to listen on.",
+)
+@click.option(
+    "--port",
+    default=4000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar="SWITCHBOARD_PORT",
+    show_envvar=True,
+    help="Port for REST, WebSocket and console (0 picks a free one).",
+)
 @store_options
-@click.option("--public-url", default=None, envvar="SWITCHBOARD_PUBLIC_URL", show_envvar=True,
-              help="Base URL clients use, if not http://HOST:PORT (e.g. behind a proxy).")
-@click.option("--heartbeat-interval", default=30_000, show_default=True,
-              type=click.IntRange(100, 600_000), envvar="SWITCHBOARD_HEARTBEAT_INTERVAL",
-              show_envvar=True, help="Heartbeat interval sent in HELLO, in milliseconds.")
-@click.option("--identify-timeout", default=10.0, show_default=True, type=float,
-              envvar="SWITCHBOARD_IDENTIFY_TIMEOUT", show_envvar=True,
-              help="Seconds a new socket has to IDENTIFY.")
-@click.option("--max-payload-bytes", default=_DEFAULT_LIMITS.max_payload_bytes, show_default=True,
-              type=click.IntRange(1), envvar="SWITCHBOARD_MAX_PAYLOAD_BYTES", show_envvar=True,
-              help="Largest message data, channel state or token state (encoded JSON).")
-@click.option("--client-messages-per-second", default=_DEFAULT_LIMITS.client_messages_per_second,
-              show_default=True, type=float, envvar="SWITCHBOARD_CLIENT_MESSAGES_PER_SECOND",
-              show_envvar=True, help="Messages a client connection may publish per second.")
-@click.option("--max-connections-per-token", default=_DEFAULT_LIMITS.max_connections_per_token,
-              show_default=True, type=click.IntRange(1),
-              envvar="SWITCHBOARD_MAX_CONNECTIONS_PER_TOKEN", show_envvar=True,
-              help="Live connections one token may hold.")
-@click.option("--max-buffered-bytes", default=_DEFAULT_LIMITS.max_buffered_bytes, show_default=True,
-              type=click.IntRange(1024), envvar="SWITCHBOARD_MAX_BUFFERED_BYTES",
-              show_envvar=True, help="Unsent bytes per connection before it is closed (4000).")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]),
-              envvar="SWITCHBOARD_LOG_LEVEL", show_envvar=True, help="Log level (JSON on stderr).")
+@click.option(
+    "--public-url",
+    default=None,
+    envvar="SWITCHBOARD_PUBLIC_URL",
+    show_envvar=True,
+    help="Base URL clients use, if not http://HOST:PORT (e.g. behind a proxy).",
+)
+@click.option(
+    "--heartbeat-interval",
+    default=30_000,
+    show_default=True,
+    type=click.IntRange(100, 600_000),
+    envvar="SWITCHBOARD_HEARTBEAT_INTERVAL",
+    show_envvar=True,
+    help="Heartbeat interval sent in HELLO, in milliseconds.",
+)
+@click.option(
+    "--identify-timeout",
+    default=10.0,
+    show_default=True,
+    type=float,
+    envvar="SWITCHBOARD_IDENTIFY_TIMEOUT",
+    show_envvar=True,
+    help="Seconds a new socket has to IDENTIFY.",
+)
+@click.option(
+    "--max-payload-bytes",
+    default=_DEFAULT_LIMITS.max_payload_bytes,
+    show_default=True,
+    type=click.IntRange(1),
+    envvar="SWITCHBOARD_MAX_PAYLOAD_BYTES",
+    show_envvar=True,
+    help="Largest message data, channel state or token state (encoded JSON).",
+)
+@click.option(
+    "--client-messages-per-second",
+    default=_DEFAULT_LIMITS.client_messages_per_second,
+    show_default=True,
+    type=float,
+    envvar="SWITCHBOARD_CLIENT_MESSAGES_PER_SECOND",
+    show_envvar=True,
+    help="Messages a client connection may publish per second.",
+)
+@click.option(
+    "--max-connections-per-token",
+    default=_DEFAULT_LIMITS.max_connections_per_token,
+    show_default=True,
+    type=click.IntRange(1),
+    envvar="SWITCHBOARD_MAX_CONNECTIONS_PER_TOKEN",
+    show_envvar=True,
+    help="Live connections one token may hold.",
+)
+@click.option(
+    "--max-buffered-bytes",
+    default=_DEFAULT_LIMITS.max_buffered_bytes,
+    show_default=True,
+    type=click.IntRange(1024),
+    envvar="SWITCHBOARD_MAX_BUFFERED_BYTES",
+    show_envvar=True,
+    help="Unsent bytes per connection before it is closed (4000).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    envvar="SWITCHBOARD_LOG_LEVEL",
+    show_envvar=True,
+    help="Log level (JSON on stderr).",
+)
 def serve(
     host: str,
     port: int,
@@ -213,8 +271,14 @@ def project_tokens() -> None:
 
 
 @project_tokens.command("create")
-@click.option("--project", "project_id", required=True, envvar="SWITCHBOARD_PROJECT",
-              show_envvar=True, help="Project ID.")
+@click.option(
+    "--project",
+    "project_id",
+    required=True,
+    envvar="SWITCHBOARD_PROJECT",
+    show_envvar=True,
+    help="Project ID.",
+)
 @store_options
 @_json_option
 def project_tokens_create(
@@ -223,13 +287,22 @@ def project_tokens_create(
     """Create a project token for a project (printed once)."""
     settings = Settings(data_dir=data_dir, redis_url=redis_url)
     secret = _with_service(settings, lambda s: s.create_project_token(project_id))
-    _emit(as_json, {"project_id": project_id, "project_token": secret},
-          f"{secret}\n(shown once; keep it secret)")
+    _emit(
+        as_json,
+        {"project_id": project_id, "project_token": secret},
+        f"{secret}\n(shown once; keep it secret)",
+    )
 
 
 @project_tokens.command("list")
-@click.option("--project", "project_id", required=True, envvar="SWITCHBOARD_PROJECT",
-              show_envvar=True, help="Project ID.")
+@click.option(
+    "--project",
+    "project_id",
+    required=True,
+    envvar="SWITCHBOARD_PROJECT",
+    show_envvar=True,
+    help="Project ID.",
+)
 @store_options
 @_json_option
 def project_tokens_list(
@@ -270,8 +343,14 @@ def tokens() -> None:
 
 
 @tokens.command("create")
-@click.option("--project", "project_id", required=True, envvar="SWITCHBOARD_PROJECT",
-              show_envvar=True, help="Project ID.")
+@click.option(
+    "--project",
+    "project_id",
+    required=True,
+    envvar="SWITCHBOARD_PROJECT",
+    show_envvar=True,
+    help="Project ID.",
+)
 @click.option("--state", default=None, help="Token state (metadata) as a JSON object.")
 @click.option("--expires-at", default=None, help="Expiry, ISO 8601 (e.g. 2030-01-01T00:00:00Z).")
 @store_options

@@ -56,11 +56,22 @@ class GatewayConnection(Connection):
 
     __slots__ = ("_close_task", "_expiry_timer", "identity", "session", "ws")
 
-    def __init__(self, gateway: Gateway, ws: web.WebSocketResponse, session: LeapSession,
-                 transport: Any, compressed: bool) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        ws: web.WebSocketResponse,
+        session: LeapSession,
+        transport: Any,
+        compressed: bool,
+    ) -> None:
         super().__init__(
-            gateway.hub, transport, cid=_new_cid(), project_id="", token_id=None,
-            scope="noauth", compressed=compressed,
+            gateway.hub,
+            transport,
+            cid=_new_cid(),
+            project_id="",
+            token_id=None,
+            scope="noauth",
+            compressed=compressed,
         )
         self.ws = ws
         self.session = session
@@ -233,9 +244,11 @@ class Gateway:
             elif isinstance(event, ClientPublish):
                 assert conn.identity is not None
                 if event.channel not in conn.channels:
-                    session.send(frames.error_dispatch(
-                        event.channel, "forbidden", "subscribe to the channel before publishing"
-                    ))
+                    session.send(
+                        frames.error_dispatch(
+                            event.channel, "forbidden", "subscribe to the channel before publishing"
+                        )
+                    )
                     return
                 await self.service.client_publish(
                     conn.identity, event.channel, event.event, event.data, conn.cid
@@ -249,10 +262,15 @@ class Gateway:
         try:
             identity = await self.service.identify(event.project_id, event.token)
         except Unauthorized as exc:
-            log.info("identify refused", extra={
-                "cid": conn.cid, "project": event.project_id,
-                "token": ids.redact(event.token), "reason": exc.message,
-            })
+            log.info(
+                "identify refused",
+                extra={
+                    "cid": conn.cid,
+                    "project": event.project_id,
+                    "token": ids.redact(event.token),
+                    "reason": exc.message,
+                },
+            )
             session.close(CloseCode.INVALID_AUTH, exc.message)
             return
         except RateLimited as exc:
@@ -276,20 +294,27 @@ class Gateway:
             self.hub.join(conn, channel.id)
         if identity.token is not None:
             conn.expiry_changed(identity.token.expires_at)
-        session.accept({
-            "cid": conn.cid,
-            "connection_count": count,
-            "metadata": metadata,
-            "scope": identity.scope,
-            "channels": [
-                leap_channel(c.project_id, c.id, c.type.value, c.state) for c in channels
-            ],
-        })
+        session.accept(
+            {
+                "cid": conn.cid,
+                "connection_count": count,
+                "metadata": metadata,
+                "scope": identity.scope,
+                "channels": [
+                    leap_channel(c.project_id, c.id, c.type.value, c.state) for c in channels
+                ],
+            }
+        )
         conn.flush()
-        log.info("connection identified", extra={
-            "cid": conn.cid, "project": conn.project_id, "scope": conn.scope,
-            "token": ids.redact(conn.token_id),
-        })
+        log.info(
+            "connection identified",
+            extra={
+                "cid": conn.cid,
+                "project": conn.project_id,
+                "scope": conn.scope,
+                "token": ids.redact(conn.token_id),
+            },
+        )
 
     async def _subscribe(self, conn: GatewayConnection, channel_id: str) -> None:
         assert conn.identity is not None
@@ -298,17 +323,27 @@ class Gateway:
             return
         channel = result.channel
         if channel is None:
-            conn.session.send(frames.dispatch(
-                channel_id, "UNAVAILABLE",
-                {"graceful": False, "error_code": result.error_code}, unicast=True,
-            ))
+            conn.session.send(
+                frames.dispatch(
+                    channel_id,
+                    "UNAVAILABLE",
+                    {"graceful": False, "error_code": result.error_code},
+                    unicast=True,
+                )
+            )
             return
         # Join and answer with no await in between: no broadcast can slip ahead of AVAILABLE.
         self.hub.join(conn, channel.id)
-        conn.session.send(frames.dispatch(
-            channel.id, "AVAILABLE",
-            {"channel": leap_channel(channel.project_id, channel.id, channel.type.value,
-                                     channel.state)},
-            unicast=True,
-        ))
+        conn.session.send(
+            frames.dispatch(
+                channel.id,
+                "AVAILABLE",
+                {
+                    "channel": leap_channel(
+                        channel.project_id, channel.id, channel.type.value, channel.state
+                    )
+                },
+                unicast=True,
+            )
+        )
         conn.flush()

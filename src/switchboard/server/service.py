@@ -102,18 +102,14 @@ class Service:
 
     def _check_event(self, event: str) -> None:
         if not 1 <= len(event) <= self.limits.max_event_name:
-            raise InvalidRequest(
-                f"event name must be 1 to {self.limits.max_event_name} characters"
-            )
+            raise InvalidRequest(f"event name must be 1 to {self.limits.max_event_name} characters")
 
     @staticmethod
     def check_channel_id(channel_id: str) -> None:
         if channel_id in ids.RESERVED_CHANNEL_IDS:
             raise InvalidRequest(f"channel ID {channel_id!r} is reserved")
         if not ids.is_valid_channel_id(channel_id):
-            raise InvalidRequest(
-                "channel ID must be 1 to 128 characters of A-Z a-z 0-9 _ . : @ -"
-            )
+            raise InvalidRequest("channel ID must be 1 to 128 characters of A-Z a-z 0-9 _ . : @ -")
 
     async def _channel(self, project: Project, channel_id: str) -> Channel:
         channel = await self.store.get_channel(project.id, channel_id)
@@ -156,7 +152,9 @@ class Service:
 
     async def create_project_token(self, project_id: str) -> str:
         secret = ids.new_project_token()
-        await self.store.add_project_token(project_id, ids.hash_secret(secret), ids.secret_hint(secret))
+        await self.store.add_project_token(
+            project_id, ids.hash_secret(secret), ids.secret_hint(secret)
+        )
         return secret
 
     # Channels.
@@ -293,14 +291,14 @@ class Service:
         project: Project,
         token_id: str,
         *,
-        state: msgspec.Raw | None | Unchanged = UNCHANGED,
-        expires_at: str | None | Unchanged = UNCHANGED,
+        state: msgspec.Raw | Unchanged | None = UNCHANGED,
+        expires_at: str | Unchanged | None = UNCHANGED,
     ) -> Token:
         """Replace the token's state and/or move its expiry (a past one cuts it off now)."""
         new_state: msgspec.Raw | Unchanged = (
             state if isinstance(state, Unchanged) else self._check_state(state, "token state")
         )
-        new_expiry: str | None | Unchanged = (
+        new_expiry: str | Unchanged | None = (
             expires_at
             if isinstance(expires_at, Unchanged)
             else self._expiry(expires_at, allow_past=True)

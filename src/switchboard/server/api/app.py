@@ -52,9 +52,13 @@ def _from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Re
         )
         headers["Allow"] = allowed
     elif isinstance(exc, web.HTTPRequestEntityTooLarge):
-        error = PayloadTooLarge(f"the request body is over the limit of {request.app[MAX_BODY]} bytes")
+        error = PayloadTooLarge(
+            f"the request body is over the limit of {request.app[MAX_BODY]} bytes"
+        )
     elif exc.status < 500:
-        error = InvalidRequest(exc.reason or "bad request", status=exc.status, code="invalid_request")
+        error = InvalidRequest(
+            exc.reason or "bad request", status=exc.status, code="invalid_request"
+        )
     else:
         error = InternalError(exc.reason or "internal error")
     return error_response(error, headers)
@@ -71,16 +75,20 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
     except web.HTTPException as exc:
         response = _from_http_exception(exc, request)
     except Exception:
-        log.exception("unhandled error", extra={"method": request.method,
-                                                 "path": redact_path(request.path)})
+        log.exception(
+            "unhandled error", extra={"method": request.method, "path": redact_path(request.path)}
+        )
         response = error_response(InternalError("the server failed; the error is in its log"))
     if not request.path.startswith(("/ws", "/1.0/ws")):
-        access_log.info("request", extra={
-            "method": request.method,
-            "path": redact_path(request.path),
-            "status": response.status,
-            "ms": round((time.perf_counter() - started) * 1000, 2),
-        })
+        access_log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": redact_path(request.path),
+                "status": response.status,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
     return response
 
 

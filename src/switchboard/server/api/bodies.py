@@ -29,13 +29,13 @@ class MessageBody(msgspec.Struct):
 class CreateTokenBody(msgspec.Struct):
     state: msgspec.Raw = msgspec.Raw(NULL)
     expires_at: str | None = None
-    expiresAt: str | None = None  # noqa: N815 - the JS SDK's spelling
+    expiresAt: str | None = None
 
 
 class UpdateTokenBody(msgspec.Struct):
     state: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-    expires_at: str | None | msgspec.UnsetType = msgspec.UNSET
-    expiresAt: str | None | msgspec.UnsetType = msgspec.UNSET  # noqa: N815
+    expires_at: str | msgspec.UnsetType | None = msgspec.UNSET
+    expiresAt: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 def decode(body: bytes, kind: type[T], what: str = "body") -> T:

@@ -28,11 +28,13 @@ async def list_channels(request: web.Request) -> web.Response:
         sort_by=query.get("sortBy", "created_at"),
         descending=order == "desc",
     )
-    return ok({
-        "channels": [channel_json(c, project) for c in page.items],
-        "page_size": page_size,
-        "total_count": page.total,
-    })
+    return ok(
+        {
+            "channels": [channel_json(c, project) for c in page.items],
+            "page_size": page_size,
+            "total_count": page.total,
+        }
+    )
 
 
 @routes.post("/v1/channels")

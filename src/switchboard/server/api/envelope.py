@@ -20,9 +20,7 @@ def ok(data: Any = None) -> web.Response:
 
 def error_response(exc: APIError, headers: dict[str, str] | None = None) -> web.Response:
     """The error envelope for ``exc``, with its status. Never a stack trace."""
-    body = _encoder.encode(
-        {"success": False, "error": {"code": exc.code, "message": exc.message}}
-    )
+    body = _encoder.encode({"success": False, "error": {"code": exc.code, "message": exc.message}})
     return web.Response(
         status=exc.status, body=body, content_type="application/json", headers=headers
     )

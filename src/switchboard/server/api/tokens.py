@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
 import msgspec
+from aiohttp import web
 
 from switchboard.server.api import bodies
 from switchboard.server.api.auth import SERVICE, authenticated_project

@@ -38,7 +38,9 @@ class Store(Protocol):
 
     async def get_project(self, project_id: str) -> Project | None: ...
     async def list_projects(self) -> list[Project]: ...
-    async def add_project_token(self, project_id: str, secret_hash: str, hint: str) -> ProjectTokenInfo:
+    async def add_project_token(
+        self, project_id: str, secret_hash: str, hint: str
+    ) -> ProjectTokenInfo:
         """Raises NotFound if there is no such project."""
 
     async def find_project_token(self, secret_hash: str) -> ProjectTokenInfo | None:
@@ -87,7 +89,7 @@ class Store(Protocol):
         token_id: str,
         *,
         state: msgspec.Raw | Unchanged = UNCHANGED,
-        expires_at: str | None | Unchanged = UNCHANGED,
+        expires_at: str | Unchanged | None = UNCHANGED,
     ) -> Token:
         """Raises NotFound."""
 

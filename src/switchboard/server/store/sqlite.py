@@ -211,7 +211,9 @@ class SqliteStore:
         )
         return [Project(*row) for row in rows]
 
-    async def add_project_token(self, project_id: str, secret_hash: str, hint: str) -> ProjectTokenInfo:
+    async def add_project_token(
+        self, project_id: str, secret_hash: str, hint: str
+    ) -> ProjectTokenInfo:
         info = ProjectTokenInfo(ids.new_project_token_id(), project_id, hint, now_iso())
 
         def run(db: sqlite3.Connection) -> ProjectTokenInfo:
@@ -365,7 +367,13 @@ class SqliteStore:
         def run(db: sqlite3.Connection) -> Token:
             db.execute(
                 f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-                (token.project_id, token.id, bytes(token.state), token.created_at, token.expires_at),
+                (
+                    token.project_id,
+                    token.id,
+                    bytes(token.state),
+                    token.created_at,
+                    token.expires_at,
+                ),
             )
             return token
 
@@ -398,7 +406,7 @@ class SqliteStore:
         token_id: str,
         *,
         state: msgspec.Raw | Unchanged = UNCHANGED,
-        expires_at: str | None | Unchanged = UNCHANGED,
+        expires_at: str | Unchanged | None = UNCHANGED,
     ) -> Token:
         def run(db: sqlite3.Connection) -> Token:
             if not isinstance(state, Unchanged):
@@ -481,9 +489,9 @@ class SqliteStore:
     async def channel_tokens(self, project_id: str, channel_id: str) -> list[Token]:
         rows = self._read(
             lambda db: db.execute(
-                f"SELECT t.project_id, t.id, t.state, t.created_at, t.expires_at "
-                f"FROM subscriptions s JOIN tokens t ON t.id = s.token_id "
-                f"WHERE s.project_id = ? AND s.channel_id = ? ORDER BY s.created_at, t.id",
+                "SELECT t.project_id, t.id, t.state, t.created_at, t.expires_at "
+                "FROM subscriptions s JOIN tokens t ON t.id = s.token_id "
+                "WHERE s.project_id = ? AND s.channel_id = ? ORDER BY s.created_at, t.id",
                 (project_id, channel_id),
             ).fetchall()
         )
