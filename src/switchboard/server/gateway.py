@@ -93,7 +93,7 @@ class GatewayConnection(Connection):
         self.closing = True
         self.session.close(code, reason)
         self.hub.detach(self)
-        self._cancel_expiry()
+        self.cancel_expiry()
         log.info("connection closing", extra={"cid": self.cid, "code": code, "reason": reason})
         self._close_task = asyncio.get_running_loop().create_task(self._close_socket(code, reason))
 
@@ -113,7 +113,7 @@ class GatewayConnection(Connection):
             await self._close_task
 
     def expiry_changed(self, expires_at: str | None) -> None:
-        self._cancel_expiry()
+        self.cancel_expiry()
         if expires_at is None:
             return
         delay = (parse_iso(expires_at) - datetime.now(UTC)).total_seconds()
@@ -124,7 +124,7 @@ class GatewayConnection(Connection):
             delay, self.close, CloseCode.INVALID_AUTH, "token expired"
         )
 
-    def _cancel_expiry(self) -> None:
+    def cancel_expiry(self) -> None:
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()
             self._expiry_timer = None
@@ -211,6 +211,7 @@ class Gateway:
                 self._live.pop(conn.cid, None)
                 self.hub.detach(conn)
                 conn.closing = True
+                conn.cancel_expiry()
         await conn.wait_closed()
         return ws
 
