@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,3 +177,84 @@ def spawn_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     for server in started:
         if server.process is not None and server.process.poll() is None:
             stop(server, signal.SIGKILL)
+
+
+@dataclass
+class RedisServer:
+    """A real ``redis-server`` started by the tests on a free port."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+    def start(self) -> None:
+        """(Re)start on the same port."""
+        self.process = _spawn_redis(self.port, self.directory)
+
+
+def _spawn_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    import redis
+
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port, socket_connect_timeout=0.2)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.05)
+    client.close()
+    return proc
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the test session; see ``redis_url`` for a clean database."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    directory = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    server = RedisServer(port, _spawn_redis(port, directory), directory)
+    yield server
+    if server.process.poll() is None:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    import redis
+
+    if redis_server.process.poll() is not None:
+        redis_server.start()
+    with redis.Redis(port=redis_server.port) as client:
+        client.flushall()
+    return redis_server.url

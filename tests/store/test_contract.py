@@ -14,11 +14,16 @@ import pytest
 from switchboard.exceptions import Conflict, NotFound, PayloadTooLarge
 from switchboard.server.models import Channel, ChannelType, Project, Token
 from switchboard.server.store import SqliteStore, Store
+from switchboard.server.store.redis import RedisStore
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    impl: Store = SqliteStore(tmp_path / "data")
+    impl: Store
+    if request.param == "redis":
+        impl = RedisStore(request.getfixturevalue("redis_url"), prefix="test:")
+    else:
+        impl = SqliteStore(tmp_path / "data")
     await impl.open()
     try:
         yield impl
