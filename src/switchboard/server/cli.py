@@ -48,7 +48,16 @@ _store_options = [
         default=None,
         envvar="SWITCHBOARD_REDIS_URL",
         show_envvar=True,
-        help="Redis URL; every process on one Redis is one cluster (not available yet).",
+        help="Redis URL (redis:// or rediss://, with password and database); every "
+        "process on one Redis is one cluster, and --data is not used.",
+    ),
+    click.option(
+        "--redis-prefix",
+        default="sb:",
+        show_default=True,
+        envvar="SWITCHBOARD_REDIS_PREFIX",
+        show_envvar=True,
+        help="Prefix of every Redis key and topic.",
     ),
 ]
 
@@ -192,6 +201,7 @@ def serve(
     port: int,
     data_dir: Path,
     redis_url: str | None,
+    redis_prefix: str,
     public_url: str | None,
     heartbeat_interval: int,
     identify_timeout: float,
@@ -212,6 +222,7 @@ def serve(
         port=port,
         data_dir=data_dir,
         redis_url=redis_url,
+        redis_prefix=redis_prefix,
         public_url=public_url,
         heartbeat_interval_ms=heartbeat_interval,
         identify_timeout_s=identify_timeout,
@@ -239,9 +250,11 @@ def projects() -> None:
 @click.argument("name")
 @store_options
 @_json_option
-def projects_create(name: str, data_dir: Path, redis_url: str | None, as_json: bool) -> None:
+def projects_create(
+    name: str, data_dir: Path, redis_url: str | None, redis_prefix: str, as_json: bool
+) -> None:
     """Create project NAME and its first project token (printed once)."""
-    settings = Settings(data_dir=data_dir, redis_url=redis_url)
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, redis_prefix=redis_prefix)
     project, secret = _with_service(settings, lambda s: s.create_project(name))
     _emit(
         as_json,
@@ -254,9 +267,9 @@ def projects_create(name: str, data_dir: Path, redis_url: str | None, as_json: b
 @projects.command("list")
 @store_options
 @_json_option
-def projects_list(data_dir: Path, redis_url: str | None, as_json: bool) -> None:
+def projects_list(data_dir: Path, redis_url: str | None, redis_prefix: str, as_json: bool) -> None:
     """List projects."""
-    settings = Settings(data_dir=data_dir, redis_url=redis_url)
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, redis_prefix=redis_prefix)
     found = _with_service(settings, lambda s: s.store.list_projects())
     _emit(
         as_json,
@@ -282,10 +295,10 @@ def project_tokens() -> None:
 @store_options
 @_json_option
 def project_tokens_create(
-    project_id: str, data_dir: Path, redis_url: str | None, as_json: bool
+    project_id: str, data_dir: Path, redis_url: str | None, redis_prefix: str, as_json: bool
 ) -> None:
     """Create a project token for a project (printed once)."""
-    settings = Settings(data_dir=data_dir, redis_url=redis_url)
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, redis_prefix=redis_prefix)
     secret = _with_service(settings, lambda s: s.create_project_token(project_id))
     _emit(
         as_json,
@@ -306,10 +319,10 @@ def project_tokens_create(
 @store_options
 @_json_option
 def project_tokens_list(
-    project_id: str, data_dir: Path, redis_url: str | None, as_json: bool
+    project_id: str, data_dir: Path, redis_url: str | None, redis_prefix: str, as_json: bool
 ) -> None:
     """List a project's tokens: ID, hint and state, never the secret."""
-    settings = Settings(data_dir=data_dir, redis_url=redis_url)
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, redis_prefix=redis_prefix)
     found = _with_service(settings, lambda s: s.store.list_project_tokens(project_id))
     _emit(
         as_json,
@@ -328,10 +341,10 @@ def project_tokens_list(
 @store_options
 @_json_option
 def project_tokens_revoke(
-    token_id: str, data_dir: Path, redis_url: str | None, as_json: bool
+    token_id: str, data_dir: Path, redis_url: str | None, redis_prefix: str, as_json: bool
 ) -> None:
     """Revoke the project token with ID TOKEN_ID (ptkid_…); it stops working at once."""
-    settings = Settings(data_dir=data_dir, redis_url=redis_url)
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, redis_prefix=redis_prefix)
     if not _with_service(settings, lambda s: s.store.revoke_project_token(token_id)):
         raise click.ClickException(f"no unrevoked project token {token_id!r}")
     _emit(as_json, {"revoked": token_id}, f"Revoked {token_id}")
@@ -361,6 +374,7 @@ def tokens_create(
     expires_at: str | None,
     data_dir: Path,
     redis_url: str | None,
+    redis_prefix: str,
     as_json: bool,
 ) -> None:
     """Create a leap token in a project."""
@@ -371,7 +385,7 @@ def tokens_create(
         except msgspec.DecodeError as exc:
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--state") from None
         raw = msgspec.Raw(state.encode())
-    settings = Settings(data_dir=data_dir, redis_url=redis_url)
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, redis_prefix=redis_prefix)
 
     async def work(service: Service) -> Any:
         project = await service.store.get_project(project_id)

@@ -37,6 +37,8 @@ class Settings:
     port: int = 4000
     data_dir: Path = Path("switchboard-data")
     redis_url: str | None = None
+    redis_prefix: str = "sb:"
+    """Prefix of every Redis key and topic, so clusters can share one Redis."""
     public_url: str | None = None
     """Base URL printed at startup and used in links; default ``http://host:port``."""
     heartbeat_interval_ms: int = 30_000

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from switchboard.exceptions import APIError, RateLimited, Unauthorized
+from switchboard.exceptions import APIError, Unauthorized
 from switchboard.server import ids
 from switchboard.server.clock import parse_iso
 from switchboard.server.config import Settings
@@ -223,10 +223,16 @@ class Gateway:
                 session.receive_text(msg.data, loop.time())
             else:
                 break
-            for event in session.events_received():
-                if conn.closing:
-                    break
-                await self._carry_out(conn, event)
+            try:
+                for event in session.events_received():
+                    if conn.closing:
+                        break
+                    await self._carry_out(conn, event)
+            except Exception:
+                # A bug or a failed backing service: this socket ends (its client
+                # reconnects), every other socket is unaffected.
+                log.exception("connection failed", extra={"cid": conn.cid})
+                session.close(CloseCode.UNKNOWN_ERROR, "internal error")
             conn.flush()
             if conn.closing:
                 break
@@ -274,7 +280,9 @@ class Gateway:
             )
             session.close(CloseCode.INVALID_AUTH, exc.message)
             return
-        except RateLimited as exc:
+        except APIError as exc:
+            # Too many connections for the token, or the store is unreachable: the
+            # client may retry, so not 4001.
             session.close(CloseCode.UNKNOWN_ERROR, exc.message)
             return
         channels = await self.service.token_subscriptions(identity)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -174,6 +174,12 @@ class Hub:
         self.messages_published = 0
         self.deliveries = 0
         self.closed_slow = 0
+        self.on_presence_change: Callable[[], None] | None = None
+        """Called after any change to who is connected or subscribed (the broker's hook)."""
+
+    def _presence_changed(self) -> None:
+        if self.on_presence_change is not None:
+            self.on_presence_change()
 
     # Membership.
 
@@ -181,6 +187,7 @@ class Hub:
         self.connections[conn.cid] = conn
         if conn.token_id is not None:
             self._by_token.setdefault(conn.token_id, set()).add(conn)
+        self._presence_changed()
 
     def detach(self, conn: Connection) -> None:
         if self.connections.pop(conn.cid, None) is None:
@@ -190,18 +197,21 @@ class Hub:
         conn.channels.clear()
         if conn.token_id is not None:
             self._discard(self._by_token, conn.token_id, conn)
+        self._presence_changed()
 
     def join(self, conn: Connection, channel_id: str) -> None:
         if conn.cid not in self.connections:
             return
         conn.channels.add(channel_id)
         self._by_channel.setdefault((conn.project_id, channel_id), set()).add(conn)
+        self._presence_changed()
 
     def leave(self, conn: Connection, channel_id: str) -> bool:
         if channel_id not in conn.channels:
             return False
         conn.channels.discard(channel_id)
         self._discard(self._by_channel, (conn.project_id, channel_id), conn)
+        self._presence_changed()
         return True
 
     @staticmethod
@@ -221,9 +231,6 @@ class Hub:
         members = self._by_channel.get((project_id, channel_id), ())
         return sum(1 for conn in members if conn.scope != "project")
 
-    def token_ids(self) -> list[str]:
-        return list(self._by_token)
-
     # Fan-out.
 
     def broadcast(
@@ -242,12 +249,6 @@ class Hub:
                 count += 1
         self.deliveries += count
         return count
-
-    def _to_token(self, token_id: str, payload: bytes, skip_cid: str | None = None) -> None:
-        frame = Outgoing(payload)
-        for conn in list(self._by_token.get(token_id, ())):
-            if conn.cid != skip_cid:
-                conn.send(frame)
 
     def _token_members(self, project_id: str, token_id: str) -> Iterable[Connection]:
         return [c for c in self._by_token.get(token_id, ()) if c.project_id == project_id]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from switchboard import __version__
-from switchboard.exceptions import Unavailable
+from switchboard.exceptions import Conflict
 from switchboard.server.api import build_app
 from switchboard.server.broker import Broker, LocalBroker
 from switchboard.server.config import Settings
@@ -28,8 +28,19 @@ log = logging.getLogger("switchboard.node")
 def open_store(settings: Settings) -> Store:
     """The store ``settings`` ask for (the command line uses this too)."""
     if settings.redis_url:
-        raise Unavailable("--redis is not available yet: this build has the SQLite store only")
+        from switchboard.server.store.redis import RedisStore
+
+        return RedisStore(settings.redis_url, prefix=settings.redis_prefix)
     return SqliteStore(settings.data_dir)
+
+
+def open_broker(settings: Settings, hub: Hub) -> Broker:
+    """In-process with the embedded store; Redis pub/sub and presence with Redis."""
+    if settings.redis_url:
+        from switchboard.server.broker.redis import RedisBroker
+
+        return RedisBroker(settings.redis_url, hub, prefix=settings.redis_prefix)
+    return LocalBroker(hub)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +58,7 @@ class Node:
         self.settings = settings
         self.store: Store = open_store(settings)
         self.hub = Hub(max_buffered_bytes=settings.limits.max_buffered_bytes)
-        self.broker: Broker = LocalBroker(self.hub)
+        self.broker: Broker = open_broker(settings, self.hub)
         self.service = Service(self.store, self.broker, settings.limits)
         self.gateway = Gateway(self.service, self.hub, settings)
         self.app = build_app(self.service, self.gateway, max_body=settings.limits.max_request_bytes)
@@ -65,8 +76,12 @@ class Node:
         await self.store.open()
         await self.broker.start()
         if not await self.store.list_projects():
-            project, secret = await self.service.create_project("default")
-            self.bootstrap = Bootstrap(project, secret)
+            try:
+                project, secret = await self.service.create_project("default")
+                self.bootstrap = Bootstrap(project, secret)
+            except Conflict:
+                pass  # another node of the cluster made it first, and printed it
+
         await self.gateway.start()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()

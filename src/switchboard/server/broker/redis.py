@@ -1,0 +1,247 @@
+"""`RedisBroker`: events between the nodes of a cluster, and presence across them.
+
+Delivery: every event is published, msgspec-encoded, on one Redis pub/sub topic
+(``{prefix}events``); every node subscribes to it and hands each event to its hub,
+which ignores what concerns no local socket. One topic keeps order simple: events a
+node publishes one after another arrive everywhere in that order. (Per-channel topics,
+and sharded pub/sub on Redis Cluster, are the scaling path: ``docs/scaling.md``.)
+
+Presence: each node keeps, under its own ID, how many of its connections each token
+has and how many subscribers each channel has (hashes ``{prefix}presence:{node}:t``
+and ``:c``), and refreshes ``{prefix}node:{node}`` with a short TTL. A count is the
+sum over nodes whose key is alive, so a node killed with ``kill -9`` stops counting
+when its key expires, and the first reader after that sweeps its hashes away. A node
+that stops cleanly deletes its own at once.
+
+Redis faults: publishing raises :class:`~switchboard.exceptions.Unavailable`; the
+reader reconnects with backoff and resubscribes by itself, and the node rewrites its
+presence from its hub when Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import Counter
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from switchboard.exceptions import Unavailable
+from switchboard.server.broker.events import BrokerEvent
+from switchboard.server.hub import Hub
+
+log = logging.getLogger("switchboard.broker")
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(BrokerEvent)
+
+_FAULTS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+
+def _channel_field(project_id: str, channel_id: str) -> str:
+    return f"{project_id}\x00{channel_id}"
+
+
+class RedisBroker:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        hub: Hub,
+        *,
+        prefix: str = "sb:",
+        node_id: str | None = None,
+        ttl: float = 15.0,
+        timeout: float = 2.0,
+    ) -> None:
+        self.url = url
+        self.hub = hub
+        self.prefix = prefix
+        self.node_id = node_id or secrets.token_hex(6)
+        self.ttl = ttl
+        self.timeout = timeout
+        self.topic = f"{prefix}events"
+        self._redis: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._dirty = asyncio.Event()
+        self.connected = False
+        self.events_received = 0
+        self.reconnects = 0
+        hub.on_presence_change = self._dirty.set
+
+    def __repr__(self) -> str:
+        return f"RedisBroker(node={self.node_id!r})"
+
+    def _k(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    async def start(self) -> None:
+        self._redis = aioredis.Redis.from_url(
+            self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
+        )
+        await self.ping()
+        subscribed = asyncio.Event()
+        self._tasks = [
+            asyncio.create_task(self._read(subscribed)),
+            asyncio.create_task(self._keep_presence()),
+        ]
+        await asyncio.wait_for(subscribed.wait(), self.timeout * 2)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._redis is not None:
+            with contextlib.suppress(*_FAULTS):
+                await self._redis.delete(
+                    self._k("node", self.node_id),
+                    self._k("presence", self.node_id, "t"),
+                    self._k("presence", self.node_id, "c"),
+                )
+                await self._redis.srem(self._k("nodes"), self.node_id)
+            await self._redis.aclose()
+            self._redis = None
+
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except _FAULTS as exc:
+            raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
+
+    async def publish(self, event: BrokerEvent) -> None:
+        try:
+            await self._redis.publish(self.topic, _encoder.encode(event))
+        except _FAULTS as exc:
+            raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
+
+    # Delivery.
+
+    async def _read(self, subscribed: asyncio.Event) -> None:
+        """Hand every event to the hub; reconnect and resubscribe after a fault."""
+        delay = 0.1
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.subscribe(self.topic)
+                self.connected = True
+                subscribed.set()
+                self._dirty.set()  # rewrite presence: Redis may have lost it
+                delay = 0.1
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        self.events_received += 1
+                        try:
+                            event = _decoder.decode(message["data"])
+                        except msgspec.DecodeError:
+                            log.warning("undecodable broker event dropped")
+                            continue
+                        self.hub.handle(event)
+            except _FAULTS as exc:
+                self.connected = False
+                self.reconnects += 1
+                log.warning(
+                    "broker disconnected; reconnecting",
+                    extra={"error": str(exc), "retry_in_s": delay},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    # Presence.
+
+    async def _keep_presence(self) -> None:
+        """Refresh this node's key, and write its counts whenever they change."""
+        interval = self.ttl / 3
+        while True:
+            try:
+                await self._write_presence()
+            except _FAULTS as exc:
+                log.warning("presence not written", extra={"error": str(exc)})
+                self._dirty.set()
+                await asyncio.sleep(0.5)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), interval)
+
+    async def _write_presence(self) -> None:
+        self._dirty.clear()
+        tokens: Counter[str] = Counter()
+        channels: Counter[str] = Counter()
+        for conn in self.hub.connections.values():
+            if conn.token_id is not None:
+                tokens[conn.token_id] += 1
+            if conn.scope != "project":
+                for channel_id in conn.channels:
+                    channels[_channel_field(conn.project_id, channel_id)] += 1
+        t_key = self._k("presence", self.node_id, "t")
+        c_key = self._k("presence", self.node_id, "c")
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(self._k("node", self.node_id), "1", px=int(self.ttl * 1000))
+        pipe.sadd(self._k("nodes"), self.node_id)
+        pipe.delete(t_key, c_key)
+        if tokens:
+            pipe.hset(t_key, mapping=dict(tokens))
+        if channels:
+            pipe.hset(c_key, mapping=dict(channels))
+        await pipe.execute()
+
+    async def _remote_sum(self, suffix: str, field: str) -> int:
+        """The count ``field`` summed over every other live node."""
+        try:
+            nodes = [n.decode() for n in await self._redis.smembers(self._k("nodes"))]
+            others = [n for n in nodes if n != self.node_id]
+            if not others:
+                return 0
+            pipe = self._redis.pipeline(transaction=False)
+            for node in others:
+                pipe.exists(self._k("node", node))
+                pipe.hget(self._k("presence", node, suffix), field)
+            replies = await pipe.execute()
+        except _FAULTS as exc:
+            raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
+        total = 0
+        dead = []
+        for node, alive, count in zip(others, replies[::2], replies[1::2], strict=True):
+            if alive:
+                total += int(count or 0)
+            else:
+                dead.append(node)
+        if dead:
+            await self._sweep(dead)
+        return total
+
+    async def _sweep(self, dead: list[str]) -> None:
+        """Forget nodes whose key expired (they died without cleaning up)."""
+        with contextlib.suppress(*_FAULTS):
+            pipe = self._redis.pipeline(transaction=False)
+            for node in dead:
+                pipe.srem(self._k("nodes"), node)
+                pipe.delete(self._k("presence", node, "t"), self._k("presence", node, "c"))
+            await pipe.execute()
+            log.info("swept dead nodes", extra={"nodes": dead})
+
+    async def token_connections(self, token_id: str) -> int:
+        return self.hub.token_connections(token_id) + await self._remote_sum("t", token_id)
+
+    async def channel_connections(self, project_id: str, channel_id: str) -> int:
+        local = self.hub.channel_connections(project_id, channel_id)
+        return local + await self._remote_sum("c", _channel_field(project_id, channel_id))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "connected": self.connected,
+            "events_received": self.events_received,
+            "reconnects": self.reconnects,
+        }
