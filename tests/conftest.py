@@ -186,6 +186,7 @@ class RedisServer:
     port: int
     process: subprocess.Popen[bytes]
     directory: Path
+    persist: bool = False
 
     @property
     def url(self) -> str:
@@ -197,12 +198,15 @@ class RedisServer:
 
     def start(self) -> None:
         """(Re)start on the same port."""
-        self.process = _spawn_redis(self.port, self.directory)
+        self.process = _spawn_redis(self.port, self.directory, self.persist)
 
 
-def _spawn_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
+def _spawn_redis(port: int, directory: Path, persist: bool = False) -> subprocess.Popen[bytes]:
     import redis
 
+    # With persist, every write is in the append-only file before Redis answers, so a
+    # restart finds it all; without, Redis keeps nothing (like the machine's own).
+    durability = ["yes", "--appendfsync", "always"] if persist else ["no"]
     proc = subprocess.Popen(
         [
             "redis-server",
@@ -213,7 +217,7 @@ def _spawn_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
             "--save",
             "",
             "--appendonly",
-            "no",
+            *durability,
             "--dir",
             str(directory),
         ],
@@ -233,6 +237,18 @@ def _spawn_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
     client.close()
     return proc
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own that keeps its data across a restart (AOF)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    server = RedisServer(port, _spawn_redis(port, tmp_path, persist=True), tmp_path, True)
+    yield server
+    if server.process.poll() is None:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
