@@ -118,7 +118,7 @@ def launch(
     """
     import httpx
 
-    fresh = not (data_dir / "switchboard.sqlite3").exists()
+    fresh = credentials is None and not (data_dir / "switchboard.sqlite3").exists()
     port = port or free_port()
     proc = subprocess.Popen(
         switchboard_cmd("serve", "--port", str(port), "--data", str(data_dir), *extra),
