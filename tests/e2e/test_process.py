@@ -47,6 +47,8 @@ def cli_json(*args: str, env: dict[str, str] | None = None) -> Any:
         ["project-tokens", "revoke"],
         ["tokens"],
         ["tokens", "create"],
+        ["export"],
+        ["import"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

@@ -27,6 +27,7 @@ from switchboard.server.hub import Hub
 from switchboard.server.node import open_store, run
 from switchboard.server.service import Service
 from switchboard.server.store import Store
+from switchboard.server.transfer import decode_dump, export_store, import_store
 
 T = TypeVar("T")
 _DEFAULT_LIMITS = Limits()
@@ -395,6 +396,48 @@ def tokens_create(
 
     token = _with_service(settings, work)
     _emit(as_json, {"token": _plain(token_json(token, False))}, token.id)
+
+
+@main.command("export")
+@store_options
+@click.option(
+    "--output",
+    "-o",
+    type=click.File("wb"),
+    default="-",
+    show_default=True,
+    help="File to write the JSON dump to.",
+)
+def export_command(data_dir: Path, redis_url: str | None, redis_prefix: str, output: Any) -> None:
+    """Write the whole store (projects, project-token hashes, channels with state, tokens,
+    subscriptions) as JSON, for `switchboard import` into another store."""
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, redis_prefix=redis_prefix)
+    dump = _with_service(settings, lambda s: export_store(s.store))
+    output.write(msgspec.json.format(msgspec.json.encode(dump)) + b"\n")
+
+
+@main.command("import")
+@click.argument("dump_file", type=click.File("rb"))
+@store_options
+@_json_option
+def import_command(
+    dump_file: Any, data_dir: Path, redis_url: str | None, redis_prefix: str, as_json: bool
+) -> None:
+    """Load a dump made by `switchboard export` (DUMP_FILE, or - for stdin).
+
+    Refused, with nothing written, if a project of the dump exists in the target.
+    """
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, redis_prefix=redis_prefix)
+    try:
+        dump = decode_dump(dump_file.read())
+    except APIError as exc:
+        raise click.ClickException(exc.message) from None
+    counts = _with_service(settings, lambda s: import_store(s.store, dump))
+    _emit(
+        as_json,
+        {"imported": counts},
+        "Imported " + ", ".join(f"{n} {kind}" for kind, n in counts.items()),
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

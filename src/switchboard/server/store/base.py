@@ -36,12 +36,24 @@ class Store(Protocol):
     async def create_project(self, name: str) -> Project:
         """Raises Conflict if a project has this name."""
 
+    async def put_project(self, project: Project) -> Project:
+        """Store a whole project record (``switchboard import``). Raises Conflict."""
+
     async def get_project(self, project_id: str) -> Project | None: ...
     async def list_projects(self) -> list[Project]: ...
     async def add_project_token(
         self, project_id: str, secret_hash: str, hint: str
     ) -> ProjectTokenInfo:
         """Raises NotFound if there is no such project."""
+
+    async def put_project_token(self, info: ProjectTokenInfo, secret_hash: str) -> ProjectTokenInfo:
+        """Store a whole project token record, revoked or not (``switchboard import``).
+
+        Raises NotFound without the project, Conflict if the ID exists.
+        """
+
+    async def project_token_hashes(self, project_id: str) -> list[tuple[ProjectTokenInfo, str]]:
+        """Every project token of the project with its hash (``switchboard export``)."""
 
     async def find_project_token(self, secret_hash: str) -> ProjectTokenInfo | None:
         """The unrevoked project token with this hash, or None."""

@@ -42,6 +42,7 @@ from switchboard.server.models import Channel, ChannelType, Page, Project, Proje
 from switchboard.server.store.base import UNCHANGED, Unchanged
 
 _CREATE_PROJECT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[2], 'id', ARGV[1], 'name', ARGV[2], 'created_at', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
@@ -50,8 +51,10 @@ return 1
 
 _ADD_PROJECT_TOKEN = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
 redis.call('HSET', KEYS[2], 'id', ARGV[1], 'project_id', ARGV[2], 'hint', ARGV[3],
            'created_at', ARGV[4])
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'revoked_at', ARGV[7]) end
 redis.call('SET', KEYS[3], ARGV[5])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
 return 1
@@ -206,14 +209,18 @@ class RedisStore:
     # Projects and project tokens.
 
     async def create_project(self, name: str) -> Project:
-        project = Project(ids.new_project_id(), name, now_iso())
+        return await self.put_project(Project(ids.new_project_id(), name, now_iso()))
+
+    async def put_project(self, project: Project) -> Project:
         created = await self._run(
             "create_project",
             [self._k("project-names"), self._k("project", project.id), self._k("projects")],
-            [project.id, name, project.created_at, _ms(project.created_at)],
+            [project.id, project.name, project.created_at, _ms(project.created_at)],
         )
         if not created:
-            raise Conflict(f"a project named {name!r} exists already")
+            raise Conflict(
+                f"a project named {project.name!r} or with ID {project.id!r} exists already"
+            )
         return project
 
     async def get_project(self, project_id: str) -> Project | None:
@@ -233,19 +240,44 @@ class RedisStore:
         self, project_id: str, secret_hash: str, hint: str
     ) -> ProjectTokenInfo:
         info = ProjectTokenInfo(ids.new_project_token_id(), project_id, hint, now_iso())
+        return await self.put_project_token(info, secret_hash)
+
+    async def put_project_token(self, info: ProjectTokenInfo, secret_hash: str) -> ProjectTokenInfo:
         added = await self._run(
             "add_project_token",
             [
-                self._k("project", project_id),
+                self._k("project", info.project_id),
                 self._k("ptk", secret_hash),
                 self._k("ptkid", info.id),
-                self._k("ptks", project_id),
+                self._k("ptks", info.project_id),
             ],
-            [info.id, project_id, hint, info.created_at, secret_hash, _ms(info.created_at)],
+            [
+                info.id,
+                info.project_id,
+                info.hint,
+                info.created_at,
+                secret_hash,
+                _ms(info.created_at),
+                info.revoked_at or "",
+            ],
         )
-        if not added:
-            raise NotFound(f"no project {project_id!r}")
+        if added == 0:
+            raise NotFound(f"no project {info.project_id!r}")
+        if added == -1:
+            raise Conflict(f"project token {info.id!r} exists already")
         return info
+
+    async def project_token_hashes(self, project_id: str) -> list[tuple[ProjectTokenInfo, str]]:
+        async with self._translate():
+            token_ids = await self.redis.zrange(self._k("ptks", project_id), 0, -1)
+            found = []
+            for token_id in token_ids:
+                secret_hash = await self.redis.get(self._k("ptkid", token_id.decode()))
+                if secret_hash is not None:
+                    row = await self.redis.hgetall(self._k("ptk", secret_hash.decode()))
+                    if row:
+                        found.append((self._project_token(row), secret_hash.decode()))
+        return found
 
     @staticmethod
     def _project_token(row: dict[bytes, bytes]) -> ProjectTokenInfo:
@@ -265,16 +297,7 @@ class RedisStore:
         return self._project_token(row)
 
     async def list_project_tokens(self, project_id: str) -> list[ProjectTokenInfo]:
-        async with self._translate():
-            token_ids = await self.redis.zrange(self._k("ptks", project_id), 0, -1)
-            found = []
-            for token_id in token_ids:
-                secret_hash = await self.redis.get(self._k("ptkid", token_id.decode()))
-                if secret_hash is not None:
-                    row = await self.redis.hgetall(self._k("ptk", secret_hash.decode()))
-                    if row:
-                        found.append(self._project_token(row))
-        return found
+        return [info for info, _ in await self.project_token_hashes(project_id)]
 
     async def revoke_project_token(self, token_id: str) -> bool:
         return bool(

@@ -181,8 +181,9 @@ class SqliteStore:
     # Projects and project tokens.
 
     async def create_project(self, name: str) -> Project:
-        project = Project(ids.new_project_id(), name, now_iso())
+        return await self.put_project(Project(ids.new_project_id(), name, now_iso()))
 
+    async def put_project(self, project: Project) -> Project:
         def run(db: sqlite3.Connection) -> Project:
             try:
                 db.execute(
@@ -190,7 +191,9 @@ class SqliteStore:
                     (project.id, project.name, project.created_at),
                 )
             except sqlite3.IntegrityError as exc:
-                raise Conflict(f"a project named {name!r} exists already") from exc
+                raise Conflict(
+                    f"a project named {project.name!r} or with ID {project.id!r} exists already"
+                ) from exc
             return project
 
         return await self._write(run)
@@ -215,18 +218,35 @@ class SqliteStore:
         self, project_id: str, secret_hash: str, hint: str
     ) -> ProjectTokenInfo:
         info = ProjectTokenInfo(ids.new_project_token_id(), project_id, hint, now_iso())
+        return await self.put_project_token(info, secret_hash)
 
+    async def put_project_token(self, info: ProjectTokenInfo, secret_hash: str) -> ProjectTokenInfo:
         def run(db: sqlite3.Connection) -> ProjectTokenInfo:
+            project_id = info.project_id
             if db.execute("SELECT 1 FROM projects WHERE id = ?", (project_id,)).fetchone() is None:
                 raise NotFound(f"no project {project_id!r}")
-            db.execute(
-                "INSERT INTO project_tokens (id, project_id, secret_hash, hint, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (info.id, project_id, secret_hash, hint, info.created_at),
-            )
+            try:
+                db.execute(
+                    "INSERT INTO project_tokens "
+                    "(id, project_id, secret_hash, hint, created_at, revoked_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (info.id, project_id, secret_hash, info.hint, info.created_at, info.revoked_at),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"project token {info.id!r} exists already") from exc
             return info
 
         return await self._write(run)
+
+    async def project_token_hashes(self, project_id: str) -> list[tuple[ProjectTokenInfo, str]]:
+        rows = self._read(
+            lambda db: db.execute(
+                "SELECT id, project_id, hint, created_at, revoked_at, secret_hash "
+                "FROM project_tokens WHERE project_id = ? ORDER BY created_at, id",
+                (project_id,),
+            ).fetchall()
+        )
+        return [(_project_token(row[:5]), row[5]) for row in rows]
 
     async def find_project_token(self, secret_hash: str) -> ProjectTokenInfo | None:
         row = self._read(
@@ -239,14 +259,7 @@ class SqliteStore:
         return _project_token(row[:5]) if row else None
 
     async def list_project_tokens(self, project_id: str) -> list[ProjectTokenInfo]:
-        rows = self._read(
-            lambda db: db.execute(
-                "SELECT id, project_id, hint, created_at, revoked_at FROM project_tokens "
-                "WHERE project_id = ? ORDER BY created_at, id",
-                (project_id,),
-            ).fetchall()
-        )
-        return [_project_token(row) for row in rows]
+        return [info for info, _ in await self.project_token_hashes(project_id)]
 
     async def revoke_project_token(self, token_id: str) -> bool:
         def run(db: sqlite3.Connection) -> bool:

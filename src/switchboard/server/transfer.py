@@ -1,0 +1,152 @@
+"""`switchboard export` and `switchboard import`: a whole store as one JSON document.
+
+The dump holds every project with its project-token hashes (never secrets: there are
+none to hold), channels with their state, tokens with their state, expiry and
+subscriptions. It moves a deployment from the embedded store to Redis, or between
+Redis instances, losing nothing. Live presence is not state and is not moved.
+
+Import refuses, before writing anything, a dump whose projects (by ID or name) exist
+in the target already.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from switchboard.exceptions import Conflict, InvalidRequest
+from switchboard.server.clock import now_iso
+from switchboard.server.models import Channel, ChannelType, Project, ProjectTokenInfo, Token
+from switchboard.server.store import Store
+
+FORMAT = "switchboard-export"
+VERSION = 1
+
+
+class ProjectTokenDump(msgspec.Struct):
+    id: str
+    hint: str
+    created_at: str
+    secret_hash: str
+    revoked_at: str | None = None
+
+
+class ChannelDump(msgspec.Struct):
+    id: str
+    type: ChannelType
+    state: msgspec.Raw
+    created_at: str
+
+
+class TokenDump(msgspec.Struct):
+    id: str
+    state: msgspec.Raw
+    created_at: str
+    expires_at: str | None = None
+    channels: list[str] = []
+    """IDs of the channels the token is subscribed to."""
+
+
+class ProjectDump(msgspec.Struct):
+    id: str
+    name: str
+    created_at: str
+    project_tokens: list[ProjectTokenDump] = []
+    channels: list[ChannelDump] = []
+    tokens: list[TokenDump] = []
+
+
+class Dump(msgspec.Struct):
+    format: str
+    version: int
+    exported_at: str
+    projects: list[ProjectDump]
+
+
+_PAGE = 1000
+
+
+async def export_store(store: Store) -> Dump:
+    projects = []
+    for project in await store.list_projects():
+        channels: list[Channel] = []
+        while True:
+            page = await store.list_channels(
+                project.id,
+                offset=len(channels),
+                limit=_PAGE,
+                sort_by="created_at",
+                descending=False,
+            )
+            channels += page.items
+            if len(page.items) < _PAGE:
+                break
+        tokens = []
+        for token in await store.list_tokens(project.id):
+            subscribed = await store.token_channels(project.id, token.id)
+            tokens.append(
+                TokenDump(
+                    token.id,
+                    token.state,
+                    token.created_at,
+                    token.expires_at,
+                    [c.id for c in subscribed],
+                )
+            )
+        projects.append(
+            ProjectDump(
+                project.id,
+                project.name,
+                project.created_at,
+                [
+                    ProjectTokenDump(
+                        info.id, info.hint, info.created_at, secret_hash, info.revoked_at
+                    )
+                    for info, secret_hash in await store.project_token_hashes(project.id)
+                ],
+                [ChannelDump(c.id, c.type, c.state, c.created_at) for c in channels],
+                tokens,
+            )
+        )
+    return Dump(FORMAT, VERSION, now_iso(), projects)
+
+
+def decode_dump(data: bytes) -> Dump:
+    try:
+        dump = msgspec.json.decode(data, type=Dump)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"not a Switchboard export: {exc}") from None
+    if dump.format != FORMAT or dump.version != VERSION:
+        raise InvalidRequest(f"expected format {FORMAT!r} version {VERSION}")
+    return dump
+
+
+async def import_store(store: Store, dump: Dump) -> dict[str, int]:
+    """Write ``dump`` into ``store``; return how many of each record were written."""
+    existing = await store.list_projects()
+    taken_ids = {p.id for p in existing}
+    taken_names = {p.name for p in existing}
+    for project in dump.projects:
+        if project.id in taken_ids or project.name in taken_names:
+            raise Conflict(
+                f"project {project.name!r} ({project.id}) exists in the target; nothing imported"
+            )
+    counts = {"projects": 0, "project_tokens": 0, "channels": 0, "tokens": 0, "subscriptions": 0}
+    for p in dump.projects:
+        await store.put_project(Project(p.id, p.name, p.created_at))
+        counts["projects"] += 1
+        for t in p.project_tokens:
+            info = ProjectTokenInfo(t.id, p.id, t.hint, t.created_at, t.revoked_at)
+            await store.put_project_token(info, t.secret_hash)
+            counts["project_tokens"] += 1
+        for c in p.channels:
+            await store.create_channel(Channel(p.id, c.id, c.type, c.state, c.created_at))
+            counts["channels"] += 1
+        for token in p.tokens:
+            await store.create_token(
+                Token(p.id, token.id, token.state, token.created_at, token.expires_at)
+            )
+            counts["tokens"] += 1
+            for channel_id in token.channels:
+                await store.add_subscription(p.id, channel_id, token.id)
+                counts["subscriptions"] += 1
+    return counts
