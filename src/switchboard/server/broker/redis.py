@@ -171,8 +171,11 @@ class RedisBroker:
                 self._dirty.set()
                 await asyncio.sleep(0.5)
                 continue
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that lands as the event fires, and stop() would wait forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._dirty.wait()
 
     async def _write_presence(self) -> None:
         self._dirty.clear()

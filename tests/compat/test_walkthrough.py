@@ -1,0 +1,78 @@
+"""Hop's Tokens walkthrough, end to end, with Hop's own SDKs pointed at Switchboard.
+
+A backend process (@onehop/js) and a browser process (@onehop/client `hop.init`), as an
+application would run them; the browser is ended abruptly, as a closed tab would be.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.compat.conftest import JS
+from tests.conftest import Server
+
+pytestmark = pytest.mark.compat
+
+
+async def test_tokens_walkthrough(node: Server, js: JS) -> None:
+    # Backend: a token per user with state {userId}; private channel `game`; subscribe them.
+    setup = await js.run("walkthrough.cjs", "backend_setup", node)
+    tokens = setup["tokens"]
+    for user_id in ("user_1", "user_2"):
+        token = setup[f"token_{user_id}"]
+        assert token["id"] == tokens[user_id]
+        assert token["id"].startswith("leap_token_")
+        assert token["state"] == {"userId": user_id}
+        assert token["is_online"] is False
+    assert setup["channel"]["id"] == "game"
+    assert setup["channel"]["type"] == "private"
+    assert setup["subscribed"] == ["user_1", "user_2"]
+    assert setup["online_before"] is False
+
+    # Browser of user_1: hop.init({projectId, token}) and its listeners.
+    browser = await js.start("walkthrough.cjs", "browser", node, SB_TOKEN=tokens["user_1"])
+    ready = (await browser.expect("ready"))["value"]
+    assert ready == {
+        "connection": "connected",
+        "game": {"state": {"status": "waiting"}, "subscription": "available", "error": None},
+    }
+
+    # Backend, while the browser is connected.
+    act = await js.run(
+        "walkthrough.cjs",
+        "backend_act",
+        node,
+        SB_TOKEN=tokens["user_1"],
+        SB_OTHER_TOKEN=tokens["user_2"],
+    )
+    assert act["online_while_connected"] is True
+    assert act["other_user_online"] is False
+    assert act["online_by_object"] is True
+    assert act["stats"] == {"online_count": 1}
+    assert act.undefined("direct_message")
+    assert act.undefined("message")
+    assert act.undefined("state")
+
+    # What the browser got.
+    assert (await browser.expect("direct_message"))["value"] == {
+        "title": "Your turn",
+        "body": "Make a move",
+    }
+    assert (await browser.expect("message"))["value"] == {"from": "user_2", "square": "e4"}
+    new_state = {"status": "playing", "turn": "user_1"}
+    assert (await browser.expect("state_update"))["value"] == {
+        "channel": "game",
+        "state": new_state,
+        "map": {"state": new_state, "subscription": "available", "error": None},
+    }
+
+    # The tab closes: the token is offline, the subscription stays.
+    await browser.kill()
+    offline = await js.run("walkthrough.cjs", "backend_offline", node, SB_TOKEN=tokens["user_1"])
+    assert offline["online_after_close"] is False
+    assert offline["stats_after_close"] == {"online_count": 0}
+    assert offline["token_after_close"]["is_online"] is False
+    async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as http:
+        r = await http.get("/channels/game/tokens")
+    assert sorted(t["state"]["userId"] for t in r.json()["data"]["tokens"]) == ["user_1", "user_2"]
