@@ -87,6 +87,14 @@ async def start_node(data_dir: Path, **overrides: object) -> Server:
     )
 
 
+async def join_node(first: Server, data_dir: Path, **overrides: object) -> Server:
+    """Another in-process node of ``first``'s cluster (same Redis): same project, own port."""
+    node = Node(make_settings(data_dir, **overrides))
+    await node.start()
+    assert node.bootstrap is None, "the cluster has its project already"
+    return Server(node.base_url, first.project_id, first.project_token, node=node)
+
+
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[Server]:
     server = await start_node(tmp_path / "data")

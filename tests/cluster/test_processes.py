@@ -54,3 +54,33 @@ async def test_kill_9_of_a_node(redis_url: str, tmp_path: Path) -> None:
         for server in (a, b):
             if server.process is not None and server.process.poll() is None:
                 stop(server)
+
+
+async def test_order_of_sequential_publishes_seen_from_two_other_nodes(
+    redis_url: str, tmp_path: Path
+) -> None:
+    a = launch(tmp_path / "a", "--redis", redis_url)
+    others = [
+        launch(tmp_path / n, "--redis", redis_url, credentials=(a.project_id, a.project_token))
+        for n in "bc"
+    ]
+    count = 2000
+    try:
+        async with httpx.AsyncClient(base_url=a.api, headers=a.headers) as via_a:
+            r = await via_a.put("/channels/feed", json={"type": "unprotected"})
+            assert r.status_code == 200
+            async with (
+                leap(others[0].ws_url, a.project_id) as on_b,
+                leap(others[1].ws_url, a.project_id) as on_c,
+            ):
+                for client in (on_b, on_c):
+                    assert (await client.subscribe("feed"))["e"] == "AVAILABLE"
+                for i in range(count):
+                    r = await via_a.post("/channels/feed/messages", json={"e": "n", "d": i})
+                    assert r.status_code == 200
+                for client in (on_b, on_c):
+                    got = [(await client.dispatch("MESSAGE"))["d"]["d"] for _ in range(count)]
+                    assert got == list(range(count))
+    finally:
+        for server in (a, *others):
+            stop(server)

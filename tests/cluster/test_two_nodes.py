@@ -10,31 +10,20 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, start_node
+from tests.conftest import Server, join_node, start_node
 from tests.e2e.leap import leap
 
 
 @pytest.fixture
 async def pair(redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[Server, Server]]:
     a = await start_node(tmp_path / "a", redis_url=redis_url)
-    assert a.node is not None
-    b_node = await _start_second(redis_url, tmp_path / "b")
-    b = Server(b_node.base_url, a.project_id, a.project_token, node=b_node)
+    b = await join_node(a, tmp_path / "b", redis_url=redis_url)
     try:
         yield a, b
     finally:
-        await b_node.stop()
-        await a.node.stop()
-
-
-async def _start_second(redis_url: str, data_dir: Path) -> Any:
-    from switchboard.server.node import Node
-    from tests.conftest import make_settings
-
-    node = Node(make_settings(data_dir, redis_url=redis_url))
-    await node.start()
-    assert node.bootstrap is None  # the cluster has its project already
-    return node
+        for server in (b, a):
+            assert server.node is not None
+            await server.node.stop()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -94,10 +83,10 @@ async def test_a_stopped_node_stops_counting(
     async with httpx.AsyncClient(base_url=a.api, headers=a.headers) as via_a:
         r = await via_a.post("/channels/tokens")
         token = r.json()["data"]["token"]["id"]
-        c = await _start_second(redis_url, tmp_path / "c")
+        c = await join_node(a, tmp_path / "c", redis_url=redis_url)
+        assert c.node is not None
         try:
-            url = c.base_url.replace("http", "ws") + "/ws"
-            async with leap(url, a.project_id, token):
+            async with leap(c.ws_url, a.project_id, token):
 
                 async def online() -> bool:
                     got = await via_a.get(f"/channels/tokens/{token}")
@@ -105,6 +94,6 @@ async def test_a_stopped_node_stops_counting(
 
                 await eventually(online)
         finally:
-            await c.stop()
+            await c.node.stop()
         got = await via_a.get(f"/channels/tokens/{token}")
         assert got.json()["data"]["token"]["is_online"] is False

@@ -6,16 +6,41 @@ application would run them; the browser is ended abruptly, as a closed tab would
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import httpx
 import pytest
 
 from tests.compat.conftest import JS
-from tests.conftest import Server
+from tests.conftest import Server, join_node, start_node
 
 pytestmark = pytest.mark.compat
 
 
-async def test_tokens_walkthrough(node: Server, js: JS) -> None:
+@pytest.fixture(params=["one node", "three nodes on Redis"])
+async def topology(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Server, Server, Server]]:
+    """(backend's node, browser's node, the node later checks go to)."""
+    if request.param == "one node":
+        servers = [await start_node(tmp_path / "one")]
+    else:
+        redis_url = request.getfixturevalue("redis_url")
+        first = await start_node(tmp_path / "a", redis_url=redis_url)
+        servers = [first] + [
+            await join_node(first, tmp_path / name, redis_url=redis_url) for name in "bc"
+        ]
+    try:
+        yield servers[0], servers[1 % len(servers)], servers[2 % len(servers)]
+    finally:
+        for server in servers:
+            assert server.node is not None
+            await server.node.stop()
+
+
+async def test_tokens_walkthrough(topology: tuple[Server, Server, Server], js: JS) -> None:
+    node, browser_node, check_node = topology
     # Backend: a token per user with state {userId}; private channel `game`; subscribe them.
     setup = await js.run("walkthrough.cjs", "backend_setup", node)
     tokens = setup["tokens"]
@@ -31,7 +56,7 @@ async def test_tokens_walkthrough(node: Server, js: JS) -> None:
     assert setup["online_before"] is False
 
     # Browser of user_1: hop.init({projectId, token}) and its listeners.
-    browser = await js.start("walkthrough.cjs", "browser", node, SB_TOKEN=tokens["user_1"])
+    browser = await js.start("walkthrough.cjs", "browser", browser_node, SB_TOKEN=tokens["user_1"])
     ready = (await browser.expect("ready"))["value"]
     assert ready == {
         "connection": "connected",
@@ -69,10 +94,12 @@ async def test_tokens_walkthrough(node: Server, js: JS) -> None:
 
     # The tab closes: the token is offline, the subscription stays.
     await browser.kill()
-    offline = await js.run("walkthrough.cjs", "backend_offline", node, SB_TOKEN=tokens["user_1"])
+    offline = await js.run(
+        "walkthrough.cjs", "backend_offline", check_node, SB_TOKEN=tokens["user_1"]
+    )
     assert offline["online_after_close"] is False
     assert offline["stats_after_close"] == {"online_count": 0}
     assert offline["token_after_close"]["is_online"] is False
-    async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as http:
+    async with httpx.AsyncClient(base_url=check_node.api, headers=check_node.headers) as http:
         r = await http.get("/channels/game/tokens")
     assert sorted(t["state"]["userId"] for t in r.json()["data"]["tokens"]) == ["user_1", "user_2"]
