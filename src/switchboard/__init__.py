@@ -5,6 +5,14 @@ dependencies; the server lives in :mod:`switchboard.server` and the realtime cli
 :mod:`switchboard.client`.
 """
 
+from switchboard._rest import (
+    AsyncSwitchboard,
+    Channel,
+    ChannelType,
+    Stats,
+    Switchboard,
+    Token,
+)
 from switchboard.exceptions import (
     APIError,
     AuthenticationFailed,
@@ -26,7 +34,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "APIError",
+    "AsyncSwitchboard",
     "AuthenticationFailed",
+    "Channel",
+    "ChannelType",
     "Conflict",
     "ConnectionClosed",
     "Forbidden",
@@ -35,8 +46,11 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "Stats",
     "SubscriptionRefused",
+    "Switchboard",
     "SwitchboardError",
+    "Token",
     "Unauthorized",
     "Unavailable",
     "__version__",

@@ -6,22 +6,13 @@ gateway splice it into their output without decoding and re-encoding it.
 
 from __future__ import annotations
 
-import enum
-
 import msgspec
 
+from switchboard._channel_type import ChannelType
+
+__all__ = ["EMPTY_STATE", "Channel", "ChannelType", "Page", "Project", "ProjectTokenInfo", "Token"]
+
 EMPTY_STATE = msgspec.Raw(b"{}")
-
-
-class ChannelType(str, enum.Enum):
-    """Who may subscribe to a channel (SPEC §1)."""
-
-    UNPROTECTED = "unprotected"
-    """Anyone who knows the ID, token or not."""
-    PUBLIC = "public"
-    """Any connection identified with a token of the project."""
-    PRIVATE = "private"
-    """Only tokens granted a subscription by the server API."""
 
 
 class Project(msgspec.Struct, frozen=True):

@@ -1,0 +1,25 @@
+"""The server SDK (REST), re-exported by :mod:`switchboard`.
+
+Layout: ``_models`` (results), ``_calls`` (every request built and every answer read,
+once), ``_settings`` (configuration and the retry policy), ``_async_api`` (the async
+client, hand-written) and ``_sync_api`` (the sync client, generated from it by
+``_unasync``). ``_io_async``/``_io_sync`` hold the only two things that differ by hand:
+how to wait and how to send many calls.
+"""
+
+from switchboard._rest._async_api import AsyncChannelsAPI, AsyncSwitchboard, AsyncTokensAPI
+from switchboard._rest._models import Channel, ChannelType, Stats, Token
+from switchboard._rest._sync_api import ChannelsAPI, Switchboard, TokensAPI
+
+__all__ = [
+    "AsyncChannelsAPI",
+    "AsyncSwitchboard",
+    "AsyncTokensAPI",
+    "Channel",
+    "ChannelType",
+    "ChannelsAPI",
+    "Stats",
+    "Switchboard",
+    "Token",
+    "TokensAPI",
+]

@@ -1,0 +1,303 @@
+"""The async server SDK: :class:`AsyncSwitchboard`.
+
+This file is the source of :mod:`switchboard._rest._sync_api`, which
+``python -m switchboard._rest._unasync`` writes from it; edit this one, then run that.
+Requests are built and answers read in :mod:`switchboard._rest._calls`; this module only
+carries them over HTTP, with retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from switchboard._rest import _calls as calls
+from switchboard._rest import _io_async as io
+from switchboard._rest._calls import Call, ChannelRef, State, TokenRef
+from switchboard._rest._models import Channel, ChannelType, Stats, Token
+from switchboard._rest._settings import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_BACKOFF,
+    DEFAULT_TIMEOUT,
+    Settings,
+    TimeoutTypes,
+    unreachable,
+)
+
+__all__ = ["AsyncChannelsAPI", "AsyncSwitchboard", "AsyncTokensAPI"]
+
+T = TypeVar("T")
+
+StateAction = State | Callable[[dict[str, Any]], State]
+"""A new state, or a function from the current state to the new one."""
+
+
+class _AsyncTransport:
+    """Sends :class:`~switchboard._rest._calls.Call` objects, retrying as the settings say."""
+
+    def __init__(self, settings: Settings, http_client: httpx.AsyncClient | None) -> None:
+        self.settings = settings
+        self._owns_client = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=settings.timeout)
+        self._http.headers.update(settings.headers())
+
+    async def send(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            request = self._http.build_request(**self.settings.request_args(call))
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError as exc:
+                delay = self.settings.retry_delay(call, attempt, error=exc)
+                if delay is None:
+                    raise unreachable(self.settings, call, exc) from exc
+            else:
+                delay = self.settings.retry_delay(call, attempt, response=response)
+                if delay is None:
+                    return call.result(response.status_code, response.content)
+            attempt += 1
+            await io.sleep(delay)
+
+    async def send_all(self, many: list[Call[Any]]) -> None:
+        await io.settle(self.send, many)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._http.aclose()
+
+
+class AsyncTokensAPI:
+    """Tokens of the project: ``sb.channels.tokens``."""
+
+    def __init__(self, transport: _AsyncTransport) -> None:
+        self._transport = transport
+
+    async def create(
+        self,
+        state: State | None = None,
+        expires_at: datetime | str | None = None,
+    ) -> Token:
+        """Create a token for one end user.
+
+        Args:
+            state: metadata of the token (a JSON object), e.g. ``{"user_id": "42"}``.
+                Its connections receive it as ``metadata``.
+            expires_at: when the token stops working (a timezone-aware datetime or an
+                ISO 8601 string); its live connections are closed then.
+
+        Returns:
+            The new token. Hand ``token.id`` to the user's client.
+        """
+        return await self._transport.send(calls.create_token(state, expires_at))
+
+    async def get(self, token: TokenRef) -> Token:
+        """Read a token. Raises :class:`~switchboard.NotFound` if there is none."""
+        return await self._transport.send(calls.get_token(token))
+
+    async def get_all(self) -> list[Token]:
+        """Every token of the project."""
+        return await self._transport.send(calls.list_tokens())
+
+    async def set_state(self, token: TokenRef, state: State) -> Token:
+        """Replace a token's state; its live connections get ``TOKEN_STATE_UPDATE``."""
+        return await self._transport.send(calls.set_token_state(token, state))
+
+    async def delete(self, token: TokenRef) -> None:
+        """Delete a token. Its live connections are closed with 4001."""
+        await self._transport.send(calls.delete_token(token))
+
+    async def is_online(self, token: TokenRef) -> bool:
+        """True while at least one connection identified with the token is live.
+
+        Always asks the server, even when given a :class:`Token` read earlier.
+        """
+        found = await self._transport.send(calls.get_token(token))
+        return found.is_online
+
+    async def publish_direct_message(self, token: TokenRef, event: str, data: Any = None) -> None:
+        """Send ``DIRECT_MESSAGE`` ``{e: event, d: data}`` to every connection of a token."""
+        await self._transport.send(calls.direct_message(token, event, data))
+
+
+class AsyncChannelsAPI:
+    """Channels of the project: ``sb.channels``."""
+
+    def __init__(self, transport: _AsyncTransport) -> None:
+        self._transport = transport
+        self.tokens = AsyncTokensAPI(transport)
+        """Tokens of the project."""
+
+    async def create(
+        self, type: ChannelType | str, id: str | None = None, state: State | None = None
+    ) -> Channel:
+        """Create a channel.
+
+        Args:
+            type: who may subscribe (:class:`~switchboard.ChannelType` or its value).
+            id: the channel's ID; ``None`` lets the server generate one.
+            state: the initial state (a JSON object), ``{}`` if not given.
+
+        Raises:
+            Conflict: a channel with this ID exists already.
+        """
+        return await self._transport.send(calls.create_channel(type, id, state))
+
+    async def get(self, channel: ChannelRef) -> Channel:
+        """Read a channel. Raises :class:`~switchboard.NotFound` if there is none."""
+        return await self._transport.send(calls.get_channel(channel))
+
+    async def get_all(self) -> list[Channel]:
+        """Every channel of the project, oldest first (reads page after page)."""
+        found: list[Channel] = []
+        seen: set[str] = set()
+        page = 1
+        while True:
+            batch = await self._transport.send(calls.list_channels(page))
+            fresh = [c for c in batch.channels if c.id not in seen]
+            found += fresh
+            seen.update(c.id for c in fresh)
+            # Stop on an empty page, at the total, or when a server that does not page
+            # sends the same channels again.
+            done = not fresh or (batch.total_count is not None and len(found) >= batch.total_count)
+            if done:
+                return found
+            page += 1
+
+    async def delete(self, channel: ChannelRef) -> None:
+        """Delete a channel; its subscribers get ``UNAVAILABLE {graceful: true}``."""
+        await self._transport.send(calls.delete_channel(channel))
+
+    async def get_state(self, channel: ChannelRef) -> dict[str, Any]:
+        """The channel's current state."""
+        return await self._transport.send(calls.get_channel_state(channel))
+
+    async def set_state(self, channel: ChannelRef, state: StateAction) -> None:
+        """Replace the channel's state; every subscriber gets ``STATE_UPDATE``.
+
+        ``state`` may be a function of the current state, as in Hop's SDK: it is read
+        first, then replaced (not atomically).
+        """
+        if callable(state):
+            state = state(await self.get_state(channel))
+        await self._transport.send(calls.set_channel_state(channel, state))
+
+    async def patch_state(self, channel: ChannelRef, partial: StateAction) -> None:
+        """Merge ``partial``'s top-level keys into the channel's state.
+
+        ``partial`` may be a function of the current state, as in :meth:`set_state`.
+        """
+        if callable(partial):
+            partial = partial(await self.get_state(channel))
+        await self._transport.send(calls.patch_channel_state(channel, partial))
+
+    async def publish_message(self, channel: ChannelRef, event: str, data: Any = None) -> None:
+        """Send ``MESSAGE`` ``{e: event, d: data}`` to every subscriber of the channel."""
+        await self._transport.send(calls.publish_message(channel, event, data))
+
+    async def subscribe_token(self, channel: ChannelRef, token: TokenRef) -> None:
+        """Grant a token a durable subscription; its live connections get ``AVAILABLE``."""
+        await self._transport.send(calls.subscribe_token(channel, token))
+
+    async def subscribe_tokens(self, channel: ChannelRef, tokens: Iterable[TokenRef]) -> None:
+        """:meth:`subscribe_token` for each token. Every one is tried; then the first
+        failure, if any, is raised."""
+        await self._transport.send_all(calls.subscribe_tokens(channel, tokens))
+
+    async def remove_token(self, channel: ChannelRef, token: TokenRef) -> None:
+        """Remove a token's subscription; its live connections get ``UNAVAILABLE``."""
+        await self._transport.send(calls.remove_token(channel, token))
+
+    async def remove_tokens(self, channel: ChannelRef, tokens: Iterable[TokenRef]) -> None:
+        """:meth:`remove_token` for each token. Every one is tried; then the first
+        failure, if any, is raised."""
+        await self._transport.send_all(calls.remove_tokens(channel, tokens))
+
+    async def get_all_tokens(self, channel: ChannelRef) -> list[Token]:
+        """The tokens subscribed to the channel."""
+        return await self._transport.send(calls.channel_tokens(channel))
+
+    async def get_stats(self, channel: ChannelRef) -> Stats:
+        """Live numbers of the channel: ``stats.online_count``."""
+        return await self._transport.send(calls.channel_stats(channel))
+
+
+class AsyncSwitchboard:
+    """The server SDK: everything a backend does with the server API.
+
+    Use it as a context manager, or call :meth:`aclose` when done::
+
+        async with AsyncSwitchboard("ptk_…", base_url="http://localhost:4000") as sb:
+            token = await sb.channels.tokens.create({"user_id": "42"})
+
+    Args:
+        project_token: the project's secret (``ptk_…``).
+        base_url: the server's root URL (a trailing ``/v1`` is accepted too).
+        project: a project ID to send as ``?project=``; only needed with a Hop
+            personal access token.
+        timeout: seconds per request (or an ``httpx.Timeout``; ``None`` waits forever).
+        max_retries: how many times a failed call is sent again. Idempotent calls are
+            retried after a network failure or a 502/503/504; every call after a 429 or a
+            failure to connect. ``0`` never retries.
+        retry_backoff: the first wait between tries, in seconds; it doubles each time,
+            with jitter (a ``Retry-After`` header wins).
+        http_client: an ``httpx.AsyncClient`` to use (proxies, TLS, transports); it
+            is not closed by :meth:`aclose`.
+
+    Every method raises :class:`TypeError` or :class:`ValueError` for bad arguments
+    before sending anything, a :class:`~switchboard.APIError` subclass with the
+    server's ``code`` and ``message`` when the server refuses, and
+    :class:`~switchboard.Unavailable` (code ``unreachable``) when it cannot be reached.
+    """
+
+    def __init__(
+        self,
+        project_token: str,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        project: str | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_backoff: float = DEFAULT_RETRY_BACKOFF,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise TypeError("http_client must be an httpx.AsyncClient")
+        settings = Settings.create(
+            project_token,
+            base_url,
+            project=project,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+        )
+        self._transport = _AsyncTransport(settings, http_client)
+        self.channels = AsyncChannelsAPI(self._transport)
+        """Channels, and their tokens under ``channels.tokens``."""
+
+    @property
+    def base_url(self) -> str:
+        """The server's root URL."""
+        return self._transport.settings.base_url
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections (unless ``http_client`` was given)."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"

@@ -1,0 +1,217 @@
+"""Typed events: one class per server dispatch, as ``client.events()`` yields them.
+
+:func:`parse_dispatch` reads a dispatch's ``d`` (``{c, u, e, d}``). It never raises: a
+dispatch it does not know, or one of the wrong shape, becomes :class:`UnknownDispatch`
+so that a newer server cannot break an older client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Available",
+    "DirectMessage",
+    "ErrorEvent",
+    "Event",
+    "Init",
+    "LeapChannel",
+    "Message",
+    "StateUpdate",
+    "TokenStateUpdate",
+    "Unavailable",
+    "UnknownDispatch",
+    "parse_dispatch",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class LeapChannel:
+    """A channel as the gateway describes it (in ``INIT`` and ``AVAILABLE``)."""
+
+    id: str
+    project_id: str
+    type: str
+    state: dict[str, Any]
+    capabilities: int = 0
+
+    @classmethod
+    def from_json(cls, value: Any) -> LeapChannel:
+        if not isinstance(value, dict) or not isinstance(value.get("id"), str):
+            raise ValueError(f"not a channel: {value!r}")
+        state = value.get("state")
+        return cls(
+            id=value["id"],
+            project_id=str(value.get("project_id", "")),
+            type=str(value.get("type", "")),
+            state=state if isinstance(state, dict) else {},
+            capabilities=int(value.get("capabilities") or 0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Init:
+    """The connection is identified (``INIT``)."""
+
+    cid: str
+    """This connection's ID."""
+    connection_count: int
+    """Live connections of this token, this one included."""
+    metadata: dict[str, Any] | None
+    """The token's state; ``None`` without a token."""
+    scope: str
+    """``"token"``, ``"project"`` (identified with a project token) or ``"noauth"``."""
+    channels: tuple[LeapChannel, ...]
+    """The token's subscriptions (empty without a token)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Available:
+    """A subscription started (``AVAILABLE``): an answer to SUBSCRIBE, or a grant."""
+
+    channel: str
+    info: LeapChannel
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """A subscription was refused or ended (``UNAVAILABLE``).
+
+    ``graceful`` is true when the channel was deleted or the token's grant removed;
+    false with an ``error_code`` (``NOT_GRANTED``, ``UNKNOWN``) when a SUBSCRIBE was
+    refused.
+    """
+
+    channel: str
+    graceful: bool
+    error_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StateUpdate:
+    """A channel's state changed (``STATE_UPDATE``); ``state`` is the full new state."""
+
+    channel: str
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message published to a channel (``MESSAGE``)."""
+
+    channel: str
+    event: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class DirectMessage:
+    """A message sent to this connection's token (``DIRECT_MESSAGE``)."""
+
+    event: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TokenStateUpdate:
+    """This connection's token got a new state (``TOKEN_STATE_UPDATE``)."""
+
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    """The server refused something this connection sent (``ERROR``), e.g. a publish
+    over the rate limit; the connection stays open."""
+
+    channel: str | None
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownDispatch:
+    """A dispatch this client does not know, as it came."""
+
+    channel: str | None
+    event: str
+    data: Any
+    unicast: bool
+
+
+Event = (
+    Init
+    | Available
+    | Unavailable
+    | StateUpdate
+    | Message
+    | DirectMessage
+    | TokenStateUpdate
+    | ErrorEvent
+    | UnknownDispatch
+)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object, got {value!r}")
+    return value
+
+
+def _channel(c: Any) -> str:
+    if not isinstance(c, str) or not c:
+        raise ValueError(f"expected a channel ID in c, got {c!r}")
+    return c
+
+
+def _parse(c: Any, e: str, d: Any) -> Event:
+    if e == "INIT":
+        data = _object(d)
+        metadata = data.get("metadata")
+        return Init(
+            cid=str(data.get("cid", "")),
+            connection_count=int(data.get("connection_count") or 0),
+            metadata=metadata if isinstance(metadata, dict) else None,
+            scope=str(data.get("scope", "")),
+            channels=tuple(LeapChannel.from_json(ch) for ch in data.get("channels") or ()),
+        )
+    if e == "AVAILABLE":
+        info = LeapChannel.from_json(_object(d).get("channel"))
+        # c is the ID; Go's client keys on d.channel.id. Both should agree.
+        return Available(channel=c if isinstance(c, str) and c else info.id, info=info)
+    if e == "UNAVAILABLE":
+        data = _object(d)
+        code = data.get("error_code")
+        return Unavailable(_channel(c), bool(data.get("graceful")), code if code else None)
+    if e == "STATE_UPDATE":
+        return StateUpdate(_channel(c), _object(_object(d).get("state")))
+    if e == "MESSAGE":
+        data = _object(d)
+        return Message(_channel(c), str(data["e"]), data.get("d"))
+    if e == "DIRECT_MESSAGE":
+        data = _object(d)
+        return DirectMessage(str(data["e"]), data.get("d"))
+    if e == "TOKEN_STATE_UPDATE":
+        return TokenStateUpdate(_object(_object(d).get("state")))
+    if e == "ERROR":
+        data = _object(d)
+        return ErrorEvent(
+            c if isinstance(c, str) else None,
+            str(data.get("code", "")),
+            str(data.get("message", "")),
+        )
+    raise LookupError(e)
+
+
+def parse_dispatch(d: Any) -> Event:
+    """The typed event for a dispatch's ``d`` (``{c, u, e, d}``)."""
+    if not isinstance(d, dict):
+        return UnknownDispatch(None, "", d, False)
+    c, e, data = d.get("c"), d.get("e"), d.get("d")
+    if not isinstance(e, str):
+        return UnknownDispatch(c if isinstance(c, str) else None, "", data, bool(d.get("u")))
+    try:
+        return _parse(c, e, data)
+    except (LookupError, TypeError, ValueError):
+        return UnknownDispatch(c if isinstance(c, str) else None, e, data, bool(d.get("u")))
