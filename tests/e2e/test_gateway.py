@@ -507,7 +507,8 @@ async def test_connections_per_token_are_limited(tmp_path: Path) -> None:
             token = await make_token(http)
         async with (
             leap(server.ws_url, server.project_id, token),
-            leap(server.ws_url, server.project_id, token),leap(server.ws_url) as third
+            leap(server.ws_url, server.project_id, token),
+            leap(server.ws_url) as third,
         ):
             await third.recv()
             await third.send({"op": 2, "d": {"project_id": server.project_id, "token": token}})

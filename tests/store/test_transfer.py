@@ -27,11 +27,24 @@ async def fill(store: SqliteStore) -> str:
     from switchboard.server.models import Channel
 
     for i, kind in enumerate(ChannelType):
-        await store.create_channel(Channel(project.id, f"ch{i}", kind,
-                                           msgspec.Raw(b'{"i": %d, "l": [1.5, null]}' % i),
-                                           f"2026-01-0{i + 1}T00:00:00.000Z"))
-    await store.create_token(Token(project.id, "leap_token_x", msgspec.Raw(b'{"u": "x"}'),
-                                   "2026-02-01T00:00:00.000Z", "2099-01-01T00:00:00.000Z"))
+        await store.create_channel(
+            Channel(
+                project.id,
+                f"ch{i}",
+                kind,
+                msgspec.Raw(b'{"i": %d, "l": [1.5, null]}' % i),
+                f"2026-01-0{i + 1}T00:00:00.000Z",
+            )
+        )
+    await store.create_token(
+        Token(
+            project.id,
+            "leap_token_x",
+            msgspec.Raw(b'{"u": "x"}'),
+            "2026-02-01T00:00:00.000Z",
+            "2099-01-01T00:00:00.000Z",
+        )
+    )
     await store.add_subscription(project.id, "ch0", "leap_token_x")
     await store.add_subscription(project.id, "ch2", "leap_token_x")
     await store.create_project("empty")
@@ -55,8 +68,13 @@ async def test_sqlite_to_redis_and_back(tmp_path: Path, redis_url: str) -> None:
         project_id = await fill(source)
         dump = await export_store(source)
         counts = await import_store(redis_store, dump)
-        assert counts == {"projects": 2, "project_tokens": 2, "channels": 3, "tokens": 1,
-                          "subscriptions": 2}
+        assert counts == {
+            "projects": 2,
+            "project_tokens": 2,
+            "channels": 3,
+            "tokens": 1,
+            "subscriptions": 2,
+        }
         assert comparable(await export_store(redis_store)) == comparable(dump)
         await import_store(back, await export_store(redis_store))
         assert comparable(await export_store(back)) == comparable(dump)
@@ -75,8 +93,7 @@ async def test_sqlite_to_redis_and_back(tmp_path: Path, redis_url: str) -> None:
 
 def test_cli_round_trip(tmp_path: Path, redis_url: str) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(switchboard_cmd(*args), capture_output=True, text=True,
-                              timeout=30)
+        return subprocess.run(switchboard_cmd(*args), capture_output=True, text=True, timeout=30)
 
     made = run("projects", "create", "app", "--data", str(tmp_path / "a"), "--json")
     secret = json.loads(made.stdout)["project_token"]
