@@ -376,14 +376,14 @@ class RedisStore:
             [channel_id, self._k("tsubs", "")],
         )
         if tokens is None:
-            raise NotFound(f"no channel {channel_id!r}")
+            raise NotFound(f"no channel {channel_id!r} in this project")
         return [t.decode() for t in tokens]
 
     async def set_channel_state(self, project_id: str, channel_id: str, state: msgspec.Raw) -> None:
         if not await self._run(
             "set_state", [self._k("ch", project_id, channel_id)], [bytes(state)]
         ):
-            raise NotFound(f"no channel {channel_id!r}")
+            raise NotFound(f"no channel {channel_id!r} in this project")
 
     async def patch_channel_state(
         self, project_id: str, channel_id: str, partial: dict[str, Any], max_bytes: int
@@ -395,7 +395,7 @@ class RedisStore:
                     await pipe.watch(key)
                     current = await pipe.hget(key, "state")
                     if current is None:
-                        raise NotFound(f"no channel {channel_id!r}")
+                        raise NotFound(f"no channel {channel_id!r} in this project")
                     state = msgspec.json.decode(current)
                     state.update(partial)
                     encoded = msgspec.json.encode(state)
@@ -478,7 +478,7 @@ class RedisStore:
             ],
         )
         if flat is None:
-            raise NotFound(f"no token {ids.redact(token_id)!r}")
+            raise NotFound(f"no token {ids.redact(token_id)!r} in this project")
         row = dict(zip(flat[::2], flat[1::2], strict=True))
         return self._token(token_id, row)
 
@@ -489,7 +489,7 @@ class RedisStore:
             [project_id, token_id, self._k("subs", project_id, "")],
         )
         if not deleted:
-            raise NotFound(f"no token {ids.redact(token_id)!r}")
+            raise NotFound(f"no token {ids.redact(token_id)!r} in this project")
 
     # Subscriptions.
 
@@ -505,9 +505,9 @@ class RedisStore:
             [project_id, channel_id, token_id, time.time_ns() // 1000],
         )
         if result == -1:
-            raise NotFound(f"no channel {channel_id!r}")
+            raise NotFound(f"no channel {channel_id!r} in this project")
         if result == -2:
-            raise NotFound(f"no token {ids.redact(token_id)!r}")
+            raise NotFound(f"no token {ids.redact(token_id)!r} in this project")
         return bool(result)
 
     async def remove_subscription(self, project_id: str, channel_id: str, token_id: str) -> bool:

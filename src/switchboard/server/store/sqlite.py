@@ -333,7 +333,7 @@ class SqliteStore:
                 "DELETE FROM channels WHERE project_id = ? AND id = ?", (project_id, channel_id)
             )
             if cursor.rowcount == 0:
-                raise NotFound(f"no channel {channel_id!r}")
+                raise NotFound(f"no channel {channel_id!r} in this project")
             return tokens
 
         return await self._write(run)
@@ -345,7 +345,7 @@ class SqliteStore:
                 (bytes(state), project_id, channel_id),
             )
             if cursor.rowcount == 0:
-                raise NotFound(f"no channel {channel_id!r}")
+                raise NotFound(f"no channel {channel_id!r} in this project")
 
         await self._write(run)
 
@@ -358,7 +358,7 @@ class SqliteStore:
                 (project_id, channel_id),
             ).fetchone()
             if row is None:
-                raise NotFound(f"no channel {channel_id!r}")
+                raise NotFound(f"no channel {channel_id!r} in this project")
             state = msgspec.json.decode(row[0])
             state.update(partial)
             encoded = msgspec.json.encode(state)
@@ -437,7 +437,7 @@ class SqliteStore:
                 (project_id, token_id),
             ).fetchone()
             if row is None:
-                raise NotFound(f"no token {ids.redact(token_id)!r}")
+                raise NotFound(f"no token {ids.redact(token_id)!r} in this project")
             return _token(row)
 
         return await self._write(run)
@@ -448,7 +448,7 @@ class SqliteStore:
                 "DELETE FROM tokens WHERE project_id = ? AND id = ?", (project_id, token_id)
             )
             if cursor.rowcount == 0:
-                raise NotFound(f"no token {ids.redact(token_id)!r}")
+                raise NotFound(f"no token {ids.redact(token_id)!r} in this project")
 
         await self._write(run)
 
@@ -463,14 +463,14 @@ class SqliteStore:
                 ).fetchone()
                 is None
             ):
-                raise NotFound(f"no channel {channel_id!r}")
+                raise NotFound(f"no channel {channel_id!r} in this project")
             if (
                 db.execute(
                     "SELECT 1 FROM tokens WHERE project_id = ? AND id = ?", (project_id, token_id)
                 ).fetchone()
                 is None
             ):
-                raise NotFound(f"no token {ids.redact(token_id)!r}")
+                raise NotFound(f"no token {ids.redact(token_id)!r} in this project")
             cursor = db.execute(
                 "INSERT OR IGNORE INTO subscriptions (project_id, channel_id, token_id, created_at) "
                 "VALUES (?, ?, ?, ?)",
