@@ -87,3 +87,71 @@ async def test_redis_restarted_empty_then_imported(
                 assert (await client.dispatch("MESSAGE"))["d"]["e"] == "restored"
     finally:
         await server.node.stop()
+
+
+async def test_password_database_and_prefix(tmp_path: Path) -> None:
+    import subprocess
+
+    import redis
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--requirepass",
+            "s3cret",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = redis.Redis(port=port, password="s3cret", db=3)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+        url = f"redis://:s3cret@127.0.0.1:{port}/3"
+        server = await start_node(tmp_path / "n", redis_url=url, redis_prefix="acme:")
+        assert server.node is not None
+        try:
+            async with httpx.AsyncClient(base_url=server.api, headers=server.headers) as http:
+                assert (await http.put("/channels/x", json={"type": "public"})).is_success
+            keys = [k.decode() for k in client.keys("*")]
+            assert keys and all(k.startswith("acme:") for k in keys)
+            assert "s3cret" not in repr(server.node.store)
+        finally:
+            await server.node.stop()
+        # A wrong password is a clear startup error, not a hang.
+        from switchboard.exceptions import Unavailable
+        from switchboard.server.node import Node
+        from tests.conftest import make_settings
+
+        wrong = Node(make_settings(tmp_path / "w", redis_url=f"redis://:nope@127.0.0.1:{port}/3"))
+        started = time.monotonic()
+        try:
+            await wrong.start()
+        except Unavailable as exc:
+            assert "cannot be reached" in str(exc)
+        else:
+            raise AssertionError("a node started with a wrong Redis password")
+        assert time.monotonic() - started < 10
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait()
