@@ -97,7 +97,7 @@ async def test_password_database_and_prefix(tmp_path: Path) -> None:
     from tests.conftest import free_port
 
     port = free_port()
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - a quick start, before any server runs
         [
             "redis-server",
             "--port",
