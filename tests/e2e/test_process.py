@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -237,3 +238,17 @@ def test_logs_are_json_lines_without_whole_secrets(tmp_path: Path) -> None:
     assert token not in stderr
     assert "ptk_wrong_secret_value" not in stderr
     assert proc.returncode == 0
+
+
+def test_a_port_in_use_fails_before_touching_the_store(tmp_path: Path) -> None:
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    try:
+        result = cli("serve", "--port", str(port), "--data", str(tmp_path / "d"))
+    finally:
+        blocker.close()
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr
+    assert not (tmp_path / "d" / "switchboard.sqlite3").exists()

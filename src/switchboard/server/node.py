@@ -73,6 +73,24 @@ class Node:
         return self.settings.public_url or f"http://{host}:{self.port}"
 
     async def start(self) -> None:
+        """Open everything and listen; on failure, close what was opened and re-raise."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        # Bind first: a port in use must fail before anything is written to the store
+        # (a "default" project made then would have its token never shown).
+        sock = socket.socket(socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.settings.host, self.settings.port))
+        except OSError:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
         await self.store.open()
         await self.broker.start()
         if not await self.store.list_projects():
@@ -81,14 +99,9 @@ class Node:
                 self.bootstrap = Bootstrap(project, secret)
             except Conflict:
                 pass  # another node of the cluster made it first, and printed it
-
         await self.gateway.start()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        sock = socket.socket(socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.settings.host, self.settings.port))
-        self.port = sock.getsockname()[1]
         site = web.SockSite(self._runner, sock, backlog=4096)
         await site.start()
         log.info("listening", extra={"url": self.base_url, "store": repr(self.store)})
