@@ -209,6 +209,19 @@ class RedisServer:
         self.process = _spawn_redis(self.port, self.directory, self.persist)
 
 
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    """Block until something accepts TCP connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _spawn_redis(port: int, directory: Path, persist: bool = False) -> subprocess.Popen[bytes]:
     import redis
 

@@ -94,7 +94,7 @@ async def test_password_database_and_prefix(tmp_path: Path) -> None:
 
     import redis
 
-    from tests.conftest import free_port
+    from tests.conftest import free_port, wait_for_port
 
     port = free_port()
     proc = subprocess.Popen(  # noqa: ASYNC220 - a quick start, before any server runs
@@ -117,13 +117,14 @@ async def test_password_database_and_prefix(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
+        wait_for_port(port)
         client = redis.Redis(port=port, password="s3cret", db=3)
         deadline = time.monotonic() + 10
         while True:
             try:
-                client.ping()
+                client.ping()  # up, and done loading
                 break
-            except redis.ConnectionError:
+            except redis.BusyLoadingError:
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)
         url = f"redis://:s3cret@127.0.0.1:{port}/3"

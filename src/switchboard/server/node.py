@@ -63,6 +63,7 @@ class Node:
         self.gateway = Gateway(self.service, self.hub, settings)
         self.app = build_app(self.service, self.gateway, max_body=settings.limits.max_request_bytes)
         self._runner: web.AppRunner | None = None
+        self._unserved_socket: socket.socket | None = None
         self.port = settings.port
         self.bootstrap: Bootstrap | None = None
 
@@ -91,6 +92,7 @@ class Node:
             sock.close()
             raise
         self.port = sock.getsockname()[1]
+        self._unserved_socket = sock
         await self.store.open()
         await self.broker.start()
         if not await self.store.list_projects():
@@ -104,11 +106,15 @@ class Node:
         await self._runner.setup()
         site = web.SockSite(self._runner, sock, backlog=4096)
         await site.start()
+        self._unserved_socket = None
         log.info("listening", extra={"url": self.base_url, "store": repr(self.store)})
 
     async def stop(self) -> None:
         """Close sockets with 1001 (clients reconnect elsewhere), then everything else."""
         log.info("shutting down")
+        if self._unserved_socket is not None:  # a start that failed half-way
+            self._unserved_socket.close()
+            self._unserved_socket = None
         await self.gateway.shutdown(self.settings.shutdown_grace_s)
         if self._runner is not None:
             await self._runner.cleanup()

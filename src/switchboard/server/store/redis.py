@@ -180,7 +180,12 @@ class RedisStore:
             ("remove_subscription", _REMOVE_SUBSCRIPTION),
         ]:
             self._scripts[name] = self._redis.register_script(source)
-        await self.ping()
+        try:
+            await self.ping()
+        except Unavailable:
+            # redis-py keeps the socket of a connection that failed to authenticate.
+            await self._redis.connection_pool.disconnect(inuse_connections=True)
+            raise
 
     async def close(self) -> None:
         if self._redis is not None:
