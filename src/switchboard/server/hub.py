@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from switchboard.server.activity import Activity
 from switchboard.server.broker import events as ev
 from switchboard.server.protocol import frames
 from switchboard.server.protocol.frames import CloseCode
@@ -174,6 +175,8 @@ class Hub:
         self.messages_published = 0
         self.deliveries = 0
         self.closed_slow = 0
+        self.activity = Activity()
+        """Messages per project per second, for the console's overview."""
         self.on_presence_change: Callable[[], None] | None = None
         """Called after any change to who is connected or subscribed (the broker's hook)."""
 
@@ -257,6 +260,7 @@ class Hub:
         """Carry out one broker event on this node."""
         if isinstance(event, ev.ChannelMessage):
             self.messages_published += 1
+            self.activity.count(event.project_id)
             payload = frames.dispatch(
                 event.channel_id,
                 "MESSAGE",
@@ -265,6 +269,7 @@ class Hub:
             )
             self.broadcast(event.project_id, event.channel_id, payload, event.exclude_cid)
         elif isinstance(event, ev.DirectMessage):
+            self.activity.count(event.project_id)
             payload = frames.dispatch(
                 None, "DIRECT_MESSAGE", {"e": event.event, "d": event.data}, unicast=False
             )

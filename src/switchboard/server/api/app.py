@@ -17,7 +17,7 @@ from switchboard.exceptions import (
     PayloadTooLarge,
     Unavailable,
 )
-from switchboard.server.api import channels, tokens
+from switchboard.server.api import channels, console, tokens
 from switchboard.server.api.auth import SERVICE
 from switchboard.server.api.envelope import error_response, ok
 from switchboard.server.gateway import Gateway
@@ -114,6 +114,7 @@ def build_app(service: Service, gateway: Gateway, *, max_body: int) -> web.Appli
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/ws", gateway.handle)
     app.router.add_get("/1.0/ws", gateway.handle)
+    console.setup(app, gateway.hub)  # /console and /v1/stats (api/console.py)
     # Token routes first: /v1/channels/tokens must never be read as a channel ID.
     app.router.add_routes(tokens.routes)
     app.router.add_routes(channels.routes)
