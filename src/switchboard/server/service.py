@@ -84,6 +84,17 @@ class Service:
         self.store = store
         self.broker = broker
         self.limits = limits
+        self._projects: dict[str, Project] = {}
+
+    def _shared(self, project: Project) -> Project:
+        """One Project object per project for every connection (a copy each costs memory).
+
+        The store stays the authority: a changed record replaces the shared one.
+        """
+        shared = self._projects.get(project.id)
+        if shared != project:
+            self._projects[project.id] = shared = project
+        return shared
 
     # Checks shared by REST and gateway.
 
@@ -339,6 +350,7 @@ class Service:
         project = await self.store.get_project(project_id)
         if project is None:
             raise Unauthorized("unknown project")
+        project = self._shared(project)
         if secret is None:
             return Identity(project, None, "noauth")
         if secret.startswith(ids.PROJECT_TOKEN_PREFIX):
