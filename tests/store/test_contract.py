@@ -183,6 +183,24 @@ async def test_subscriptions_both_ways(store: Store, project: Project) -> None:
     assert not await store.is_subscribed(project.id, "a", "leap_token_1")
 
 
+async def test_subscriptions_keep_the_order_they_were_made_in(
+    store: Store, project: Project
+) -> None:
+    # Many in the same millisecond, named against alphabetical order: INIT lists a
+    # token's channels in the order it subscribed.
+    names = [f"ch-{i:02d}" for i in reversed(range(30))]
+    await store.create_token(token(project, "leap_token_1"))
+    for name in names:
+        await store.create_channel(channel(project, name))
+        await store.create_token(token(project, f"leap_token_{name}"))
+    for name in names:
+        await store.add_subscription(project.id, name, "leap_token_1")
+        await store.add_subscription(project.id, names[0], f"leap_token_{name}")
+    assert [c.id for c in await store.token_channels(project.id, "leap_token_1")] == names
+    holders = [t.id for t in await store.channel_tokens(project.id, names[0])]
+    assert holders == ["leap_token_1"] + [f"leap_token_{n}" for n in names]
+
+
 async def test_subscription_needs_channel_and_token_of_the_project(
     store: Store, project: Project
 ) -> None:

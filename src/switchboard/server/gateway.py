@@ -6,9 +6,10 @@ session's events through the service, one frame at a time, so a client's frames 
 handled in the order it sent them. One sweeper task ticks every session once a second
 for deadlines and probes, instead of a timer per socket.
 
-Every frame to a client is written straight to the socket's transport: the session's
-replies here, broadcasts by the hub. Nothing awaits a slow reader; the hub closes a
-socket whose buffer passes the limit.
+Every frame to a client goes through its hub connection's queue, which the hub writes
+to the socket's transport once per loop turn: the session's replies here, broadcasts by
+the hub. Nothing awaits a slow reader; the hub closes a socket whose buffer passes the
+limit.
 """
 
 from __future__ import annotations
@@ -88,6 +89,11 @@ class GatewayConnection(Connection):
             self.close(self.session.close_code, self.session.close_reason)
 
     def close(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        # What was queued before the close goes out ahead of the close frame. The write
+        # itself may find a slow consumer and close with 4000 instead.
+        self.write_queued()
         if self.closing:
             return
         self.closing = True

@@ -504,7 +504,7 @@ class SqliteStore:
             lambda db: db.execute(
                 "SELECT t.project_id, t.id, t.state, t.created_at, t.expires_at "
                 "FROM subscriptions s JOIN tokens t ON t.id = s.token_id "
-                "WHERE s.project_id = ? AND s.channel_id = ? ORDER BY s.created_at, t.id",
+                "WHERE s.project_id = ? AND s.channel_id = ? ORDER BY s.created_at, s.rowid",
                 (project_id, channel_id),
             ).fetchall()
         )
@@ -516,7 +516,7 @@ class SqliteStore:
                 "SELECT c.project_id, c.id, c.type, c.state, c.created_at "
                 "FROM subscriptions s JOIN channels c "
                 "ON c.project_id = s.project_id AND c.id = s.channel_id "
-                "WHERE s.project_id = ? AND s.token_id = ? ORDER BY s.created_at, c.id",
+                "WHERE s.project_id = ? AND s.token_id = ? ORDER BY s.created_at, s.rowid",
                 (project_id, token_id),
             ).fetchall()
         )
