@@ -678,17 +678,21 @@ async def start_websockets(servers: Servers) -> Target:
     )
 
 
-async def start_floor(servers: Servers) -> Target:
+async def start_floor(servers: Servers, *, batched: bool = False) -> Target:
     port = free_port()
-    server = await servers.start(
-        ServerProc("floor", [PYTHON, str(PEERS_DIR / "floor_server.py"), "--port", str(port)], port)
-    )
+    name = "floor-batched" if batched else "floor"
+    argv = [PYTHON, str(PEERS_DIR / "floor_server.py"), "--port", str(port)]
+    server = await servers.start(ServerProc(name, [*argv, "--batched"] if batched else argv, port))
 
     def build(d: bytes) -> bytes:
         return http_request("POST", "/publish", port, leap_message_frame_payload(d))
 
     ws = {"port": port, "path": "/ws", "proto": "plain"}
-    return Target("floor", server, ws, port, build, len(leap_message_frame_payload(_SAMPLE)))
+    return Target(name, server, ws, port, build, len(leap_message_frame_payload(_SAMPLE)))
+
+
+async def start_floor_batched(servers: Servers) -> Target:
+    return await start_floor(servers, batched=True)
 
 
 STARTERS: dict[str, Callable[[Servers], Awaitable[Target]]] = {
@@ -698,6 +702,7 @@ STARTERS: dict[str, Callable[[Servers], Awaitable[Target]]] = {
     "soketi": start_soketi,
     "websockets": start_websockets,
     "floor": start_floor,
+    "floor-batched": start_floor_batched,
 }
 
 

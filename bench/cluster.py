@@ -1,14 +1,14 @@
 """Fan-out across nodes: publish through node A, subscribers on nodes B and C, beside one node.
 
     .venv/bin/python bench/cluster.py [--quick] [--sizes 1000,5000] [--configs single,redis,cluster]
-                                      [--reps 3] [--duration 1.0] [--window 4] [--max-others 0.25]
-                                      [--retries 1]
+                                      [--reps 3] [--duration 1.0] [--window 4] [--pace 0.5]
+                                      [--paced-duration 2.0] [--max-others 0.25] [--retries 1]
 
 Three configurations are started in this run, side by side, each with its own load client(s):
 
 - ``single``: one ``switchboard serve`` with the embedded SQLite store (as in fanout.py), N
   subscribers on one channel, messages published through its REST API;
-- ``redis``: one ``switchboard serve --redis`` on its own ``redis-server`` -- the cluster's code
+- ``redis``: one ``switchboard serve --redis`` on its own ``redis-server``: the cluster's code
   path (every publish goes out to Redis pub/sub and comes back to the node), no second node;
 - ``cluster``: three ``switchboard serve --redis`` nodes on one more ``redis-server``; N/2
   subscribers on B and N/2 on C (one load client process each), every message published
@@ -16,21 +16,31 @@ Three configurations are started in this run, side by side, each with its own lo
   counted all their frames.
 
 Each ``redis-server`` is started here on a free port (``--save '' --appendonly no``) and killed at
-the end; the machine's own Redis is never used. Nodes of the cluster share the project and its
-token: node A makes them on the empty Redis (its banner shows them), B and C join it.
+the end; the machine's own Redis is never used. The nodes of the cluster share the project and its
+token: node A makes them on the empty Redis (its banner shows them), B and C join.
 
-A warm-up sizes K (messages per repetition) for about ``--duration`` seconds; each repetition then
-publishes K ~100-byte messages with ``--window`` requests in flight (closed loop) and counts N*K
-frames, or reports the loss after a timeout. Repetitions run round-robin across the
-configurations. A repetition during which processes other than this benchmark's used more than
-``--max-others`` of a CPU (machine busy time from /proc/stat minus this run's processes) is re-run,
-up to ``--retries`` times, and counted.
+Two phases per N, each in repetitions run round-robin across the configurations:
 
-Reported per configuration and N, medians of the repetitions: deliveries per second (first publish
-to last frame counted), server CPU microseconds per delivery summed over every node of the
-configuration, Redis's CPU per delivery in its own column, the messages per second that went
-through Redis (and Redis's own count of PUBLISH calls and commands per message), then the ratios
-cluster / single node and cluster / single node on Redis.
+1. Closed loop (the maximum): a warm-up sizes K for about ``--duration`` seconds; a repetition
+   publishes K ~100-byte messages with ``--window`` requests in flight and counts N*K frames (or
+   reports the loss after a timeout). A single node answers a publish after it has queued the
+   fan-out, so it sets the pace; node A answers once Redis has the message, so in the cluster
+   messages pile up in Redis and B and C write several per socket write when behind (the hub
+   coalesces writes per loop turn). "deliveries per socket write" shows how much.
+2. Paced (the cost at the same load): every configuration gets the same message rate, ``--pace``
+   times the lowest closed-loop rate of the three at that N, evenly spaced, for
+   ``--paced-duration`` seconds. Server CPU per delivery here compares like with like.
+
+A repetition during which processes other than this benchmark's used more than ``--max-others``
+of a CPU (machine busy time from /proc/stat minus this run's processes) is re-run, up to
+``--retries`` times, and counted.
+
+Reported per configuration, N and phase, medians of the repetitions: deliveries per second (first
+publish to last frame counted), server CPU microseconds per delivery summed over every node of
+the configuration (utime + stime from /proc/<pid>/stat), Redis's CPU per delivery in its own
+column (INFO cpu), the messages per second that went through Redis (and Redis's own count of
+commands per message, INFO commandstats), then the ratios cluster / single node and cluster /
+single node on Redis.
 
 On a machine with few cores the three nodes, Redis, the load clients and the publisher share
 them: the cluster figure then measures what the cross-node hop costs, not scale-out.
@@ -45,6 +55,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,8 +77,6 @@ from _common import (
     machine_summary,
     median,
     payload,
-    process_tree,
-    run_closed_loop,
     run_main,
     runqueue_wait_seconds,
     start_switchboard,
@@ -75,20 +84,16 @@ from _common import (
 )
 
 CONFIGS = ["single", "redis", "cluster"]
-CONNECT_CONCURRENCY = 32
-"""Handshakes in flight per load client. A node on Redis answers a burst of more than ~100
-IDENTIFY/SUBSCRIBE at once with 4000 "the store (Redis) cannot be reached: Too many connections"
-(redis-py's default pool of 100 connections), so connect fewer at a time than the 128 of fanout.py."""
 LABELS = {
     "single": "single node",
     "redis": "single node on Redis",
     "cluster": "cluster A→B,C",
 }
-SHAPES = {
-    "single": "1 node (SQLite)",
-    "redis": "1 node + Redis",
-    "cluster": "A publishes; B, C subscribe",
-}
+PHASES = {"closed": "closed loop (max)", "paced": "paced (same rate)"}
+CONNECT_CONCURRENCY = 32
+"""Handshakes in flight per load client. A node on Redis answers a burst of more than ~100
+IDENTIFY/SUBSCRIBE at once with 4000 "the store (Redis) cannot be reached: Too many connections"
+(redis-py's default pool of 100 connections), so connect fewer at a time than the 128 of fanout.py."""
 
 
 # Servers.
@@ -117,10 +122,6 @@ async def start_redis(servers: Servers, binary: str) -> ServerProc:
         tmpdir=tmp,
     )
     return await servers.start(server)
-
-
-def redis_url(redis: ServerProc) -> str:
-    return f"redis://{HOST}:{redis.port}/0"
 
 
 async def join_node(servers: Servers, first: Target, url: str, name: str) -> Target:
@@ -157,7 +158,7 @@ async def join_node(servers: Servers, first: Target, url: str, name: str) -> Tar
     )
 
 
-# /proc readings.
+# /proc and Redis readings.
 
 
 def machine_busy_seconds() -> float:
@@ -168,6 +169,21 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
+def write_syscalls(pids: list[int]) -> int:
+    """write/writev system calls made so far by these processes (``syscw`` of /proc/<pid>/io)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/io") as f:
+                for line in f:
+                    if line.startswith("syscw:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return total
+
+
 @dataclass
 class Config:
     """One configuration under test: its nodes, its Redis, its load clients, its publishing pool."""
@@ -175,7 +191,7 @@ class Config:
     name: str
     publish_to: Target
     nodes: list[Target]
-    """Every node of the configuration (the one published to first)."""
+    """Every node of the configuration, the one published to first."""
     subscribe_on: list[Target]
     clients: list[LoadClient]
     """One load client per node in ``subscribe_on``."""
@@ -184,12 +200,16 @@ class Config:
     redis_client: Any = None
     have: list[int] = field(default_factory=list)
     k: int = 0
-    reps: dict[int, list[Rep]] = field(default_factory=dict)
-    discarded: dict[int, int] = field(default_factory=dict)
+    reps: dict[tuple[str, int], list[Rep]] = field(default_factory=dict)
+    """Repetitions by (phase, N)."""
+    discarded: dict[tuple[str, int], int] = field(default_factory=dict)
     """Repetitions re-run because other work on the machine took too much CPU."""
 
     def node_pids(self) -> list[list[int]]:
         return [node.server.pids() for node in self.nodes]
+
+    def subscriber_node_pids(self) -> list[int]:
+        return [p for node in self.subscribe_on for p in node.server.pids()]
 
     def redis_pids(self) -> list[int]:
         return self.redis.pids() if self.redis is not None else []
@@ -199,12 +219,32 @@ class Config:
         m = len(self.subscribe_on)
         return [n // m + (1 if i < n % m else 0) for i in range(m)]
 
+    async def redis_cpu(self) -> float:
+        """Redis's own CPU time so far (INFO cpu: getrusage, microsecond resolution)."""
+        if self.redis_client is None:
+            return 0.0
+        info = await self.redis_client.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+    async def redis_calls(self) -> dict[str, int]:
+        """Calls of every command but INFO served so far by this Redis, by name."""
+        if self.redis_client is None:
+            return {}
+        stats = await self.redis_client.info("commandstats")
+        return {
+            k.removeprefix("cmdstat_"): int(v["calls"])
+            for k, v in stats.items()
+            if k.startswith("cmdstat_") and k != "cmdstat_info"
+        }
+
 
 @dataclass
 class Rep:
     n: int
     k: int
     secs: float
+    lag: float
+    """Seconds from sending the last message to counting the last frame."""
     node_cpu: list[float]
     """CPU seconds of each node (``Config.nodes`` order)."""
     redis_cpu: float
@@ -213,6 +253,8 @@ class Rep:
     machine_cpu: float
     others_cpu: float
     """Machine busy time not spent by this benchmark's processes."""
+    writes: int
+    """write/writev system calls of the nodes with subscribers."""
     count: int
     done: bool
     errors: int
@@ -237,14 +279,6 @@ class Rep:
         return self.k / self.secs
 
     @property
-    def redis_publishes(self) -> int:
-        return self.redis_calls.get("publish", 0)
-
-    @property
-    def redis_commands(self) -> int:
-        return sum(self.redis_calls.values())
-
-    @property
     def us_per_delivery(self) -> float:
         return self.server_cpu / max(1, self.count) * 1e6
 
@@ -253,20 +287,67 @@ class Rep:
         return self.redis_cpu / max(1, self.count) * 1e6
 
 
-async def redis_counters(cfg: Config) -> dict[str, int]:
-    """Calls of every command but INFO served so far by the configuration's Redis, by name."""
-    if cfg.redis_client is None:
-        return {}
-    stats = await cfg.redis_client.info("commandstats")
-    return {
-        k.removeprefix("cmdstat_"): int(v["calls"])
-        for k, v in stats.items()
-        if k.startswith("cmdstat_") and k != "cmdstat_info"
-    }
+Publisher = Callable[[Config, int], Awaitable[tuple[dict[int, int], float]]]
+"""Sends K messages to a configuration's publishing node; returns the HTTP statuses seen and
+the time (``time.time()``) the last message was sent."""
+
+
+def closed_loop(window: int) -> Publisher:
+    """``window`` requests in flight: the next is sent when an answer comes back."""
+
+    async def publish(cfg: Config, k: int) -> tuple[dict[int, int], float]:
+        build = cfg.publish_to.build_publish
+        statuses: dict[int, int] = {}
+        next_seq = 0
+        t_last = 0.0
+
+        async def worker() -> None:
+            nonlocal next_seq, t_last
+            while next_seq < k:
+                seq = next_seq
+                next_seq += 1
+                if seq == k - 1:
+                    t_last = time.time()
+                status, _ = await cfg.pool.request(build(payload(seq)))
+                statuses[status] = statuses.get(status, 0) + 1
+
+        await asyncio.gather(*(worker() for _ in range(window)))
+        return statuses, t_last
+
+    return publish
+
+
+def paced(rate: float) -> Publisher:
+    """``rate`` messages per second, evenly spaced (open loop: the server does not set the pace)."""
+
+    async def publish(cfg: Config, k: int) -> tuple[dict[int, int], float]:
+        build = cfg.publish_to.build_publish
+        loop = asyncio.get_running_loop()
+        statuses: dict[int, int] = {}
+        t_last = 0.0
+
+        async def one(seq: int) -> None:
+            nonlocal t_last
+            if seq == k - 1:
+                t_last = time.time()
+            status, _ = await cfg.pool.request(build(payload(seq)))
+            statuses[status] = statuses.get(status, 0) + 1
+
+        tasks = []
+        t0 = loop.time()
+        for seq in range(k):
+            delay = t0 + seq / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(seq)))
+        await asyncio.gather(*tasks)
+        return statuses, t_last
+
+    return publish
 
 
 async def one_rep(
-    cfg: Config, n: int, k: int, window: int, timeout: float, ours: list[int]
+    cfg: Config, n: int, k: int, publish: Publisher, timeout: float, ours: list[int]
 ) -> Rep:
     for client, share in zip(cfg.clients, cfg.shares(n), strict=True):
         await client.send({"cmd": "arm", "target": share * k, "timeout": timeout})
@@ -274,49 +355,52 @@ async def one_rep(
         await client.read(30)
     node_pids = cfg.node_pids()
     flat = [p for pids in node_pids for p in pids]
-    redis_pids = cfg.redis_pids()
+    writers = cfg.subscriber_node_pids()
     client_pids = [c.pid for c in cfg.clients]
-    calls0 = await redis_counters(cfg)
+    calls0 = await cfg.redis_calls()
+    rcpu0 = await cfg.redis_cpu()
     ncpu0 = [cpu_seconds(p) for p in node_pids]
-    rcpu0, ccpu0 = cpu_seconds(redis_pids), cpu_seconds(client_pids)
-    wait0 = runqueue_wait_seconds(flat)
+    ccpu0, wait0, writes0 = (
+        cpu_seconds(client_pids),
+        runqueue_wait_seconds(flat),
+        write_syscalls(writers),
+    )
     busy0, ours0 = machine_busy_seconds(), cpu_seconds(ours)
     t0 = time.time()
-    build = cfg.publish_to.build_publish
-    _, statuses = await run_closed_loop(cfg.pool, k, lambda seq: build(payload(seq)), window)
+    statuses, t_sent = await publish(cfg, k)
     dones = await asyncio.gather(*(c.read(timeout + 30) for c in cfg.clients))
     busy1, ours1 = machine_busy_seconds(), cpu_seconds(ours)
     ncpu1 = [cpu_seconds(p) for p in node_pids]
-    rcpu1, ccpu1 = cpu_seconds(redis_pids), cpu_seconds(client_pids)
-    wait1 = runqueue_wait_seconds(flat)
-    calls1 = await redis_counters(cfg)
+    ccpu1, wait1, writes1 = (
+        cpu_seconds(client_pids),
+        runqueue_wait_seconds(flat),
+        write_syscalls(writers),
+    )
+    rcpu1 = await cfg.redis_cpu()
+    calls1 = await cfg.redis_calls()
     close_codes: dict[str, int] = {}
     for done in dones:
         for code, count in done.get("close_codes", {}).items():
             close_codes[code] = close_codes.get(code, 0) + count
+    t_done = max(d["t_done"] for d in dones)
     return Rep(
         n,
         k,
-        max(d["t_done"] for d in dones) - t0,
+        t_done - t0,
+        t_done - t_sent,
         [b - a for a, b in zip(ncpu0, ncpu1, strict=True)],
         rcpu1 - rcpu0,
         ccpu1 - ccpu0,
         wait1 - wait0,
         busy1 - busy0,
         max(0.0, (busy1 - busy0) - (ours1 - ours0)),
+        writes1 - writes0,
         sum(d["count"] for d in dones),
         all(d["done"] for d in dones),
         sum(v for status, v in statuses.items() if status >= 300),
         close_codes,
         {k: v - calls0.get(k, 0) for k, v in calls1.items() if v > calls0.get(k, 0)},
     )
-
-
-async def warm_up(cfg: Config, n: int, duration: float, window: int, ours: list[int]) -> Rep:
-    """Warm caches and buffers; size K for about ``duration`` seconds a repetition."""
-    warm = await one_rep(cfg, n, max(5, 20_000 // n), window, 60, ours)
-    cfg.k = max(6, min(3000, round(warm.rate * duration / n)))
-    return warm
 
 
 def summarize(reps: list[Rep]) -> dict[str, float]:
@@ -328,7 +412,7 @@ def summarize(reps: list[Rep]) -> dict[str, float]:
         "us": median([r.us_per_delivery for r in good]),
         "redis_us": median([r.redis_us_per_delivery for r in good]),
         "total_us": median([r.us_per_delivery + r.redis_us_per_delivery for r in good]),
-        "first_node_us_per_publish": median([r.node_cpu[0] / r.k * 1e6 for r in good]),
+        "first_node_us_per_message": median([r.node_cpu[0] / r.k * 1e6 for r in good]),
         "other_nodes_us": median([sum(r.node_cpu[1:]) / max(1, r.count) * 1e6 for r in good]),
         "server_util": median([r.server_cpu / r.secs for r in good]),
         "redis_util": median([r.redis_cpu / r.secs for r in good]),
@@ -336,10 +420,11 @@ def summarize(reps: list[Rep]) -> dict[str, float]:
         "server_wait": median([r.server_wait / r.secs for r in good]),
         "machine_util": median([r.machine_cpu / r.secs for r in good]),
         "others_util": median([r.others_cpu / r.secs for r in good]),
+        "per_write": median([r.count / max(1, r.writes) for r in good]),
+        "lag_ms": median([r.lag * 1e3 for r in good]),
         "publish_rate": median([r.publish_rate for r in good]),
-        "publish_calls": median([r.redis_publishes / r.k for r in good]),
-        "commands": median([r.redis_commands / r.k for r in good]),
-        "redis_us_per_publish": median([r.redis_cpu / r.k * 1e6 for r in good]),
+        "commands": median([sum(r.redis_calls.values()) / r.k for r in good]),
+        "redis_us_per_message": median([r.redis_cpu / r.k * 1e6 for r in good]),
         "k": good[0].k,
         "reps": len(good),
     }
@@ -360,7 +445,23 @@ def commands_per_message(reps: list[Rep]) -> str:
     return ", ".join(
         f"{name.upper()} {count / messages:.2f}"
         for name, count in sorted(calls.items(), key=lambda kv: -kv[1])
+        if count / messages >= 0.005
     )
+
+
+def loss_note(cfg: Config, key: tuple[str, int]) -> str:
+    reps = cfg.reps[key]
+    loss = "none"
+    bad = [r for r in reps if not r.done]
+    if bad:
+        r = bad[0]
+        loss = f"LOST {r.deliveries - r.count:,} of {r.deliveries:,} (close codes {r.close_codes})"
+    if cfg.discarded.get(key):
+        loss += f" ({cfg.discarded[key]} disturbed runs re-run)"
+    errors = sum(r.errors for r in reps)
+    if errors:
+        loss += f", {errors} publish errors"
+    return loss
 
 
 # Report.
@@ -368,105 +469,103 @@ def commands_per_message(reps: list[Rep]) -> str:
 
 def print_results(cfgs: list[Config], sizes: list[int]) -> None:
     cpus = os.cpu_count() or 0
-    print("\n## Results (median of the repetitions; range of deliveries/s in brackets)\n")
-    rows = []
-    for n in sizes:
-        for cfg in cfgs:
-            reps = cfg.reps.get(n)
-            if not reps:
-                continue
-            s = summarize(reps)
-            loss = "none"
-            bad = [r for r in reps if not r.done]
-            if bad:
-                r = bad[0]
-                loss = f"LOST {r.deliveries - r.count:,} of {r.deliveries:,} (close codes {r.close_codes})"
-            if cfg.discarded.get(n):
-                loss += f" ({cfg.discarded[n]} disturbed runs re-run)"
-            errors = sum(r.errors for r in reps)
-            if errors:
-                loss += f", {errors} publish errors"
-            shares = cfg.shares(n)
-            rows.append(
-                [
-                    LABELS[cfg.name],
-                    f"{n:,}",
-                    " + ".join(f"{x:,}" for x in shares),
-                    f"{s['k']:.0f} x {s['reps']:.0f}",
-                    f"{fmt_int(s['rate'])} [{fmt_int(s['rate_lo'])}–{fmt_int(s['rate_hi'])}]",
-                    f"{s['us']:.2f}",
-                    "—" if cfg.redis is None else f"{s['redis_us']:.2f}",
-                    fmt_int(1e6 / s["us"]),
-                    pct(s["server_util"]),
-                    pct(s["server_wait"]),
-                    "—" if cfg.redis is None else pct(s["redis_util"]),
-                    pct(s["client_util"]),
-                    f"{pct(s['machine_util'])} of {100 * cpus}%",
-                    pct(s["others_util"]),
-                    loss,
-                ]
-            )
-    print(
-        table(
-            [
-                "configuration",
-                "N",
-                "subscribers per node",
-                "K x reps",
-                "deliveries/s",
-                "server CPU µs/delivery (all nodes)",
-                "Redis CPU µs/delivery",
-                "deliveries per server CPU-s",
-                "server CPU",
-                "servers waited for a CPU",
-                "Redis CPU",
-                "client CPU",
-                "machine CPU",
-                "others' CPU",
-                "loss (notes)",
-            ],
-            rows,
-        )
-    )
-    print(
-        "\n'server CPU' sums every node of the configuration (above 100%: more than one core);"
-        " 'machine CPU' is the whole machine's busy time, 'others' CPU' the part of it not"
-        " spent by this benchmark's processes."
-    )
-
-    rows = []
-    for n in sizes:
-        for cfg in cfgs:
-            if cfg.redis is None or not cfg.reps.get(n):
-                continue
-            s = summarize(cfg.reps[n])
-            nodes = len(cfg.nodes)
-            rows.append(
-                [
-                    LABELS[cfg.name],
-                    f"{n:,}",
-                    fmt_int(s["publish_rate"]),
-                    f"{fmt_int(s['publish_rate'] * nodes)} ({nodes} node{'s' if nodes > 1 else ''})",
-                    f"{s['publish_calls']:.2f}",
-                    f"{s['commands']:.2f} ({commands_per_message(cfg.reps[n])})",
-                    f"{s['redis_us_per_publish']:.1f}",
-                    f"{s['first_node_us_per_publish']:.0f}" if nodes > 1 else "—",
-                    f"{s['other_nodes_us']:.2f}" if nodes > 1 else "—",
-                ]
-            )
-    if rows:
-        print("\n## Through Redis\n")
+    for phase, title in PHASES.items():
+        print(f"\n## {title[0].upper() + title[1:]}: medians, range of deliveries/s in brackets\n")
+        rows = []
+        for n in sizes:
+            for cfg in cfgs:
+                reps = cfg.reps.get((phase, n))
+                if not reps:
+                    continue
+                s = summarize(reps)
+                rows.append(
+                    [
+                        LABELS[cfg.name],
+                        f"{n:,}",
+                        " + ".join(f"{x:,}" for x in cfg.shares(n)),
+                        f"{s['k']:.0f} x {s['reps']:.0f}",
+                        fmt_int(s["publish_rate"]),
+                        f"{fmt_int(s['rate'])} [{fmt_int(s['rate_lo'])}–{fmt_int(s['rate_hi'])}]",
+                        f"{s['us']:.2f}",
+                        "—" if cfg.redis is None else f"{s['redis_us']:.3f}",
+                        f"{s['per_write']:.1f}",
+                        pct(s["server_util"]),
+                        pct(s["server_wait"]),
+                        "—" if cfg.redis is None else pct(s["redis_util"]),
+                        pct(s["client_util"]),
+                        f"{pct(s['machine_util'])} of {100 * cpus}%",
+                        pct(s["others_util"]),
+                        f"{s['lag_ms']:.1f}",
+                        loss_note(cfg, (phase, n)),
+                    ]
+                )
         print(
             table(
                 [
                     "configuration",
                     "N",
+                    "subscribers per node",
+                    "K x reps",
+                    "messages/s",
+                    "deliveries/s",
+                    "server CPU µs/delivery (all nodes)",
+                    "Redis CPU µs/delivery",
+                    "deliveries per socket write",
+                    "server CPU",
+                    "servers waited for a CPU",
+                    "Redis CPU",
+                    "client CPU",
+                    "machine CPU",
+                    "others' CPU",
+                    "last message: sent → last frame counted (ms)",
+                    "loss (notes)",
+                ],
+                rows,
+            )
+        )
+    print(
+        "\n'server CPU' and 'servers waited' sum every node of the configuration (above 100%: more"
+        " than one core); 'machine CPU' is the whole machine's busy time, 'others' CPU' the part of"
+        " it not spent by this benchmark's processes. 'deliveries per socket write': frames counted"
+        " ÷ write system calls of the nodes with subscribers (/proc/<pid>/io syscw; REST answers"
+        " and Redis commands count as writes too)."
+    )
+
+    rows = []
+    for phase in PHASES:
+        for n in sizes:
+            for cfg in cfgs:
+                reps = cfg.reps.get((phase, n))
+                if cfg.redis is None or not reps:
+                    continue
+                s = summarize(reps)
+                nodes = len(cfg.nodes)
+                rows.append(
+                    [
+                        PHASES[phase],
+                        LABELS[cfg.name],
+                        f"{n:,}",
+                        fmt_int(s["publish_rate"]),
+                        fmt_int(s["publish_rate"] * nodes),
+                        f"{s['commands']:.2f} ({commands_per_message(reps)})",
+                        f"{s['redis_us_per_message']:.1f}",
+                        f"{s['first_node_us_per_message']:.0f}" if nodes > 1 else "—",
+                        f"{s['other_nodes_us']:.2f}" if nodes > 1 else "—",
+                    ]
+                )
+    if rows:
+        print("\n## Through Redis\n")
+        print(
+            table(
+                [
+                    "phase",
+                    "configuration",
+                    "N",
                     "messages/s published through Redis",
-                    "events/s out of Redis (to subscribed nodes)",
-                    "PUBLISH calls per message",
+                    "events/s out of Redis (one per node)",
                     "Redis commands per message",
                     "Redis CPU µs per message",
-                    "node A CPU µs per message (REST + PUBLISH + its own copy)",
+                    "node A CPU µs per message",
                     "nodes B+C CPU µs/delivery",
                 ],
                 rows,
@@ -474,38 +573,39 @@ def print_results(cfgs: list[Config], sizes: list[int]) -> None:
         )
         print(
             "\nEvery node subscribes to the one events topic, so Redis sends each message to every"
-            " node (A too, which drops it: none of its sockets care). PUBLISH calls and commands"
-            " are Redis's own counts (INFO commandstats) over the repetitions, by command."
+            " node (A too, which decodes and drops it: none of its sockets care). Node A's CPU per"
+            " message is its REST handler, the store reads, the PUBLISH and its own copy of the"
+            " event. Commands are Redis's own counts (INFO commandstats) over the repetitions."
         )
 
     by_name = {cfg.name: cfg for cfg in cfgs}
     cluster = by_name.get("cluster")
     rows = []
-    for n in sizes:
-        if cluster is None or not cluster.reps.get(n):
-            continue
-        c = summarize(cluster.reps[n])
-        for other in ("single", "redis"):
-            if other not in by_name or not by_name[other].reps.get(n):
+    for phase in PHASES:
+        for n in sizes:
+            if cluster is None or not cluster.reps.get((phase, n)):
                 continue
-            o = summarize(by_name[other].reps[n])
-            both_redis = other == "redis"
-            rows.append(
-                [
-                    f"{n:,}",
-                    LABELS[other],
-                    f"{c['rate'] / o['rate']:.2f}",
-                    f"{c['us'] / o['us']:.2f}",
-                    f"{c['total_us'] / o['total_us']:.2f}"
-                    if both_redis
-                    else f"{c['total_us'] / o['us']:.2f}",
-                ]
-            )
+            c = summarize(cluster.reps[(phase, n)])
+            for other in ("single", "redis"):
+                if other not in by_name or not by_name[other].reps.get((phase, n)):
+                    continue
+                o = summarize(by_name[other].reps[(phase, n)])
+                rows.append(
+                    [
+                        PHASES[phase],
+                        f"{n:,}",
+                        LABELS[other],
+                        f"{c['rate'] / o['rate']:.2f}" if phase == "closed" else "(same rate)",
+                        f"{c['us'] / o['us']:.2f}",
+                        f"{c['total_us'] / o['total_us']:.2f}",
+                    ]
+                )
     if rows:
         print("\n## Ratios: cluster A→B,C ÷ one node\n")
         print(
             table(
                 [
+                    "phase",
                     "N",
                     "cluster ÷",
                     "by deliveries/s (below 1: slower)",
@@ -515,13 +615,59 @@ def print_results(cfgs: list[Config], sizes: list[int]) -> None:
                 rows,
             )
         )
-        print(
-            f"\nThis machine has {cpus} CPUs: the three nodes, Redis, the load clients and the"
-            " publisher share them, so the cluster's deliveries/s here measure the cost of the"
-            " cross-node hop, not scale-out. CPU per delivery is the figure that carries over:"
-            " on separate machines each subscribing node does its share of the fan-out on its own"
-            " core(s)."
-        )
+    print(
+        f"\nThis machine has {cpus} CPUs: the three nodes, Redis, the load clients and the"
+        " publisher share them, so the cluster's deliveries/s here measure the cost of the"
+        " cross-node hop, not scale-out. CPU per delivery at the same rate (paced) is the figure"
+        " that carries over: on separate machines each subscribing node does its share of the"
+        " fan-out on its own core(s)."
+    )
+
+
+async def run_phase(
+    cfgs: list[Config],
+    phase: str,
+    n: int,
+    reps: int,
+    publish: Publisher,
+    k: int | None,
+    timeout: float,
+    args: argparse.Namespace,
+    ours: list[int],
+) -> None:
+    """Repetitions of one phase at one N, round-robin across the configurations (K: ``k`` or each
+    configuration's own from its warm-up)."""
+    for i in range(reps):
+        for cfg in cfgs:
+            runs = cfg.reps.setdefault((phase, n), [])
+            if runs and not runs[-1].done:
+                continue  # lost messages once: don't pile up more
+            for attempt in range(1 + args.retries):
+                rep = await one_rep(cfg, n, k or cfg.k, publish, timeout, ours)
+                disturbed = rep.others_cpu / rep.secs > args.max_others
+                last = attempt == args.retries
+                print(
+                    f"  {phase} rep {i + 1} {LABELS[cfg.name]:22} {fmt_int(rep.publish_rate):>6} msg/s "
+                    f"{fmt_int(rep.rate):>9} deliveries/s, "
+                    f"{rep.us_per_delivery:5.2f} server CPU µs/delivery"
+                    + (
+                        f" + {rep.redis_us_per_delivery:5.3f} Redis"
+                        if cfg.redis is not None
+                        else ""
+                    )
+                    + f", {rep.count / max(1, rep.writes):4.1f} per write, "
+                    f"servers {100 * rep.server_cpu / rep.secs:3.0f}% "
+                    f"(waited {100 * rep.server_wait / rep.secs:3.0f}%), "
+                    f"clients {100 * rep.client_cpu / rep.secs:3.0f}%, "
+                    f"others {100 * rep.others_cpu / rep.secs:3.0f}%"
+                    + ("" if rep.done else f"  LOST {rep.deliveries - rep.count:,}")
+                    + (" — disturbed, discarded" if disturbed and rep.done and not last else ""),
+                    flush=True,
+                )
+                if not disturbed or not rep.done or last:
+                    break
+                cfg.discarded[(phase, n)] = cfg.discarded.get((phase, n), 0) + 1
+            runs.append(rep)
 
 
 async def main() -> int:
@@ -529,7 +675,7 @@ async def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--quick", action="store_true", help="400 subscribers, two repetitions of 0.5 s (~10 s)"
+        "--quick", action="store_true", help="400 subscribers, two short repetitions (~15 s)"
     )
     parser.add_argument(
         "--sizes",
@@ -542,16 +688,31 @@ async def main() -> int:
         help=f"configurations to run (default: {','.join(CONFIGS)})",
     )
     parser.add_argument(
-        "--reps", type=int, default=None, help="repetitions per size (default 3; --quick 2)"
+        "--reps",
+        type=int,
+        default=None,
+        help="repetitions per size and phase (default 3; --quick 2)",
     )
     parser.add_argument(
         "--duration",
         type=float,
         default=None,
-        help="seconds per repetition (default 1.0; --quick 0.5)",
+        help="seconds per closed-loop repetition (default 1.0; --quick 0.5)",
     )
     parser.add_argument(
         "--window", type=int, default=4, help="publish requests in flight (default 4)"
+    )
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.5,
+        help="paced phase: this share of the lowest closed-loop message rate at that N (default 0.5; 0 skips the phase)",
+    )
+    parser.add_argument(
+        "--paced-duration",
+        type=float,
+        default=None,
+        help="seconds per paced repetition (default 2.0; --quick 1.0)",
     )
     parser.add_argument(
         "--max-others",
@@ -574,6 +735,7 @@ async def main() -> int:
     )
     reps = args.reps or (2 if args.quick else 3)
     duration = args.duration or (0.5 if args.quick else 1.0)
+    paced_duration = args.paced_duration or (1.0 if args.quick else 2.0)
     names = [c.strip() for c in args.configs.split(",") if c.strip()]
     for name in names:
         if name not in CONFIGS:
@@ -582,7 +744,7 @@ async def main() -> int:
     if redis_bin is None and any(name != "single" for name in names):
         print(f"{args.redis_server} not found: only the single node is measured")
         names = [name for name in names if name == "single"]
-    # The nodes must get exactly the flags below, not a Redis URL or data dir from the environment.
+    # The nodes get exactly the flags below, not a Redis URL or a data dir from the environment.
     for key in [k for k in os.environ if k.startswith("SWITCHBOARD_")]:
         del os.environ[key]
 
@@ -590,8 +752,9 @@ async def main() -> int:
     print(f"# Cross-node fan-out benchmark — {time.strftime('%Y-%m-%d %H:%M')}")
     print(f"Machine: {machine_summary()}")
     print(
-        f"Sizes {sizes} subscribers in total, {reps} repetition(s) of ~{duration} s each, "
-        f"{args.window} publishes in flight, repetitions round-robin across configurations."
+        f"Sizes {sizes} subscribers in total; closed loop: {reps} repetition(s) of ~{duration} s,"
+        f" {args.window} publishes in flight; paced: {reps} repetition(s) of {paced_duration} s at"
+        f" {args.pace:g} x the lowest closed-loop rate; round-robin across configurations."
     )
     if cpus <= 4:
         print(
@@ -613,7 +776,7 @@ async def main() -> int:
                 else:
                     assert redis_bin is not None
                     rds = await start_redis(servers, redis_bin)
-                    url = redis_url(rds)
+                    url = f"redis://{HOST}:{rds.port}/0"
                     first = await start_switchboard(servers, extra=["--redis", url])
                     if name == "redis":
                         nodes = [first]
@@ -625,12 +788,8 @@ async def main() -> int:
                         )
                         nodes = [first, *others]
                         subscribe_on = list(others)
-                clients = [
-                    await stack.enter_async_context(LoadClient()) for _ in subscribe_on
-                ]
-                pool = await stack.enter_async_context(
-                    HttpPool(nodes[0].pub_port, args.window)
-                )
+                clients = [await stack.enter_async_context(LoadClient()) for _ in subscribe_on]
+                pool = await stack.enter_async_context(HttpPool(nodes[0].pub_port, args.window))
                 cfg = Config(name, nodes[0], nodes, subscribe_on, clients, pool, rds)
                 cfg.have = [0] * len(subscribe_on)
                 if rds is not None:
@@ -645,13 +804,6 @@ async def main() -> int:
                 for pids in cfg.node_pids():
                     ours += pids
                 ours += cfg.redis_pids() + [c.pid for c in cfg.clients]
-            for cfg in cfgs:
-                if cfg.name == "cluster":
-                    print(
-                        "cluster: node A on port "
-                        f"{cfg.nodes[0].pub_port}, B on {cfg.nodes[1].pub_port}, C on "
-                        f"{cfg.nodes[2].pub_port}, Redis on {cfg.redis.port if cfg.redis else '?'}"
-                    )
             for n in sizes:
 
                 async def connect(cfg: Config, n: int = n) -> float:
@@ -669,9 +821,11 @@ async def main() -> int:
                     return time.perf_counter() - t0
 
                 connect_secs = await asyncio.gather(*(connect(cfg) for cfg in cfgs))
+                closed = closed_loop(args.window)
                 for cfg, connect_s in zip(cfgs, connect_secs, strict=True):
-                    warm = await warm_up(cfg, n, duration, args.window, ours)
-                    cfg.reps[n] = []
+                    # Warm caches and buffers; size K for about `duration` seconds a repetition.
+                    warm = await one_rep(cfg, n, max(5, 20_000 // n), closed, 60, ours)
+                    cfg.k = max(6, min(3000, round(warm.rate * duration / n)))
                     print(
                         f"{LABELS[cfg.name]:22} N={n:>6,}: connected in {connect_s:4.1f} s "
                         f"(all configurations at once), warm-up {fmt_int(warm.rate):>8} "
@@ -679,42 +833,42 @@ async def main() -> int:
                         + ("" if warm.done else f"  LOST {warm.deliveries - warm.count:,}"),
                         flush=True,
                     )
-                for i in range(reps):
-                    for cfg in cfgs:
-                        runs = cfg.reps[n]
-                        if runs and not runs[-1].done:
-                            continue  # lost messages once: don't pile up more
-                        for attempt in range(1 + args.retries):
-                            rep = await one_rep(
-                                cfg, n, cfg.k, args.window, max(20.0, 15 * duration), ours
-                            )
-                            disturbed = rep.others_cpu / rep.secs > args.max_others
-                            last = attempt == args.retries
-                            print(
-                                f"  rep {i + 1} {LABELS[cfg.name]:22} {fmt_int(rep.rate):>9} deliveries/s, "
-                                f"{rep.us_per_delivery:6.2f} server CPU µs/delivery"
-                                + (
-                                    f" + {rep.redis_us_per_delivery:4.2f} Redis"
-                                    if cfg.redis is not None
-                                    else ""
-                                )
-                                + f", {fmt_int(rep.publish_rate)} msg/s, "
-                                f"servers {100 * rep.server_cpu / rep.secs:3.0f}% "
-                                f"(waited {100 * rep.server_wait / rep.secs:3.0f}%), "
-                                f"clients {100 * rep.client_cpu / rep.secs:3.0f}%, "
-                                f"others {100 * rep.others_cpu / rep.secs:3.0f}%"
-                                + ("" if rep.done else f"  LOST {rep.deliveries - rep.count:,}")
-                                + (
-                                    " — disturbed, discarded"
-                                    if disturbed and rep.done and not last
-                                    else ""
-                                ),
-                                flush=True,
-                            )
-                            if not disturbed or not rep.done or last:
-                                break
-                            cfg.discarded[n] = cfg.discarded.get(n, 0) + 1
-                        runs.append(rep)
+                await run_phase(
+                    cfgs,
+                    "closed",
+                    n,
+                    reps,
+                    closed,
+                    None,
+                    max(20.0, 15 * duration),
+                    args,
+                    ours,
+                )
+                if args.pace <= 0:
+                    continue
+                lowest = min(
+                    summarize(cfg.reps[("closed", n)])["publish_rate"]
+                    for cfg in cfgs
+                    if cfg.reps.get(("closed", n))
+                )
+                rate = args.pace * lowest
+                k_paced = max(10, round(rate * paced_duration))
+                print(
+                    f"paced at {rate:,.1f} messages/s ({args.pace:g} x {lowest:,.1f}), "
+                    f"{rate * n:,.0f} deliveries/s, K={k_paced}",
+                    flush=True,
+                )
+                await run_phase(
+                    cfgs,
+                    "paced",
+                    n,
+                    reps,
+                    paced(rate),
+                    k_paced,
+                    paced_duration + 30,
+                    args,
+                    ours,
+                )
     print_results(cfgs, sizes)
     return 0
 

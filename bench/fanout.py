@@ -52,7 +52,15 @@ from _common import (
     table,
 )
 
-PEERS = ["switchboard", "python-socketio", "socket.io-node", "soketi", "websockets", "floor"]
+PEERS = [
+    "switchboard",
+    "python-socketio",
+    "socket.io-node",
+    "soketi",
+    "websockets",
+    "floor",
+    "floor-batched",
+]
 LABELS = {
     "switchboard": "Switchboard",
     "python-socketio": "python-socketio (room emit)",
@@ -60,6 +68,7 @@ LABELS = {
     "soketi": "soketi 1.6.1 (uWS)",
     "websockets": "websockets broadcast()",
     "floor": "floor (pre-built frame)",
+    "floor-batched": "floor, one write per turn",
 }
 TARGETS = {"python-socketio": 5.0, "websockets": 1.2, "floor": 0.7}
 """Issue 5: Switchboard's deliveries/s at least this many times the peer's."""

@@ -50,6 +50,7 @@ async def paced_run(
     build = live.target.build_publish
     interval_ns = 1e9 / rate
     cpu0 = cpu_seconds(live.pids)
+    client_cpu0 = cpu_seconds([client.pid])
     start_ns = time.time_ns() + 20_000_000
     pending: list[asyncio.Future[tuple[int, bytes]]] = []
     lag_max = 0.0
@@ -64,6 +65,7 @@ async def paced_run(
     statuses = await asyncio.gather(*pending)
     done = await client.read(seconds + 60)
     cpu1 = cpu_seconds(live.pids)
+    client_cpu1 = cpu_seconds([client.pid])
     errors = sum(1 for status, _ in statuses if status >= 300)
     lat = done.get("latency_ms", {})
     return {
@@ -73,6 +75,7 @@ async def paced_run(
         "expected": n * count,
         "errors": errors,
         "cpu_util": (cpu1 - cpu0) / ((done["t_done"] - start_ns / 1e9) or 1),
+        "client_cpu_util": (client_cpu1 - client_cpu0) / ((done["t_done"] - start_ns / 1e9) or 1),
         "publisher_lag_ms": lag_max * 1000,
         **lat,
     }
@@ -149,7 +152,8 @@ async def main() -> int:
                     print(
                         f"  rep {i + 1}: p50 {run.get('p50', float('nan')):.2f} ms, p99 {run.get('p99', float('nan')):.2f} ms, "
                         f"max {run.get('max', float('nan')):.2f} ms, {run['deliveries']:,}/{run['expected']:,} delivered, "
-                        f"server CPU {100 * run['cpu_util']:.0f}%",
+                        f"server CPU {100 * run['cpu_util']:.0f}%, "
+                        f"load client CPU {100 * run['client_cpu_util']:.0f}%",
                         flush=True,
                     )
             target.server.stop()

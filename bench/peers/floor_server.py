@@ -5,6 +5,10 @@ WebSocket stack) on uvloop when installed. ``/ws`` accepts a WebSocket, says ``r
 keeps the socket's transport in a list. ``POST /publish`` frames its body once (one
 WebSocket header + the bytes) and writes that frame to every transport: the least work a
 server on this stack can do per delivery.
+
+With ``--batched`` the frames of one loop turn are joined and written to each transport
+once at the end of the turn (one ``write`` per socket per turn, however many publishes
+arrived): the floor for a server that coalesces writes, as Switchboard does.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import struct
 from aiohttp import web
 
 TRANSPORTS: list[asyncio.Transport] = []
+PENDING: list[bytes] = []
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -49,9 +54,25 @@ async def publish(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+def write_pending() -> None:
+    data = b"".join(PENDING)
+    PENDING.clear()
+    for transport in TRANSPORTS:
+        transport.write(data)
+
+
+async def publish_batched(request: web.Request) -> web.Response:
+    frame = text_frame(await request.read())
+    if not PENDING:
+        asyncio.get_running_loop().call_soon(write_pending)
+    PENDING.append(frame)
+    return web.Response(text="ok")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--batched", action="store_true", help="one write per socket per loop turn")
     args = parser.parse_args()
     try:
         import uvloop
@@ -61,7 +82,7 @@ def main() -> None:
         pass
     app = web.Application()
     app.router.add_get("/ws", ws_handler)
-    app.router.add_post("/publish", publish)
+    app.router.add_post("/publish", publish_batched if args.batched else publish)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=4096)
 
 

@@ -27,8 +27,8 @@ class RecordingTransport:
     def __init__(self) -> None:
         self.frames: list[bytes] = []
 
-    def write(self, data: bytes) -> None:
-        self.frames.append(data)
+    def write(self, data: bytes | bytearray) -> None:
+        self.frames.append(bytes(data))
 
     def get_write_buffer_size(self) -> int:
         return 0
