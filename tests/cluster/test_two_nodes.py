@@ -97,3 +97,24 @@ async def test_a_stopped_node_stops_counting(
             await c.node.stop()
         got = await via_a.get(f"/channels/tokens/{token}")
         assert got.json()["data"]["token"]["is_online"] is False
+
+
+async def test_a_storm_of_connections_all_get_in(pair: tuple[Server, Server]) -> None:
+    # A node restart sends every client back at once: far more IDENTIFY and SUBSCRIBE
+    # frames in flight than Redis connections in the pool. They wait their turn for a
+    # connection; none is refused.
+    a, b = pair
+    async with httpx.AsyncClient(base_url=a.api, headers=a.headers) as via_a:
+        r = await via_a.put("/channels/storm", json={"type": "unprotected"})
+        assert r.status_code == 200, r.text
+        tokens = []
+        for _ in range(100):
+            r = await via_a.post("/channels/tokens", json={})
+            tokens.append(r.json()["data"]["token"]["id"])
+
+    async def one(i: int) -> bool:
+        async with leap(b.ws_url, b.project_id, tokens[i % len(tokens)]) as client:
+            return (await client.subscribe("storm"))["e"] == "AVAILABLE"
+
+    results = await asyncio.gather(*(one(i) for i in range(400)))
+    assert all(results)

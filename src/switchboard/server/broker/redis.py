@@ -28,12 +28,12 @@ from collections import Counter
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from switchboard.exceptions import Unavailable
 from switchboard.server.broker.events import BrokerEvent
 from switchboard.server.hub import Hub
+from switchboard.server.redis_pool import open_client
 
 log = logging.getLogger("switchboard.broker")
 
@@ -82,9 +82,7 @@ class RedisBroker:
         return self.prefix + ":".join(parts)
 
     async def start(self) -> None:
-        self._redis = aioredis.Redis.from_url(
-            self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
-        )
+        self._redis = open_client(self.url, timeout=self.timeout)
         await self.ping()
         subscribed = asyncio.Event()
         self._tasks = [

@@ -39,6 +39,7 @@ from switchboard.exceptions import Conflict, NotFound, PayloadTooLarge, Unavaila
 from switchboard.server import ids
 from switchboard.server.clock import now_iso, parse_iso
 from switchboard.server.models import Channel, ChannelType, Page, Project, ProjectTokenInfo, Token
+from switchboard.server.redis_pool import open_client
 from switchboard.server.store.base import UNCHANGED, Unchanged
 
 _CREATE_PROJECT = """
@@ -161,12 +162,7 @@ class RedisStore:
         return self._redis
 
     async def open(self) -> None:
-        self._redis = aioredis.Redis.from_url(
-            self.url,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-            health_check_interval=15,
-        )
+        self._redis = open_client(self.url, timeout=self.timeout, health_check_interval=15)
         for name, source in [
             ("create_project", _CREATE_PROJECT),
             ("add_project_token", _ADD_PROJECT_TOKEN),
