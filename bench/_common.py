@@ -109,6 +109,21 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total / CLK_TCK
 
 
+def write_syscalls(pids: Sequence[int]) -> int:
+    """write/writev system calls made so far by these processes (``syscw`` of /proc/<pid>/io)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/io") as f:
+                for line in f:
+                    if line.startswith("syscw:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return total
+
+
 def runqueue_wait_seconds(pids: Sequence[int]) -> float:
     """Time these processes' threads spent runnable but waiting for a CPU (/proc/<pid>/task/*/schedstat).
 

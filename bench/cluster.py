@@ -81,6 +81,7 @@ from _common import (
     runqueue_wait_seconds,
     start_switchboard,
     table,
+    write_syscalls,
 )
 
 CONFIGS = ["single", "redis", "cluster"]
@@ -167,21 +168,6 @@ def machine_busy_seconds() -> float:
         fields = [int(x) for x in f.readline().split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
-
-
-def write_syscalls(pids: list[int]) -> int:
-    """write/writev system calls made so far by these processes (``syscw`` of /proc/<pid>/io)."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/io") as f:
-                for line in f:
-                    if line.startswith("syscw:"):
-                        total += int(line.split()[1])
-                        break
-        except OSError:
-            continue
-    return total
 
 
 @dataclass

@@ -17,7 +17,10 @@ had it; from /proc/<pid>/task/*/schedstat) is re-run, up to ``--retries`` times,
 Reported per server and N, medians of the repetitions: deliveries per second (wall clock,
 first publish to last frame counted), server CPU microseconds per delivery (utime + stime of
 the server's processes from /proc/<pid>/stat over the same span), the server's and the load
-client's CPU use (who was the bottleneck), then the ratios of issue 5's targets.
+client's CPU use (who was the bottleneck), deliveries per write system call (frames counted ÷
+the server's write/writev calls from /proc/<pid>/io, its HTTP answers included: how much
+write coalescing happened; n/a for servers that send with send()), then the ratios of issue
+5's targets.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from _common import (
     run_main,
     runqueue_wait_seconds,
     table,
+    write_syscalls,
 )
 
 PEERS = [
@@ -72,6 +76,9 @@ LABELS = {
 }
 TARGETS = {"python-socketio": 5.0, "websockets": 1.2, "floor": 0.7}
 """Issue 5: Switchboard's deliveries/s at least this many times the peer's."""
+WRITES_UNCOUNTED = {"soketi"}
+"""Servers whose socket writes are send()/sendmsg() calls, which /proc/<pid>/io's syscw
+(write and writev only) does not count: uWebSockets sends with send()."""
 NODE_TARGET = 1.3
 """Issue 5: at least 1.3x the better of soketi and Socket.IO on Node."""
 
@@ -89,6 +96,8 @@ class Rep:
     done: bool
     errors: int
     close_codes: dict[str, int]
+    writes: int = 0
+    """write/writev system calls the server made over the repetition (its replies included)."""
 
     @property
     def deliveries(self) -> int:
@@ -128,12 +137,14 @@ async def one_rep(live: Live, n: int, k: int, window: int, timeout: float) -> Re
     await client.read(30)
     cpu0, ccpu0 = cpu_seconds(live.pids), cpu_seconds([client.pid])
     wait0 = runqueue_wait_seconds(live.pids)
+    writes0 = write_syscalls(live.pids)
     t0 = time.time()
     build = live.target.build_publish
     _, statuses = await run_closed_loop(live.pool, k, lambda seq: build(payload(seq)), window)
     done = await client.read(timeout + 30)
     cpu1, ccpu1 = cpu_seconds(live.pids), cpu_seconds([client.pid])
     wait1 = runqueue_wait_seconds(live.pids)
+    writes1 = write_syscalls(live.pids)
     return Rep(
         n,
         k,
@@ -145,6 +156,7 @@ async def one_rep(live: Live, n: int, k: int, window: int, timeout: float) -> Re
         done["done"],
         sum(v for status, v in statuses.items() if status >= 300),
         done.get("close_codes", {}),
+        writes1 - writes0,
     )
 
 
@@ -165,6 +177,7 @@ def summarize(reps: list[Rep]) -> dict[str, float]:
         "server_util": median([r.server_cpu / r.secs for r in good]),
         "client_util": median([r.client_cpu / r.secs for r in good]),
         "server_wait": median([r.server_wait / r.secs for r in good]),
+        "per_write": median([r.count / r.writes if r.writes else 0.0 for r in good]),
         "k": good[0].k,
         "reps": len(good),
     }
@@ -277,6 +290,9 @@ def print_results(lives: list[Live], skipped: dict[str, str], sizes: list[int]) 
                     f"{100 * s['server_util']:.0f}%",
                     f"{100 * s['server_wait']:.0f}%",
                     f"{100 * s['client_util']:.0f}%",
+                    "n/a"
+                    if live.name in WRITES_UNCOUNTED or not s["per_write"]
+                    else f"{s['per_write']:.1f}",
                     str(live.target.wire_bytes),
                     loss,
                 ]
@@ -291,6 +307,7 @@ def print_results(lives: list[Live], skipped: dict[str, str], sizes: list[int]) 
         "server CPU",
         "server waited for a CPU",
         "client CPU",
+        "deliveries per write",
         "frame bytes",
         "loss (notes)",
     ]
