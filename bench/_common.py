@@ -215,6 +215,8 @@ class ServerProc:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     tmpdir: Path | None = None
+    extra_pids: list[int] = field(default_factory=list)
+    """Processes whose CPU counts as this server's (its own Redis, for instance)."""
 
     @property
     def pid(self) -> int:
@@ -222,7 +224,7 @@ class ServerProc:
         return self.proc.pid
 
     def pids(self) -> list[int]:
-        return process_tree(self.pid)
+        return [*process_tree(self.pid), *(p for e in self.extra_pids for p in process_tree(e))]
 
     def cpu(self) -> float:
         return cpu_seconds(self.pids())
@@ -589,6 +591,40 @@ async def start_switchboard(
     return target
 
 
+async def start_redis(servers: Servers, binary: str = "redis-server") -> ServerProc:
+    """A fresh ``redis-server`` on a free port of 127.0.0.1, keeping nothing on disk."""
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="sb-bench-redis-"))
+    server = ServerProc(
+        "redis-server",
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            HOST,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
+        port,
+        tmpdir=tmp,
+    )
+    return await servers.start(server)
+
+
+async def start_switchboard_redis(servers: Servers) -> Target:
+    """Switchboard on its own fresh ``redis-server`` (store and broker in Redis), as one node."""
+    redis = await start_redis(servers)
+    target = await start_switchboard(servers, extra=["--redis", f"redis://{HOST}:{redis.port}/0"])
+    target.name = "switchboard-redis"
+    target.server.extra_pids.append(redis.pid)
+    return target
+
+
 async def start_psio(servers: Servers) -> Target:
     port = free_port()
     server = await servers.start(
@@ -712,6 +748,7 @@ async def start_floor_batched(servers: Servers) -> Target:
 
 STARTERS: dict[str, Callable[[Servers], Awaitable[Target]]] = {
     "switchboard": start_switchboard,
+    "switchboard-redis": start_switchboard_redis,
     "python-socketio": start_psio,
     "socket.io-node": start_node_socketio,
     "soketi": start_soketi,

@@ -79,6 +79,7 @@ from _common import (
     payload,
     run_main,
     runqueue_wait_seconds,
+    start_redis,
     start_switchboard,
     table,
     write_syscalls,
@@ -98,31 +99,6 @@ smaller burst still keeps the set-up phase gentle on this 2-core machine."""
 
 
 # Servers.
-
-
-async def start_redis(servers: Servers, binary: str) -> ServerProc:
-    """A fresh ``redis-server`` on a free port of 127.0.0.1, keeping nothing on disk."""
-    port = free_port()
-    tmp = Path(tempfile.mkdtemp(prefix="sb-bench-redis-"))
-    server = ServerProc(
-        "redis-server",
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            HOST,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp),
-        ],
-        port,
-        tmpdir=tmp,
-    )
-    return await servers.start(server)
 
 
 async def join_node(servers: Servers, first: Target, url: str, name: str) -> Target:

@@ -73,6 +73,7 @@ LABELS = {
     "websockets": "websockets broadcast()",
     "floor": "floor (pre-built frame)",
     "floor-batched": "floor, one write per turn",
+    "switchboard-redis": "Switchboard on Redis (node + Redis CPU)",
 }
 TARGETS = {"python-socketio": 5.0, "websockets": 1.2, "floor": 0.7}
 """Issue 5: Switchboard's deliveries/s at least this many times the peer's."""

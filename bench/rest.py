@@ -122,7 +122,7 @@ async def main() -> int:
                         f"errors {r['errors']:.0f}, not delivered {r['missing']:.0f}",
                         flush=True,
                     )
-                if args.profile and name == "switchboard":
+                if args.profile and name.startswith("switchboard"):
                     raw = Path(tempfile.mkdtemp(prefix="sb-bench-profile-")) / "rest.collapsed.txt"
                     proc = start_py_spy(target.server.pid, 6, raw, native=args.native)
                     if proc is not None:

@@ -69,12 +69,19 @@ async def test_project_tokens_are_found_by_hash_until_revoked(
     store: Store, project: Project
 ) -> None:
     info = await store.add_project_token(project.id, "hash1", "ptk_ab…")
+    other = await store.create_project("other")
+    await store.add_project_token(other.id, "hash3", "ptk_cd…")
     assert await store.find_project_token("hash1") == info
     assert await store.find_project_token("hash2") is None
+    assert await store.find_project_by_token("hash1") == project
+    assert await store.find_project_by_token("hash3") == other
+    assert await store.find_project_by_token("hash2") is None
     assert [t.id for t in await store.list_project_tokens(project.id)] == [info.id]
     assert await store.revoke_project_token(info.id) is True
     assert await store.revoke_project_token(info.id) is False
     assert await store.find_project_token("hash1") is None
+    assert await store.find_project_by_token("hash1") is None
+    assert await store.find_project_by_token("hash3") == other
     [listed] = await store.list_project_tokens(project.id)
     assert listed.revoked_at is not None
 
@@ -92,6 +99,8 @@ async def test_channel_round_trip_and_conflict(store: Store, project: Project) -
     with pytest.raises(Conflict):
         await store.create_channel(channel(project, "game"))
     assert await store.get_channel(project.id, "other") is None
+    assert await store.channel_exists(project.id, "game")
+    assert not await store.channel_exists(project.id, "other")
 
 
 async def test_channels_are_per_project(store: Store, project: Project) -> None:
@@ -102,6 +111,8 @@ async def test_channels_are_per_project(store: Store, project: Project) -> None:
     assert mine is not None and msgspec.json.decode(mine.state) == {}
     await store.delete_channel(other.id, "game")
     assert await store.get_channel(project.id, "game") is not None
+    assert await store.channel_exists(project.id, "game")
+    assert not await store.channel_exists(other.id, "game")
 
 
 async def test_list_channels_pages_and_sorts(store: Store, project: Project) -> None:

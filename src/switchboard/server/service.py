@@ -128,6 +128,11 @@ class Service:
             raise NotFound(f"no channel {channel_id!r} in this project")
         return channel
 
+    async def _require_channel(self, project: Project, channel_id: str) -> None:
+        """Like :meth:`_channel` where only existence matters: the state is not read."""
+        if not await self.store.channel_exists(project.id, channel_id):
+            raise NotFound(f"no channel {channel_id!r} in this project")
+
     async def _token(self, project: Project, token_id: str) -> Token:
         token = await self.store.get_token(project.id, token_id)
         if token is None:
@@ -141,13 +146,13 @@ class Service:
         if not secret or not secret.startswith(ids.PROJECT_TOKEN_PREFIX):
             raise Unauthorized("a project token (ptk_…) is required in the Authorization header")
         secret_hash = ids.hash_secret(secret)
-        info = await self.store.find_project_token(secret_hash)
+        # One read: the token's project, if the token exists and is not revoked. Nothing
+        # is cached, so a revocation (from any node, or the command line) applies to the
+        # very next call.
+        project = await self.store.find_project_by_token(secret_hash)
         # The lookup is by hash, so timing says nothing about the secret; compare anyway
         # so that the decision itself is constant-time.
-        if info is None or not hmac.compare_digest(secret_hash, ids.hash_secret(secret)):
-            raise Unauthorized("unknown or revoked project token")
-        project = await self.store.get_project(info.project_id)
-        if project is None:
+        if project is None or not hmac.compare_digest(secret_hash, ids.hash_secret(secret)):
             raise Unauthorized("unknown or revoked project token")
         return project
 
@@ -239,7 +244,7 @@ class Service:
     ) -> None:
         self._check_event(event)
         self._check_size(data, "message data")
-        await self._channel(project, channel_id)
+        await self._require_channel(project, channel_id)
         await self.broker.publish(ev.ChannelMessage(project.id, channel_id, event, data))
 
     async def subscribe_token(self, project: Project, channel_id: str, token_id: str) -> None:
@@ -253,17 +258,17 @@ class Service:
             )
 
     async def remove_token(self, project: Project, channel_id: str, token_id: str) -> None:
-        await self._channel(project, channel_id)
+        await self._require_channel(project, channel_id)
         await self._token(project, token_id)
         if await self.store.remove_subscription(project.id, channel_id, token_id):
             await self.broker.publish(ev.TokenUnsubscribed(project.id, token_id, channel_id))
 
     async def channel_tokens(self, project: Project, channel_id: str) -> list[Token]:
-        await self._channel(project, channel_id)
+        await self._require_channel(project, channel_id)
         return await self.store.channel_tokens(project.id, channel_id)
 
     async def online_count(self, project: Project, channel_id: str) -> int:
-        await self._channel(project, channel_id)
+        await self._require_channel(project, channel_id)
         return await self.broker.channel_connections(project.id, channel_id)
 
     # Tokens.

@@ -58,6 +58,12 @@ class Store(Protocol):
     async def find_project_token(self, secret_hash: str) -> ProjectTokenInfo | None:
         """The unrevoked project token with this hash, or None."""
 
+    async def find_project_by_token(self, secret_hash: str) -> Project | None:
+        """The project of the unrevoked project token with this hash, or None.
+
+        One atomic read (one round trip to Redis): every REST call starts with it.
+        """
+
     async def list_project_tokens(self, project_id: str) -> list[ProjectTokenInfo]: ...
     async def revoke_project_token(self, token_id: str) -> bool:
         """False if there was no such unrevoked token."""
@@ -67,6 +73,9 @@ class Store(Protocol):
         """Raises Conflict if the project has a channel with this ID."""
 
     async def get_channel(self, project_id: str, channel_id: str) -> Channel | None: ...
+    async def channel_exists(self, project_id: str, channel_id: str) -> bool:
+        """Whether the channel exists, without reading its state (a publish needs no more)."""
+
     async def list_channels(
         self, project_id: str, *, offset: int, limit: int, sort_by: str, descending: bool
     ) -> Page: ...

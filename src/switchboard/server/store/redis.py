@@ -70,6 +70,14 @@ redis.call('HSET', key, 'revoked_at', ARGV[2])
 return 1
 """
 
+_FIND_PROJECT_BY_TOKEN = """
+local token = redis.call('HMGET', KEYS[1], 'project_id', 'revoked_at')
+if not token[1] or token[2] then return false end
+local project = redis.call('HMGET', ARGV[1] .. token[1], 'id', 'name', 'created_at')
+if not project[1] then return false end
+return project
+"""
+
 _CREATE_CHANNEL = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'type', ARGV[2], 'state', ARGV[3], 'created_at', ARGV[4])
@@ -167,6 +175,7 @@ class RedisStore:
             ("create_project", _CREATE_PROJECT),
             ("add_project_token", _ADD_PROJECT_TOKEN),
             ("revoke_project_token", _REVOKE_PROJECT_TOKEN),
+            ("find_project_by_token", _FIND_PROJECT_BY_TOKEN),
             ("create_channel", _CREATE_CHANNEL),
             ("delete_channel", _DELETE_CHANNEL),
             ("set_state", _SET_STATE),
@@ -297,6 +306,14 @@ class RedisStore:
             return None
         return self._project_token(row)
 
+    async def find_project_by_token(self, secret_hash: str) -> Project | None:
+        row = await self._run(
+            "find_project_by_token", [self._k("ptk", secret_hash)], [self._k("project", "")]
+        )
+        if not row:
+            return None
+        return Project(*(value.decode() for value in row))
+
     async def list_project_tokens(self, project_id: str) -> list[ProjectTokenInfo]:
         return [info for info, _ in await self.project_token_hashes(project_id)]
 
@@ -349,6 +366,10 @@ class RedisStore:
         async with self._translate():
             row = await self.redis.hgetall(self._k("ch", project_id, channel_id))
         return self._channel(project_id, channel_id, row) if row else None
+
+    async def channel_exists(self, project_id: str, channel_id: str) -> bool:
+        async with self._translate():
+            return bool(await self.redis.exists(self._k("ch", project_id, channel_id)))
 
     async def list_channels(
         self, project_id: str, *, offset: int, limit: int, sort_by: str, descending: bool

@@ -258,6 +258,17 @@ class SqliteStore:
         )
         return _project_token(row[:5]) if row else None
 
+    async def find_project_by_token(self, secret_hash: str) -> Project | None:
+        row = self._read(
+            lambda db: db.execute(
+                "SELECT p.id, p.name, p.created_at FROM project_tokens t "
+                "JOIN projects p ON p.id = t.project_id "
+                "WHERE t.secret_hash = ? AND t.revoked_at IS NULL",
+                (secret_hash,),
+            ).fetchone()
+        )
+        return Project(*row) if row else None
+
     async def list_project_tokens(self, project_id: str) -> list[ProjectTokenInfo]:
         return [info for info, _ in await self.project_token_hashes(project_id)]
 
@@ -300,6 +311,14 @@ class SqliteStore:
             ).fetchone()
         )
         return _channel(row) if row else None
+
+    async def channel_exists(self, project_id: str, channel_id: str) -> bool:
+        row = self._read(
+            lambda db: db.execute(
+                "SELECT 1 FROM channels WHERE project_id = ? AND id = ?", (project_id, channel_id)
+            ).fetchone()
+        )
+        return row is not None
 
     async def list_channels(
         self, project_id: str, *, offset: int, limit: int, sort_by: str, descending: bool
