@@ -85,7 +85,10 @@ async def main() -> int:
     )
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3; --quick 1)")
     parser.add_argument(
-        "--servers", default="switchboard,floor", help="comma-separated (default switchboard,floor)"
+        "--servers",
+        default="switchboard,floor",
+        help="comma-separated (default switchboard,floor; also switchboard-redis: one node on "
+        "its own redis-server, its CPU counted with the node's)",
     )
     parser.add_argument(
         "--profile", action="store_true", help="py-spy Switchboard through one more run"
