@@ -10,7 +10,7 @@ import asyncio
 
 import msgspec
 
-from switchboard.server.hub import Connection, Hub
+from switchboard.server.hub import QUEUE_FLUSH_BYTES, Connection, Hub
 
 
 class RecordingTransport:
@@ -106,3 +106,26 @@ async def test_a_socket_over_the_cap_is_closed_and_the_others_still_get_theirs()
     await next_turn()
     assert len(slow.writes) == 1
     assert split_frames(b"".join(fast.writes)) == [b"x", b"y"]
+
+
+async def test_a_burst_in_one_turn_is_written_in_bounded_pieces_and_the_cap_still_holds() -> None:
+    # A backlog read in one turn (say, thousands of events after a broker hiccup) must not
+    # pile up unbounded in the queue: it goes out in pieces, and the cap is checked on each.
+    hub = Hub(max_buffered_bytes=1 << 20)
+    fast = RecordingTransport()
+    subscriber(hub, "fast", fast)
+
+    class FillingTransport(RecordingTransport):
+        def get_write_buffer_size(self) -> int:
+            return sum(map(len, self.writes))  # a peer that never reads
+
+    slow = FillingTransport()
+    slow_conn = subscriber(hub, "slow", slow)
+    frame = b"x" * 1000
+    for _ in range(5000):  # ~5 MB for each socket in one turn
+        hub.broadcast("p", "room", frame)
+    assert all(len(w) <= QUEUE_FLUSH_BYTES + 1100 for w in fast.writes)
+    assert slow_conn.closing and hub.closed_slow == 1
+    assert sum(map(len, slow.writes)) <= (1 << 20) + QUEUE_FLUSH_BYTES + 1100
+    await next_turn()
+    assert split_frames(b"".join(fast.writes)) == [frame] * 5000

@@ -39,6 +39,9 @@ from switchboard.server.protocol.frames import CloseCode
 _TEXT = 0x1
 _BINARY = 0x2
 
+QUEUE_FLUSH_BYTES = 64 * 1024
+"""A socket's queue is written before the end of the turn once it holds this much."""
+
 
 def ws_frame(payload: bytes, opcode: int) -> bytes:
     """One unmasked, unfragmented WebSocket frame (a server never masks)."""
@@ -121,8 +124,8 @@ class Connection:
         self.channels: set[str] = set()
         self.closing = False
         # Frames waiting for this loop turn's write, None when nothing is queued. Bytes,
-        # not a list: a list per socket per turn is garbage the cyclic GC has to track,
-        # and its full collections showed up as tens of milliseconds of tail latency.
+        # not a list: a list per socket per turn would be garbage for the cyclic GC to
+        # track, hundreds of thousands of times a second under load.
         self._queued: bytes | bytearray | None = None
 
     def __repr__(self) -> str:
@@ -140,6 +143,10 @@ class Connection:
             self.hub.write_later(self)
         elif isinstance(queued, bytearray):
             queued += data
+            if len(queued) >= QUEUE_FLUSH_BYTES:
+                # A burst (a backlog of events read in one turn) is written as it comes, so
+                # the slow-consumer cap still bounds every socket's memory.
+                self.write_queued()
         else:
             self._queued = bytearray(queued) + data
 

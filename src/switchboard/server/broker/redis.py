@@ -47,6 +47,10 @@ def _channel_field(project_id: str, channel_id: str) -> str:
     return f"{project_id}\x00{channel_id}"
 
 
+_EVENTS_PER_TURN = 256
+"""Events handled before the reader yields to the event loop."""
+
+
 class RedisBroker:
     """See the module docstring."""
 
@@ -143,6 +147,11 @@ class RedisBroker:
                             log.warning("undecodable broker event dropped")
                             continue
                         self.hub.handle(event)
+                        if self.events_received % _EVENTS_PER_TURN == 0:
+                            # A backlog arrives already buffered, and get_message then
+                            # returns without yielding: let the writes and every other
+                            # task run between slices of it.
+                            await asyncio.sleep(0)
             except _FAULTS as exc:
                 self.connected = False
                 self.reconnects += 1
