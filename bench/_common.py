@@ -536,29 +536,36 @@ class Target:
 _SAMPLE = payload(0, 1_700_000_000_000_000_000)
 
 
+def switchboard_proc(
+    name: str, *, log_level: str = "warning", extra: Sequence[str] = (), ready_text: str
+) -> ServerProc:
+    """A ``switchboard serve`` on a free port with a fresh data directory (not started)."""
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="sb-bench-"))
+    argv = [SWITCHBOARD_BIN, "serve", "--port", str(port), "--data", str(tmp / "data")]
+    argv += ["--log-level", log_level, *extra]
+    return ServerProc(name, argv, port, ready_text=ready_text, tmpdir=tmp)
+
+
+def leap_publish_builder(port: int, auth: dict[str, str]) -> Callable[[bytes], bytes]:
+    """Raw ``POST /v1/channels/bench/messages`` requests to a Switchboard node."""
+    path = f"/v1/channels/{CHANNEL}/messages"
+
+    def build(d: bytes) -> bytes:
+        return http_request("POST", path, port, b'{"e":"m","d":' + d + b"}", auth)
+
+    return build
+
+
 async def start_switchboard(
     servers: Servers, *, log_level: str = "warning", extra: Sequence[str] = ()
 ) -> Target:
-    port = free_port()
-    tmp = Path(tempfile.mkdtemp(prefix="sb-bench-"))
-    data = tmp / "data"
-    server = ServerProc(
-        "switchboard",
-        [
-            SWITCHBOARD_BIN,
-            "serve",
-            "--port",
-            str(port),
-            "--data",
-            str(data),
-            "--log-level",
-            log_level,
-            *extra,
-        ],
-        port,
-        ready_text="Project token:",
-        tmpdir=tmp,
+    server = switchboard_proc(
+        "switchboard", log_level=log_level, extra=extra, ready_text="Project token:"
     )
+    port = server.port
+    assert server.tmpdir is not None
+    data = server.tmpdir / "data"
     await servers.start(server)
     out = server.output()
     project_id = re.search(r"Project ID:\s+(\S+)", out)
@@ -568,11 +575,7 @@ async def start_switchboard(
     auth = {"Authorization": ptk.group(1)}
     async with HttpPool(port, 1) as pool:
         await pool.json("PUT", f"/v1/channels/{CHANNEL}", {"type": "unprotected"}, auth)
-    path = f"/v1/channels/{CHANNEL}/messages"
-
-    def build(d: bytes) -> bytes:
-        return http_request("POST", path, port, b'{"e":"m","d":' + d + b"}", auth)
-
+    build = leap_publish_builder(port, auth)
     target = Target(
         "switchboard",
         server,

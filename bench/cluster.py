@@ -53,18 +53,14 @@ import asyncio
 import contextlib
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from _common import (
-    CHANNEL,
     CLK_TCK,
     HOST,
-    SWITCHBOARD_BIN,
     HttpPool,
     LoadClient,
     ServerProc,
@@ -72,8 +68,7 @@ from _common import (
     Target,
     cpu_seconds,
     fmt_int,
-    free_port,
-    http_request,
+    leap_publish_builder,
     machine_summary,
     median,
     payload,
@@ -81,6 +76,7 @@ from _common import (
     runqueue_wait_seconds,
     start_redis,
     start_switchboard,
+    switchboard_proc,
     table,
     write_syscalls,
 )
@@ -103,35 +99,19 @@ smaller burst still keeps the set-up phase gentle on this 2-core machine."""
 
 async def join_node(servers: Servers, first: Target, url: str, name: str) -> Target:
     """Another ``switchboard serve`` on ``first``'s Redis: same project and token, its own port."""
-    port = free_port()
-    tmp = Path(tempfile.mkdtemp(prefix="sb-bench-"))
-    server = ServerProc(
-        name,
-        [
-            SWITCHBOARD_BIN,
-            "serve",
-            "--port",
-            str(port),
-            "--data",
-            str(tmp / "data"),
-            "--log-level",
-            "warning",
-            "--redis",
-            url,
-        ],
-        port,
-        ready_text="Store:",  # the banner of a node that joins: no project of its own
-        tmpdir=tmp,
+    # "Store:" ends the banner of a node that joins: it makes no project of its own.
+    server = await servers.start(
+        switchboard_proc(name, extra=["--redis", url], ready_text="Store:")
     )
-    await servers.start(server)
-    auth = {"Authorization": first.info["ptk"]}
-    path = f"/v1/channels/{CHANNEL}/messages"
-
-    def build(d: bytes) -> bytes:
-        return http_request("POST", path, port, b'{"e":"m","d":' + d + b"}", auth)
-
+    build = leap_publish_builder(server.port, {"Authorization": first.info["ptk"]})
     return Target(
-        name, server, {**first.ws, "port": port}, port, build, first.wire_bytes, first.info
+        name,
+        server,
+        {**first.ws, "port": server.port},
+        server.port,
+        build,
+        first.wire_bytes,
+        first.info,
     )
 
 
