@@ -9,6 +9,16 @@ REST publish on Redis, measured with ``bench/rest.py``). :class:`WaitingConnecti
 keeps the default pool's path while a connection is free and waits only when none is:
 for at most ``timeout`` seconds, after which the caller gets the connection error a dead
 Redis gives, which the store turns into 503 ``unavailable``.
+
+After Redis restarts, every idle connection in the pool is a socket the old Redis
+closed. Two settings make that invisible to callers (issue 13):
+
+- redis-py checks a connection it takes from the pool and reconnects one that is at
+  EOF, but skips that check while "maintenance notifications" (a Redis Enterprise
+  feature, on by default with RESP3) are enabled. They are switched off here.
+- A command that fails with a connection error is retried once, on a fresh connection
+  (redis-py's own ``Retry``; a pool made with ``from_url`` gets no retry by default).
+  Timeouts are not retried: a Redis that is slow or gone would double the wait.
 """
 
 from __future__ import annotations
@@ -18,8 +28,11 @@ import collections
 from typing import Any
 
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
+from redis.maint_notifications import MaintNotificationsConfig
 
 MAX_CONNECTIONS = 64
 """Redis connections per node and client. Redis serves commands one at a time, so more
@@ -83,5 +96,7 @@ def open_client(url: str, *, timeout: float, health_check_interval: int = 0) -> 
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=health_check_interval,
+        retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     return aioredis.Redis.from_pool(pool)

@@ -14,8 +14,11 @@ when its key expires, and the first reader after that sweeps its hashes away. A 
 that stops cleanly deletes its own at once.
 
 Redis faults: publishing raises :class:`~switchboard.exceptions.Unavailable`; the
-reader reconnects with backoff and resubscribes by itself, and the node rewrites its
-presence from its hub when Redis is back.
+reader reconnects with backoff (at most :data:`_RECONNECT_MAX_S` between attempts, so
+delivery resumes within about a second of Redis accepting connections again) and
+resubscribes by itself, and the node rewrites its presence from its hub each time the
+subscription's connection is made again: a Redis that restarted empty, or lost a
+second of writes, gets this node's counts back at once rather than at the next refresh.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 
 import msgspec
 from redis import exceptions as redis_errors
+from redis.asyncio.client import PubSub
 
 from switchboard.exceptions import Unavailable
 from switchboard.server.broker.events import BrokerEvent
@@ -49,6 +53,25 @@ def _channel_field(project_id: str, channel_id: str) -> str:
 
 _EVENTS_PER_TURN = 256
 """Events handled before the reader yields to the event loop."""
+
+_RECONNECT_MAX_S = 1.0
+"""The longest wait between two attempts to resubscribe to a Redis that went away."""
+
+
+class _EventsSubscription(PubSub):
+    """A PubSub that calls ``on_connected`` each time its connection is (re)made.
+
+    redis-py's PubSub reconnects and resubscribes by itself after a connection error
+    that its retry covers; this hook lets the broker notice that too.
+    """
+
+    def __init__(self, pool: Any, on_connected: Any) -> None:
+        super().__init__(pool)
+        self._on_connected = on_connected
+
+    async def on_connect(self, connection: Any) -> None:
+        await super().on_connect(connection)
+        self._on_connected()
 
 
 class RedisBroker:
@@ -130,12 +153,15 @@ class RedisBroker:
         """Hand every event to the hub; reconnect and resubscribe after a fault."""
         delay = 0.1
         while True:
-            pubsub = self._redis.pubsub()
+            pubsub: Any = _EventsSubscription(self._redis.connection_pool, self._dirty.set)
             try:
                 await pubsub.subscribe(self.topic)
                 self.connected = True
                 subscribed.set()
-                self._dirty.set()  # rewrite presence: Redis may have lost it
+                # Redis may have lost this node's presence while it was away: the
+                # presence task writes it again (and again on each reconnection that
+                # redis-py makes by itself, through _EventsSubscription).
+                self._dirty.set()
                 delay = 0.1
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
@@ -160,7 +186,7 @@ class RedisBroker:
                     extra={"error": str(exc), "retry_in_s": delay},
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, _RECONNECT_MAX_S)
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
