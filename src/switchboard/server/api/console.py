@@ -36,6 +36,7 @@ from switchboard.server.api.envelope import ok
 from switchboard.server.api.views import project_json
 from switchboard.server.broker.local import LocalBroker
 from switchboard.server.hub import Hub
+from switchboard.server.process_stats import process_figures
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,8 @@ async def stats(request: web.Request) -> web.Response:
             "channels_active": len(active),
             "tokens": len(tokens),
             "tokens_online": len(online),
+            # This process's memory, descriptors and tasks: a soak reads them for leaks.
+            "process": process_figures(),
             "messages": {
                 "total": activity.total(project.id),
                 "per_second": round(sum(recent) / len(recent), 2),
