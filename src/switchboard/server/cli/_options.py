@@ -1,0 +1,107 @@
+"""What the commands share: the store options, ``--json``, and running work on a service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from switchboard.exceptions import APIError
+from switchboard.server.broker import LocalBroker
+from switchboard.server.config import Settings
+from switchboard.server.hub import Hub
+from switchboard.server.node import open_store
+from switchboard.server.service import Service
+from switchboard.server.store import Store
+
+T = TypeVar("T")
+
+_store_options = [
+    click.option(
+        "--data",
+        "data_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("switchboard-data"),
+        show_default=True,
+        envvar="SWITCHBOARD_DATA",
+        show_envvar=True,
+        help="Directory of the embedded SQLite store (created if missing).",
+    ),
+    click.option(
+        "--redis",
+        "redis_url",
+        default=None,
+        envvar="SWITCHBOARD_REDIS_URL",
+        show_envvar=True,
+        help="Redis URL (redis:// or rediss://, with password and database); every "
+        "process on one Redis is one cluster, and --data is not used.",
+    ),
+    click.option(
+        "--redis-prefix",
+        default="sb:",
+        show_default=True,
+        envvar="SWITCHBOARD_REDIS_PREFIX",
+        show_envvar=True,
+        help="Prefix of every Redis key and topic.",
+    ),
+]
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+project_option = click.option(
+    "--project",
+    "project_id",
+    required=True,
+    envvar="SWITCHBOARD_PROJECT",
+    show_envvar=True,
+    help="Project ID.",
+)
+
+
+def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--data``, ``--redis`` and ``--redis-prefix`` to a command."""
+    for option in reversed(_store_options):
+        fn = option(fn)
+    return fn
+
+
+def store_settings(data_dir: Path, redis_url: str | None, redis_prefix: str) -> Settings:
+    """Settings naming the store the store options chose (everything else default)."""
+    return Settings(data_dir=data_dir, redis_url=redis_url, redis_prefix=redis_prefix)
+
+
+def with_service(settings: Settings, work: Callable[[Service], Awaitable[T]]) -> T:
+    """Open the store, run ``work`` against a service on it, close the store.
+
+    Live sockets are in the server process, not here, so events go to an empty hub;
+    the server sees the store's new state on its next read.
+    """
+
+    async def main() -> T:
+        store: Store = open_store(settings)
+        await store.open()
+        try:
+            hub = Hub(max_buffered_bytes=settings.limits.max_buffered_bytes)
+            return await work(Service(store, LocalBroker(hub), settings.limits))
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(main())
+    except APIError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def emit(as_json: bool, data: Any, text: str) -> None:
+    """Print ``data`` as indented JSON with ``--json``, else ``text``."""
+    click.echo(json.dumps(data, indent=2) if as_json else text)
+
+
+def plain(data: Any) -> Any:
+    """Records with msgspec.Raw inside, as plain JSON values."""
+    return json.loads(msgspec.json.encode(data))

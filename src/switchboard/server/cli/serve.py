@@ -1,0 +1,149 @@
+"""``switchboard serve``: run a server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from switchboard.exceptions import APIError
+from switchboard.server import logs
+from switchboard.server.cli._options import store_options
+from switchboard.server.config import Limits, Settings
+from switchboard.server.node import run
+
+_DEFAULT_LIMITS = Limits()
+
+
+@click.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="SWITCHBOARD_HOST",
+    show_envvar=True,
+    help="Address to listen on.",
+)
+@click.option(
+    "--port",
+    default=4000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar="SWITCHBOARD_PORT",
+    show_envvar=True,
+    help="Port for REST, WebSocket and console (0 picks a free one).",
+)
+@store_options
+@click.option(
+    "--public-url",
+    default=None,
+    envvar="SWITCHBOARD_PUBLIC_URL",
+    show_envvar=True,
+    help="Base URL clients use, if not http://HOST:PORT (e.g. behind a proxy).",
+)
+@click.option(
+    "--heartbeat-interval",
+    default=30_000,
+    show_default=True,
+    type=click.IntRange(100, 600_000),
+    envvar="SWITCHBOARD_HEARTBEAT_INTERVAL",
+    show_envvar=True,
+    help="Heartbeat interval sent in HELLO, in milliseconds.",
+)
+@click.option(
+    "--identify-timeout",
+    default=10.0,
+    show_default=True,
+    type=float,
+    envvar="SWITCHBOARD_IDENTIFY_TIMEOUT",
+    show_envvar=True,
+    help="Seconds a new socket has to IDENTIFY.",
+)
+@click.option(
+    "--max-payload-bytes",
+    default=_DEFAULT_LIMITS.max_payload_bytes,
+    show_default=True,
+    type=click.IntRange(1),
+    envvar="SWITCHBOARD_MAX_PAYLOAD_BYTES",
+    show_envvar=True,
+    help="Largest message data, channel state or token state (encoded JSON).",
+)
+@click.option(
+    "--client-messages-per-second",
+    default=_DEFAULT_LIMITS.client_messages_per_second,
+    show_default=True,
+    type=float,
+    envvar="SWITCHBOARD_CLIENT_MESSAGES_PER_SECOND",
+    show_envvar=True,
+    help="Messages a client connection may publish per second.",
+)
+@click.option(
+    "--max-connections-per-token",
+    default=_DEFAULT_LIMITS.max_connections_per_token,
+    show_default=True,
+    type=click.IntRange(1),
+    envvar="SWITCHBOARD_MAX_CONNECTIONS_PER_TOKEN",
+    show_envvar=True,
+    help="Live connections one token may hold.",
+)
+@click.option(
+    "--max-buffered-bytes",
+    default=_DEFAULT_LIMITS.max_buffered_bytes,
+    show_default=True,
+    type=click.IntRange(1024),
+    envvar="SWITCHBOARD_MAX_BUFFERED_BYTES",
+    show_envvar=True,
+    help="Unsent bytes per connection before it is closed (4000).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    envvar="SWITCHBOARD_LOG_LEVEL",
+    show_envvar=True,
+    help="Log level (JSON on stderr).",
+)
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path,
+    redis_url: str | None,
+    redis_prefix: str,
+    public_url: str | None,
+    heartbeat_interval: int,
+    identify_timeout: float,
+    max_payload_bytes: int,
+    client_messages_per_second: float,
+    max_connections_per_token: int,
+    max_buffered_bytes: int,
+    log_level: str,
+) -> None:
+    """Run a server: REST at /v1, the Leap gateway at /ws, health at /healthz and /readyz.
+
+    The first start on an empty store creates the project "default" and prints its ID
+    and a project token, once. SIGTERM closes every socket with 1001 and exits 0.
+    """
+    logs.configure(log_level)
+    settings = Settings(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        public_url=public_url,
+        heartbeat_interval_ms=heartbeat_interval,
+        identify_timeout_s=identify_timeout,
+        limits=Limits(
+            max_payload_bytes=max_payload_bytes,
+            client_messages_per_second=client_messages_per_second,
+            max_connections_per_token=max_connections_per_token,
+            max_buffered_bytes=max_buffered_bytes,
+        ),
+    )
+    try:
+        run(settings)
+    except APIError as exc:
+        raise click.ClickException(exc.message) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
