@@ -7,6 +7,7 @@ The tree::
     │   ├── InvalidRequest          400 invalid_request
     │   ├── Unauthorized            401 invalid_auth
     │   ├── Forbidden               403 forbidden
+    │   │   └── MissingPermission   403 missing_permission: ``permission``
     │   ├── NotFound                404 not_found
     │   ├── Conflict                409 already_exists
     │   ├── PayloadTooLarge         413 payload_too_large
@@ -40,6 +41,7 @@ __all__ = [
     "Forbidden",
     "InternalError",
     "InvalidRequest",
+    "MissingPermission",
     "NotFound",
     "PayloadTooLarge",
     "ProtocolViolation",
@@ -104,6 +106,28 @@ class Forbidden(APIError):
     code = "forbidden"
 
 
+class MissingPermission(Forbidden):
+    """The project token lacks the permission this call needs (403).
+
+    Attributes:
+        permission: the permission's name (``read_channels``, ...), or ``None`` if the
+            server did not say; the message names it too.
+    """
+
+    code = "missing_permission"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        permission: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code)
+        self.permission = permission
+
+
 class NotFound(APIError):
     """No such route, channel, token or project in this project (404)."""
 
@@ -162,8 +186,16 @@ _BY_STATUS: dict[int, type[APIError]] = {
 }
 
 
-def api_error_for(status: int, code: str, message: str) -> APIError:
-    """Build the most specific :class:`APIError` for a response's status and code."""
+def api_error_for(
+    status: int, code: str, message: str, *, permission: str | None = None
+) -> APIError:
+    """Build the most specific :class:`APIError` for a response's status and code.
+
+    ``permission`` is the error envelope's ``permission`` field, kept by
+    :class:`MissingPermission`.
+    """
+    if status == Forbidden.status and code == MissingPermission.code:
+        return MissingPermission(message, status=status, code=code, permission=permission)
     cls = _BY_STATUS.get(status, APIError)
     return cls(message, status=status, code=code)
 

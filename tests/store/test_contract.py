@@ -12,7 +12,8 @@ import msgspec
 import pytest
 
 from switchboard.exceptions import Conflict, NotFound, PayloadTooLarge
-from switchboard.server.models import Channel, ChannelType, Project, Token
+from switchboard.server.models import Access, Channel, ChannelType, Project, ProjectTokenInfo, Token
+from switchboard.server.permissions import ALL, Permission
 from switchboard.server.store import SqliteStore, Store
 from switchboard.server.store.redis import RedisStore
 
@@ -73,17 +74,46 @@ async def test_project_tokens_are_found_by_hash_until_revoked(
     await store.add_project_token(other.id, "hash3", "ptk_cd…")
     assert await store.find_project_token("hash1") == info
     assert await store.find_project_token("hash2") is None
-    assert await store.find_project_by_token("hash1") == project
-    assert await store.find_project_by_token("hash3") == other
+    assert await store.find_project_by_token("hash1") == Access(project, ALL)
+    assert await store.find_project_by_token("hash3") == Access(other, ALL)
     assert await store.find_project_by_token("hash2") is None
     assert [t.id for t in await store.list_project_tokens(project.id)] == [info.id]
     assert await store.revoke_project_token(info.id) is True
     assert await store.revoke_project_token(info.id) is False
     assert await store.find_project_token("hash1") is None
     assert await store.find_project_by_token("hash1") is None
-    assert await store.find_project_by_token("hash3") == other
+    assert await store.find_project_by_token("hash3") == Access(other, ALL)
     [listed] = await store.list_project_tokens(project.id)
     assert listed.revoked_at is not None
+
+
+async def test_project_tokens_keep_their_permissions(store: Store, project: Project) -> None:
+    granted = Permission.READ_CHANNELS | Permission.PUBLISH_CHANNEL_MESSAGES
+    info = await store.add_project_token(project.id, "hash1", "ptk_ab…", granted)
+    assert info.permissions == granted
+    assert await store.find_project_by_token("hash1") == Access(project, granted)
+    assert await store.find_project_token("hash1") == info
+    [listed] = await store.list_project_tokens(project.id)
+    assert listed.permissions == granted
+    [(dumped, secret_hash)] = await store.project_token_hashes(project.id)
+    assert dumped.permissions == granted and secret_hash == "hash1"
+    # The highest flag (1 << 39) survives both stores' encodings.
+    top = await store.add_project_token(project.id, "hash2", "ptk_cd…", Permission.CREATE_CHANNEL)
+    assert (await store.find_project_by_token("hash2")) == Access(
+        project, Permission.CREATE_CHANNEL
+    )
+    assert top.permissions == Permission.CREATE_CHANNEL
+
+
+async def test_a_whole_project_token_record_keeps_its_permissions(
+    store: Store, project: Project
+) -> None:
+    info = ProjectTokenInfo(
+        "ptkid_x", project.id, "ptk_ef…", "2026-01-01T00:00:00.000Z", None, Permission.MESSAGE_TOKEN
+    )
+    assert await store.put_project_token(info, "hash9") == info
+    assert await store.find_project_by_token("hash9") == Access(project, Permission.MESSAGE_TOKEN)
+    assert await store.list_project_tokens(project.id) == [info]
 
 
 async def test_project_token_needs_a_project(store: Store) -> None:

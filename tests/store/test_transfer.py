@@ -10,12 +10,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from switchboard.exceptions import Conflict
+from switchboard.exceptions import Conflict, InvalidRequest
 from switchboard.server import ids
 from switchboard.server.models import ChannelType, Token
+from switchboard.server.permissions import ALL, Permission
 from switchboard.server.store import SqliteStore
 from switchboard.server.store.redis import RedisStore
-from switchboard.server.transfer import export_store, import_store
+from switchboard.server.transfer import decode_dump, export_store, import_store
 from tests.conftest import switchboard_cmd
 
 
@@ -24,6 +25,12 @@ async def fill(store: SqliteStore) -> str:
     await store.add_project_token(project.id, ids.hash_secret("ptk_a"), "ptk_a…")
     revoked = await store.add_project_token(project.id, ids.hash_secret("ptk_b"), "ptk_b…")
     await store.revoke_project_token(revoked.id)
+    await store.add_project_token(
+        project.id,
+        ids.hash_secret("ptk_c"),
+        "ptk_c…",
+        Permission.READ_CHANNELS | Permission.MESSAGE_TOKEN,
+    )
     from switchboard.server.models import Channel
 
     for i, kind in enumerate(ChannelType):
@@ -70,7 +77,7 @@ async def test_sqlite_to_redis_and_back(tmp_path: Path, redis_url: str) -> None:
         counts = await import_store(redis_store, dump)
         assert counts == {
             "projects": 2,
-            "project_tokens": 2,
+            "project_tokens": 3,
             "channels": 3,
             "tokens": 1,
             "subscriptions": 2,
@@ -82,6 +89,13 @@ async def test_sqlite_to_redis_and_back(tmp_path: Path, redis_url: str) -> None:
         found = await redis_store.find_project_token(ids.hash_secret("ptk_a"))
         assert found is not None and found.project_id == project_id
         assert await redis_store.find_project_token(ids.hash_secret("ptk_b")) is None
+        # Permissions travel with the token, by name.
+        [shop] = [p for p in dump.projects if p.id == project_id]
+        assert [t.permissions for t in shop.project_tokens][2] == ["read_channels", "message_token"]
+        for store in (redis_store, back):
+            access = await store.find_project_by_token(ids.hash_secret("ptk_c"))
+            assert access is not None
+            assert access.permissions == Permission.READ_CHANNELS | Permission.MESSAGE_TOKEN
         # A second import is refused whole.
         with pytest.raises(Conflict):
             await import_store(redis_store, dump)
@@ -112,3 +126,50 @@ def test_cli_round_trip(tmp_path: Path, redis_url: str) -> None:
     garbage.write_text('{"format": "other"}')
     bad = run("import", str(garbage), "--data", str(tmp_path / "c"))
     assert bad.returncode != 0 and "not a Switchboard export" in bad.stderr
+
+
+def _dump(version: int, permissions: Any = None) -> bytes:
+    token: dict[str, Any] = {
+        "id": "ptkid_1",
+        "hint": "ptk_a…",
+        "created_at": "2026-01-01T00:00:00.000Z",
+        "secret_hash": ids.hash_secret("ptk_a"),
+    }
+    if permissions is not None:
+        token["permissions"] = permissions
+    project = {"id": "project_1", "name": "p", "created_at": "2026-01-01T00:00:00.000Z"}
+    return json.dumps(
+        {
+            "format": "switchboard-export",
+            "version": version,
+            "exported_at": "2026-01-01T00:00:00.000Z",
+            "projects": [{**project, "project_tokens": [token]}],
+        }
+    ).encode()
+
+
+async def test_a_version_1_dump_gives_its_tokens_every_permission(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "a")
+    await store.open()
+    try:
+        await import_store(store, decode_dump(_dump(1)))
+        access = await store.find_project_by_token(ids.hash_secret("ptk_a"))
+        assert access is not None and access.permissions == ALL
+    finally:
+        await store.close()
+
+
+async def test_an_unknown_permission_in_a_dump_imports_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "a")
+    await store.open()
+    try:
+        with pytest.raises(InvalidRequest, match=r"launch_rockets.*nothing imported"):
+            await import_store(store, decode_dump(_dump(2, ["read_channels", "launch_rockets"])))
+        assert await store.list_projects() == []
+    finally:
+        await store.close()
+
+
+def test_a_dump_of_a_newer_version_is_refused() -> None:
+    with pytest.raises(InvalidRequest, match="version 1 or 2"):
+        decode_dump(_dump(3))

@@ -87,11 +87,15 @@ def _error_from(status: int, envelope: dict[str, Any]) -> APIError:
     if isinstance(error, dict):
         code = str(error.get("code") or "unknown_error")
         message = str(error.get("message") or code)
+        permission = error.get("permission")
     else:
         # Older Hop-style errors put the message at the top level.
         code = "unknown_error"
         message = str(envelope.get("message") or error or f"HTTP {status}")
-    return api_error_for(status, code, message)
+        permission = None
+    return api_error_for(
+        status, code, message, permission=permission if isinstance(permission, str) else None
+    )
 
 
 # Argument checks. Each names the argument so the error says what to fix.

@@ -9,8 +9,18 @@ from __future__ import annotations
 import msgspec
 
 from switchboard._channel_type import ChannelType
+from switchboard.server.permissions import ALL, Permission
 
-__all__ = ["EMPTY_STATE", "Channel", "ChannelType", "Page", "Project", "ProjectTokenInfo", "Token"]
+__all__ = [
+    "EMPTY_STATE",
+    "Access",
+    "Channel",
+    "ChannelType",
+    "Page",
+    "Project",
+    "ProjectTokenInfo",
+    "Token",
+]
 
 EMPTY_STATE = msgspec.Raw(b"{}")
 
@@ -29,6 +39,15 @@ class ProjectTokenInfo(msgspec.Struct, frozen=True):
     hint: str
     created_at: str
     revoked_at: str | None = None
+    permissions: Permission = ALL
+    """What the token may do (``switchboard.server.permissions``); all for older tokens."""
+
+
+class Access(msgspec.Struct, frozen=True):
+    """What an unrevoked project token opens: its project, and what it may do there."""
+
+    project: Project
+    permissions: Permission
 
 
 class Channel(msgspec.Struct, frozen=True):

@@ -9,7 +9,11 @@ Rules of channel types (SPEC §1):
 - ``unprotected``: anyone who knows the ID may subscribe, with a token or without.
 - ``public``: any connection identified with a token of the project.
 - ``private``: only tokens granted a subscription (``PUT .../subscribers/:token``).
-- A project-scope connection (IDENTIFY with a project token) may subscribe to any channel.
+- A project-scope connection (IDENTIFY with a project token) may subscribe to any channel;
+  its token needs ``read_channels`` to IDENTIFY and ``publish_channel_messages`` to publish.
+
+Which REST route needs which project-token permission is one table
+(``switchboard.server.permissions``), checked where a REST call is authenticated.
 
 A token's subscriptions are durable, whichever way they were made; a tokenless or
 project-scope connection's last as long as the connection.
@@ -27,17 +31,27 @@ import msgspec
 from switchboard.exceptions import (
     Forbidden,
     InvalidRequest,
+    MissingPermission,
     NotFound,
     PayloadTooLarge,
     RateLimited,
     Unauthorized,
 )
-from switchboard.server import ids
+from switchboard.server import ids, permissions
 from switchboard.server.broker import Broker
 from switchboard.server.broker import events as ev
 from switchboard.server.clock import format_iso, now_iso, parse_iso
 from switchboard.server.config import Limits
-from switchboard.server.models import EMPTY_STATE, Channel, ChannelType, Page, Project, Token
+from switchboard.server.models import (
+    EMPTY_STATE,
+    Access,
+    Channel,
+    ChannelType,
+    Page,
+    Project,
+    Token,
+)
+from switchboard.server.permissions import ALL, NONE, Permission
 from switchboard.server.store import UNCHANGED, Store, Unchanged
 
 SORT_FIELDS = ("created_at", "id")
@@ -51,6 +65,8 @@ class Identity:
     token: Token | None
     scope: str
     """``token``, ``project`` (identified with a project token) or ``noauth``."""
+    permissions: Permission = NONE
+    """The project token's permissions, for scope ``project``; none otherwise."""
 
     @property
     def token_id(self) -> str | None:
@@ -141,20 +157,20 @@ class Service:
 
     # Authentication.
 
-    async def authenticate(self, secret: str | None) -> Project:
-        """The project a project token belongs to. Raises Unauthorized."""
+    async def authenticate(self, secret: str | None) -> Access:
+        """The project a project token belongs to and its permissions. Raises Unauthorized."""
         if not secret or not secret.startswith(ids.PROJECT_TOKEN_PREFIX):
             raise Unauthorized("a project token (ptk_…) is required in the Authorization header")
         secret_hash = ids.hash_secret(secret)
         # One read: the token's project, if the token exists and is not revoked. Nothing
         # is cached, so a revocation (from any node, or the command line) applies to the
         # very next call.
-        project = await self.store.find_project_by_token(secret_hash)
+        access = await self.store.find_project_by_token(secret_hash)
         # The lookup is by hash, so timing says nothing about the secret; compare anyway
         # so that the decision itself is constant-time.
-        if project is None or not hmac.compare_digest(secret_hash, ids.hash_secret(secret)):
+        if access is None or not hmac.compare_digest(secret_hash, ids.hash_secret(secret)):
             raise Unauthorized("unknown or revoked project token")
-        return project
+        return access
 
     # Projects (command line).
 
@@ -166,10 +182,13 @@ class Service:
         secret = await self.create_project_token(project.id)
         return project, secret
 
-    async def create_project_token(self, project_id: str) -> str:
+    async def create_project_token(self, project_id: str, permissions: Permission = ALL) -> str:
+        """Create a project token with ``permissions``; return its secret (shown once)."""
+        if not permissions & ALL:
+            raise InvalidRequest("a project token needs at least one permission")
         secret = ids.new_project_token()
         await self.store.add_project_token(
-            project_id, ids.hash_secret(secret), ids.secret_hint(secret)
+            project_id, ids.hash_secret(secret), ids.secret_hint(secret), permissions & ALL
         )
         return secret
 
@@ -359,9 +378,17 @@ class Service:
         if secret is None:
             return Identity(project, None, "noauth")
         if secret.startswith(ids.PROJECT_TOKEN_PREFIX):
-            if (await self.authenticate(secret)).id != project.id:
+            access = await self.authenticate(secret)
+            if access.project.id != project.id:
                 raise Unauthorized("the project token belongs to another project")
-            return Identity(project, None, "project")
+            # A project-scope connection exists to subscribe, which reads channels; a
+            # token that may not read them is refused here, not at every SUBSCRIBE.
+            if not permissions.allows(access.permissions, permissions.LEAP_SUBSCRIBE):
+                raise Unauthorized(
+                    "the project token lacks the read_channels permission, "
+                    "which a project-scope connection needs"
+                )
+            return Identity(project, None, "project", access.permissions)
         token = await self.store.get_token_any_project(secret)
         if token is None or token.project_id != project.id:
             raise Unauthorized("unknown token")
@@ -433,6 +460,13 @@ class Service:
         """A MESSAGE from a client that is subscribed to ``channel_id``."""
         if identity.scope == "noauth":
             raise Forbidden("only connections identified with a token may publish")
+        if identity.scope == "project" and not permissions.allows(
+            identity.permissions, permissions.LEAP_PUBLISH
+        ):
+            raise MissingPermission(
+                "the project token lacks the publish_channel_messages permission",
+                permission="publish_channel_messages",
+            )
         await self.broker.publish(
             ev.ChannelMessage(identity.project.id, channel_id, event, data, exclude_cid=origin_cid)
         )

@@ -6,7 +6,11 @@ subscriptions. It moves a deployment from the embedded store to Redis, or betwee
 Redis instances, losing nothing. Live presence is not state and is not moved.
 
 Import refuses, before writing anything, a dump whose projects (by ID or name) exist
-in the target already.
+in the target already, or that names a permission this Switchboard does not know.
+
+Version 2 carries each project token's permissions by name; a version-1 dump (made
+before permissions) is still read, its tokens getting every permission as they had.
+Older Switchboards refuse a version-2 dump rather than widen its restricted tokens.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from __future__ import annotations
 import msgspec
 
 from switchboard.exceptions import Conflict, InvalidRequest
+from switchboard.server import permissions
 from switchboard.server.clock import now_iso
 from switchboard.server.models import Channel, ChannelType, Project, ProjectTokenInfo, Token
 from switchboard.server.store import Store
 
 FORMAT = "switchboard-export"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class ProjectTokenDump(msgspec.Struct):
@@ -28,6 +34,8 @@ class ProjectTokenDump(msgspec.Struct):
     created_at: str
     secret_hash: str
     revoked_at: str | None = None
+    permissions: list[str] | None = None
+    """Permission names (``switchboard.server.permissions``); absent (version 1) = all."""
 
 
 class ChannelDump(msgspec.Struct):
@@ -99,7 +107,12 @@ async def export_store(store: Store) -> Dump:
                 project.created_at,
                 [
                     ProjectTokenDump(
-                        info.id, info.hint, info.created_at, secret_hash, info.revoked_at
+                        info.id,
+                        info.hint,
+                        info.created_at,
+                        secret_hash,
+                        info.revoked_at,
+                        permissions.names(info.permissions),
                     )
                     for info, secret_hash in await store.project_token_hashes(project.id)
                 ],
@@ -115,9 +128,17 @@ def decode_dump(data: bytes) -> Dump:
         dump = msgspec.json.decode(data, type=Dump)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"not a Switchboard export: {exc}") from None
-    if dump.format != FORMAT or dump.version != VERSION:
-        raise InvalidRequest(f"expected format {FORMAT!r} version {VERSION}")
+    if dump.format != FORMAT or dump.version not in READABLE_VERSIONS:
+        raise InvalidRequest(
+            f"expected format {FORMAT!r} version {' or '.join(map(str, READABLE_VERSIONS))}"
+        )
     return dump
+
+
+def _token_permissions(token: ProjectTokenDump) -> permissions.Permission:
+    if token.permissions is None:
+        return permissions.ALL
+    return permissions.parse(token.permissions)
 
 
 async def import_store(store: Store, dump: Dump) -> dict[str, int]:
@@ -130,12 +151,21 @@ async def import_store(store: Store, dump: Dump) -> dict[str, int]:
             raise Conflict(
                 f"project {project.name!r} ({project.id}) exists in the target; nothing imported"
             )
+        for project_token in project.project_tokens:
+            try:
+                _token_permissions(project_token)
+            except InvalidRequest as exc:
+                raise InvalidRequest(
+                    f"project token {project_token.id}: {exc.message}; nothing imported"
+                ) from None
     counts = {"projects": 0, "project_tokens": 0, "channels": 0, "tokens": 0, "subscriptions": 0}
     for p in dump.projects:
         await store.put_project(Project(p.id, p.name, p.created_at))
         counts["projects"] += 1
         for t in p.project_tokens:
-            info = ProjectTokenInfo(t.id, p.id, t.hint, t.created_at, t.revoked_at)
+            info = ProjectTokenInfo(
+                t.id, p.id, t.hint, t.created_at, t.revoked_at, _token_permissions(t)
+            )
             await store.put_project_token(info, t.secret_hash)
             counts["project_tokens"] += 1
         for c in p.channels:

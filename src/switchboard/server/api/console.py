@@ -6,8 +6,9 @@ from memory, so a request never touches the file system and no path can escape t
 folder. The page talks to the REST API with the project token in the ``Authorization``
 header and to the gateway as a project-scope connection (docs/console.md).
 
-``GET /v1/stats`` answers for the caller's project: the project itself, its channel and
-token totals (from the store), this node's connections and online tokens, and messages
+``GET /v1/stats`` (permission ``read_channels``) answers for the caller's project: the
+project itself, the permissions of the caller's project token, its channel and token
+totals (from the store), this node's connections and online tokens, and messages
 per second over the last five minutes (:class:`~switchboard.server.activity.Activity`,
 sampled once a second by a background task of the app). With ``--redis`` the connection
 and online counts are this node's; the message rate is the cluster's (every node hears
@@ -30,8 +31,9 @@ from aiohttp import web
 
 from switchboard import __version__
 from switchboard.exceptions import NotFound
+from switchboard.server import permissions
 from switchboard.server.activity import Activity
-from switchboard.server.api.auth import SERVICE, authenticated_project
+from switchboard.server.api.auth import SERVICE, authenticated
 from switchboard.server.api.envelope import ok
 from switchboard.server.api.views import project_json
 from switchboard.server.broker.local import LocalBroker
@@ -129,7 +131,8 @@ async def console_asset(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     """The overview of the caller's project (see the module docstring)."""
-    project = await authenticated_project(request)
+    access = await authenticated(request)
+    project = access.project
     service = request.app[SERVICE]
     hub = request.app[HUB]
     channels = await service.list_channels(
@@ -157,6 +160,8 @@ async def stats(request: web.Request) -> web.Response:
     return ok(
         {
             "project": project_json(project),
+            # What the signed-in project token may do: the console shows it.
+            "permissions": permissions.names(access.permissions),
             "version": __version__,
             # With --redis: connections and online tokens are this node's own.
             "cluster": not isinstance(service.broker, LocalBroker),

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from switchboard.exceptions import APIError
+from switchboard.exceptions import APIError, MissingPermission
 
 _encoder = msgspec.json.Encoder()
 
@@ -20,7 +20,11 @@ def ok(data: Any = None) -> web.Response:
 
 def error_response(exc: APIError, headers: dict[str, str] | None = None) -> web.Response:
     """The error envelope for ``exc``, with its status. Never a stack trace."""
-    body = _encoder.encode({"success": False, "error": {"code": exc.code, "message": exc.message}})
+    error: dict[str, str] = {"code": exc.code, "message": exc.message}
+    if isinstance(exc, MissingPermission) and exc.permission is not None:
+        # Beside code and message (Hop's SDKs read only those): what a client must ask for.
+        error["permission"] = exc.permission
+    body = _encoder.encode({"success": False, "error": error})
     return web.Response(
         status=exc.status, body=body, content_type="application/json", headers=headers
     )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
+from switchboard.exceptions import InvalidRequest
+from switchboard.server import permissions
 from switchboard.server.cli._options import (
     emit,
     json_option,
@@ -15,6 +18,23 @@ from switchboard.server.cli._options import (
     store_settings,
     with_service,
 )
+from switchboard.server.models import ProjectTokenInfo
+
+
+def _parse_permissions(values: tuple[str, ...]) -> permissions.Permission:
+    try:
+        return permissions.parse(values or ("all",))
+    except InvalidRequest as exc:
+        raise click.BadParameter(exc.message, param_hint="--permissions") from None
+
+
+def _shown(granted: int) -> str:
+    return "all" if granted == permissions.ALL else ",".join(permissions.names(granted))
+
+
+def _token_json(info: ProjectTokenInfo) -> Any:
+    # Names rather than the bit field: what --permissions takes, and readable.
+    return {**plain(info), "permissions": permissions.names(info.permissions)}
 
 
 @click.group("project-tokens")
@@ -24,18 +44,37 @@ def project_tokens() -> None:
 
 @project_tokens.command("create")
 @project_option
+@click.option(
+    "--permissions",
+    "permission_names",
+    multiple=True,
+    metavar="NAMES",
+    help="What the token may do: permission names, comma-separated or the option "
+    "repeated (read_channels, publish_channel_messages, …; see docs/permissions.md). "
+    "[default: all]",
+)
 @store_options
 @json_option
 def project_tokens_create(
-    project_id: str, data_dir: Path, redis_url: str | None, redis_prefix: str, as_json: bool
+    project_id: str,
+    permission_names: tuple[str, ...],
+    data_dir: Path,
+    redis_url: str | None,
+    redis_prefix: str,
+    as_json: bool,
 ) -> None:
     """Create a project token for a project (printed once)."""
+    granted = _parse_permissions(permission_names)
     settings = store_settings(data_dir, redis_url, redis_prefix)
-    secret = with_service(settings, lambda s: s.create_project_token(project_id))
+    secret = with_service(settings, lambda s: s.create_project_token(project_id, granted))
     emit(
         as_json,
-        {"project_id": project_id, "project_token": secret},
-        f"{secret}\n(shown once; keep it secret)",
+        {
+            "project_id": project_id,
+            "project_token": secret,
+            "permissions": permissions.names(granted),
+        },
+        f"{secret}\n  permissions: {_shown(granted)}\n(shown once; keep it secret)",
     )
 
 
@@ -46,15 +85,16 @@ def project_tokens_create(
 def project_tokens_list(
     project_id: str, data_dir: Path, redis_url: str | None, redis_prefix: str, as_json: bool
 ) -> None:
-    """List a project's tokens: ID, hint and state, never the secret."""
+    """List a project's tokens: ID, hint, permissions and state, never the secret."""
     settings = store_settings(data_dir, redis_url, redis_prefix)
     found = with_service(settings, lambda s: s.store.list_project_tokens(project_id))
     emit(
         as_json,
-        {"project_tokens": plain(found)},
+        {"project_tokens": [_token_json(t) for t in found]},
         "\n".join(
             f"{t.id}  {t.hint}  created {t.created_at}"
             + (f"  REVOKED {t.revoked_at}" if t.revoked_at else "")
+            + f"  permissions: {_shown(t.permissions)}"
             for t in found
         )
         or "(no project tokens)",

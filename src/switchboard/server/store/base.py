@@ -7,7 +7,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from switchboard.server.models import Channel, Page, Project, ProjectTokenInfo, Token
+from switchboard.server.models import Access, Channel, Page, Project, ProjectTokenInfo, Token
+from switchboard.server.permissions import ALL, Permission
 
 
 class Unchanged(enum.Enum):
@@ -42,7 +43,7 @@ class Store(Protocol):
     async def get_project(self, project_id: str) -> Project | None: ...
     async def list_projects(self) -> list[Project]: ...
     async def add_project_token(
-        self, project_id: str, secret_hash: str, hint: str
+        self, project_id: str, secret_hash: str, hint: str, permissions: Permission = ALL
     ) -> ProjectTokenInfo:
         """Raises NotFound if there is no such project."""
 
@@ -58,8 +59,9 @@ class Store(Protocol):
     async def find_project_token(self, secret_hash: str) -> ProjectTokenInfo | None:
         """The unrevoked project token with this hash, or None."""
 
-    async def find_project_by_token(self, secret_hash: str) -> Project | None:
-        """The project of the unrevoked project token with this hash, or None.
+    async def find_project_by_token(self, secret_hash: str) -> Access | None:
+        """The project and permissions of the unrevoked project token with this hash,
+        or None.
 
         One atomic read (one round trip to Redis): every REST call starts with it.
         """

@@ -5,7 +5,8 @@ Keys, all under one prefix (default ``sb:``)::
     project:{id}                 hash  id, name, created_at
     projects                     zset  project id by creation time
     project-names                hash  name -> project id (uniqueness)
-    ptk:{secret hash}            hash  id, project_id, hint, created_at, revoked_at
+    ptk:{secret hash}            hash  id, project_id, hint, created_at, revoked_at,
+                                       permissions (decimal bit field; absent = all)
     ptkid:{id}                   str   secret hash
     ptks:{project}               zset  project token ids by creation time
     ch:{project}:{id}            hash  type, state, created_at
@@ -38,7 +39,16 @@ from redis import exceptions as redis_errors
 from switchboard.exceptions import Conflict, NotFound, PayloadTooLarge, Unavailable
 from switchboard.server import ids
 from switchboard.server.clock import now_iso, parse_iso
-from switchboard.server.models import Channel, ChannelType, Page, Project, ProjectTokenInfo, Token
+from switchboard.server.models import (
+    Access,
+    Channel,
+    ChannelType,
+    Page,
+    Project,
+    ProjectTokenInfo,
+    Token,
+)
+from switchboard.server.permissions import ALL, Permission, from_bits
 from switchboard.server.redis_pool import open_client
 from switchboard.server.store.base import UNCHANGED, Unchanged
 
@@ -54,7 +64,7 @@ _ADD_PROJECT_TOKEN = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
 redis.call('HSET', KEYS[2], 'id', ARGV[1], 'project_id', ARGV[2], 'hint', ARGV[3],
-           'created_at', ARGV[4])
+           'created_at', ARGV[4], 'permissions', ARGV[8])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'revoked_at', ARGV[7]) end
 redis.call('SET', KEYS[3], ARGV[5])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
@@ -70,11 +80,13 @@ redis.call('HSET', key, 'revoked_at', ARGV[2])
 return 1
 """
 
+# A token written before permissions existed has no field: '' reads as all.
 _FIND_PROJECT_BY_TOKEN = """
-local token = redis.call('HMGET', KEYS[1], 'project_id', 'revoked_at')
+local token = redis.call('HMGET', KEYS[1], 'project_id', 'revoked_at', 'permissions')
 if not token[1] or token[2] then return false end
 local project = redis.call('HMGET', ARGV[1] .. token[1], 'id', 'name', 'created_at')
 if not project[1] then return false end
+table.insert(project, token[3] or '')
 return project
 """
 
@@ -146,6 +158,11 @@ def _ms(timestamp: str) -> int:
 
 def _text(value: bytes | None) -> str | None:
     return value.decode() if value is not None else None
+
+
+def _permissions(value: bytes | None) -> Permission:
+    """A stored bit field; absent or empty (a token older than permissions) is all."""
+    return from_bits(int(value)) if value else ALL
 
 
 class RedisStore:
@@ -247,9 +264,11 @@ class RedisStore:
         return [p for p in found if p is not None]
 
     async def add_project_token(
-        self, project_id: str, secret_hash: str, hint: str
+        self, project_id: str, secret_hash: str, hint: str, permissions: Permission = ALL
     ) -> ProjectTokenInfo:
-        info = ProjectTokenInfo(ids.new_project_token_id(), project_id, hint, now_iso())
+        info = ProjectTokenInfo(
+            ids.new_project_token_id(), project_id, hint, now_iso(), permissions=permissions
+        )
         return await self.put_project_token(info, secret_hash)
 
     async def put_project_token(self, info: ProjectTokenInfo, secret_hash: str) -> ProjectTokenInfo:
@@ -269,6 +288,7 @@ class RedisStore:
                 secret_hash,
                 _ms(info.created_at),
                 info.revoked_at or "",
+                int(info.permissions),
             ],
         )
         if added == 0:
@@ -297,6 +317,7 @@ class RedisStore:
             row[b"hint"].decode(),
             row[b"created_at"].decode(),
             _text(row.get(b"revoked_at")),
+            _permissions(row.get(b"permissions")),
         )
 
     async def find_project_token(self, secret_hash: str) -> ProjectTokenInfo | None:
@@ -306,13 +327,14 @@ class RedisStore:
             return None
         return self._project_token(row)
 
-    async def find_project_by_token(self, secret_hash: str) -> Project | None:
+    async def find_project_by_token(self, secret_hash: str) -> Access | None:
         row = await self._run(
             "find_project_by_token", [self._k("ptk", secret_hash)], [self._k("project", "")]
         )
         if not row:
             return None
-        return Project(*(value.decode() for value in row))
+        project = Project(*(value.decode() for value in row[:3]))
+        return Access(project, _permissions(row[3]))
 
     async def list_project_tokens(self, project_id: str) -> list[ProjectTokenInfo]:
         return [info for info, _ in await self.project_token_hashes(project_id)]

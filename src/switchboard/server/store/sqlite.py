@@ -27,12 +27,22 @@ import msgspec
 from switchboard.exceptions import Conflict, NotFound, PayloadTooLarge, Unavailable
 from switchboard.server import ids
 from switchboard.server.clock import now_iso
-from switchboard.server.models import Channel, ChannelType, Page, Project, ProjectTokenInfo, Token
+from switchboard.server.models import (
+    Access,
+    Channel,
+    ChannelType,
+    Page,
+    Project,
+    ProjectTokenInfo,
+    Token,
+)
+from switchboard.server.permissions import ALL, Permission, from_bits
 from switchboard.server.store.base import UNCHANGED, Unchanged
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first schema. 2: ``project_tokens.permissions`` (older tokens get every flag)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -46,7 +56,8 @@ CREATE TABLE IF NOT EXISTS project_tokens (
     secret_hash TEXT NOT NULL UNIQUE,
     hint        TEXT NOT NULL,
     created_at  TEXT NOT NULL,
-    revoked_at  TEXT
+    revoked_at  TEXT,
+    permissions INTEGER NOT NULL
 ) STRICT;
 CREATE TABLE IF NOT EXISTS channels (
     project_id  TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
@@ -78,6 +89,7 @@ CREATE INDEX IF NOT EXISTS subscriptions_by_token ON subscriptions(token_id);
 
 _CHANNEL_COLUMNS = "project_id, id, type, state, created_at"
 _TOKEN_COLUMNS = "project_id, id, state, created_at, expires_at"
+_PROJECT_TOKEN_COLUMNS = "id, project_id, hint, created_at, revoked_at, permissions"
 _SORTABLE = {"created_at": "created_at", "id": "id"}
 
 
@@ -99,7 +111,7 @@ def _token(row: tuple[Any, ...]) -> Token:
 
 
 def _project_token(row: tuple[Any, ...]) -> ProjectTokenInfo:
-    return ProjectTokenInfo(*row)
+    return ProjectTokenInfo(row[0], row[1], row[2], row[3], row[4], from_bits(row[5]))
 
 
 class SqliteStore:
@@ -146,6 +158,19 @@ class SqliteStore:
                 f"the store was written by a newer Switchboard (schema {version} > {SCHEMA_VERSION})"
             )
         db.executescript(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(project_tokens)")}
+        if "permissions" not in columns:
+            # A schema-1 store: its tokens predate permissions and keep full access.
+            # One statement, so it is applied whole or not at all.
+            try:
+                db.execute(
+                    "ALTER TABLE project_tokens "
+                    f"ADD COLUMN permissions INTEGER NOT NULL DEFAULT {int(ALL)}"
+                )
+            except sqlite3.OperationalError as exc:
+                # Another process opening the same file migrated it first.
+                if "duplicate column" not in str(exc):
+                    raise
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     # Plumbing.
@@ -215,9 +240,11 @@ class SqliteStore:
         return [Project(*row) for row in rows]
 
     async def add_project_token(
-        self, project_id: str, secret_hash: str, hint: str
+        self, project_id: str, secret_hash: str, hint: str, permissions: Permission = ALL
     ) -> ProjectTokenInfo:
-        info = ProjectTokenInfo(ids.new_project_token_id(), project_id, hint, now_iso())
+        info = ProjectTokenInfo(
+            ids.new_project_token_id(), project_id, hint, now_iso(), permissions=permissions
+        )
         return await self.put_project_token(info, secret_hash)
 
     async def put_project_token(self, info: ProjectTokenInfo, secret_hash: str) -> ProjectTokenInfo:
@@ -227,10 +254,17 @@ class SqliteStore:
                 raise NotFound(f"no project {project_id!r}")
             try:
                 db.execute(
-                    "INSERT INTO project_tokens "
-                    "(id, project_id, secret_hash, hint, created_at, revoked_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (info.id, project_id, secret_hash, info.hint, info.created_at, info.revoked_at),
+                    f"INSERT INTO project_tokens ({_PROJECT_TOKEN_COLUMNS}, secret_hash) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        info.id,
+                        project_id,
+                        info.hint,
+                        info.created_at,
+                        info.revoked_at,
+                        int(info.permissions),
+                        secret_hash,
+                    ),
                 )
             except sqlite3.IntegrityError as exc:
                 raise Conflict(f"project token {info.id!r} exists already") from exc
@@ -241,33 +275,33 @@ class SqliteStore:
     async def project_token_hashes(self, project_id: str) -> list[tuple[ProjectTokenInfo, str]]:
         rows = self._read(
             lambda db: db.execute(
-                "SELECT id, project_id, hint, created_at, revoked_at, secret_hash "
+                f"SELECT {_PROJECT_TOKEN_COLUMNS}, secret_hash "
                 "FROM project_tokens WHERE project_id = ? ORDER BY created_at, id",
                 (project_id,),
             ).fetchall()
         )
-        return [(_project_token(row[:5]), row[5]) for row in rows]
+        return [(_project_token(row), row[6]) for row in rows]
 
     async def find_project_token(self, secret_hash: str) -> ProjectTokenInfo | None:
         row = self._read(
             lambda db: db.execute(
-                "SELECT id, project_id, hint, created_at, revoked_at, secret_hash "
+                f"SELECT {_PROJECT_TOKEN_COLUMNS} "
                 "FROM project_tokens WHERE secret_hash = ? AND revoked_at IS NULL",
                 (secret_hash,),
             ).fetchone()
         )
-        return _project_token(row[:5]) if row else None
+        return _project_token(row) if row else None
 
-    async def find_project_by_token(self, secret_hash: str) -> Project | None:
+    async def find_project_by_token(self, secret_hash: str) -> Access | None:
         row = self._read(
             lambda db: db.execute(
-                "SELECT p.id, p.name, p.created_at FROM project_tokens t "
+                "SELECT p.id, p.name, p.created_at, t.permissions FROM project_tokens t "
                 "JOIN projects p ON p.id = t.project_id "
                 "WHERE t.secret_hash = ? AND t.revoked_at IS NULL",
                 (secret_hash,),
             ).fetchone()
         )
-        return Project(*row) if row else None
+        return Access(Project(*row[:3]), from_bits(row[3])) if row else None
 
     async def list_project_tokens(self, project_id: str) -> list[ProjectTokenInfo]:
         return [info for info, _ in await self.project_token_hashes(project_id)]
