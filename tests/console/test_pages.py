@@ -210,3 +210,35 @@ async def test_revoked_project_token_goes_back_to_sign_in(browser: Any, node: Se
     await expect(page.get_by_label("Project token")).to_be_visible()
     await screenshot(page, "08-signed-out-401")
     assert errors == []
+
+
+async def test_overview_shows_the_tokens_permissions(browser: Any, node: Server) -> None:
+    from playwright.async_api import expect
+
+    from switchboard.server.permissions import ALL, Permission, names
+
+    assert node.node is not None
+    service = node.node.service
+    # The full-access token of the project: every permission, by name.
+    page, errors = await sign_in(browser, node)
+    await expect(page.locator("#token-permissions")).to_have_text(", ".join(names(ALL)))
+    await page.close()
+
+    reader = await service.create_project_token(
+        node.project_id, Permission.READ_CHANNELS | Permission.READ_LEAP_TOKENS
+    )
+    restricted = Server(node.base_url, node.project_id, reader, node=node.node)
+    page, more = await sign_in(browser, restricted)
+    await expect(page.locator("#token-permissions")).to_have_text("read_channels, read_leap_tokens")
+    await screenshot(page, "09-overview-restricted-token")
+    await page.close()
+
+    # Without read_channels the console cannot work: sign-in says which permission.
+    writer = await service.create_project_token(node.project_id, Permission.CREATE_CHANNEL)
+    page = await browser.new_page()
+    await page.goto(node.base_url + "/console")
+    await page.get_by_label("Project token").fill(writer)
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("alert")).to_contain_text("read_channels")
+    assert await page.evaluate("sessionStorage.length") == 0
+    assert errors == [] and more == []

@@ -81,6 +81,8 @@ export function renderOverview(main, { project }) {
   const error = h("p", { class: "form-error", role: "alert" });
   const base = location.origin;
   const wsUrl = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
+  // The signed-in project token's permissions (docs/permissions.md), from /v1/stats.
+  const permissions = h("dd", { id: "token-permissions", text: "…" });
 
   const details = h(
     "dl",
@@ -91,6 +93,8 @@ export function renderOverview(main, { project }) {
     h("dd", {}, h("code", { text: `${base}/v1` }), " ", copyButton(() => `${base}/v1`, "REST API URL")),
     h("dt", { text: "WebSocket" }),
     h("dd", {}, h("code", { text: wsUrl }), " ", copyButton(() => wsUrl, "WebSocket URL")),
+    h("dt", { text: "This token may" }),
+    permissions,
   );
 
   main.append(
@@ -131,6 +135,7 @@ export function renderOverview(main, { project }) {
       setText(cards.tokens, stats.tokens.toLocaleString());
       setText(cards.channels, stats.channels.toLocaleString());
       setText(cards.rate, formatRate(stats.messages.per_second));
+      setText(permissions, (stats.permissions || []).join(", ") || "nothing");
       chart.update(stats.messages.series, stats.messages.per_second);
       setText(
         scopeNote,

@@ -41,7 +41,8 @@ export function renderSignIn(main, { message, signIn }) {
       try {
         await signIn(token);
       } catch (err) {
-        error.textContent = err.status === 401 ? `Refused: ${err.message}.` : err.message;
+        // 403: a valid token without read_channels, which the console needs.
+        error.textContent = err.status === 401 || err.status === 403 ? `Refused: ${err.message}.` : err.message;
         input.setAttribute("aria-invalid", "true");
         input.focus();
       }
