@@ -143,4 +143,13 @@ async function foreign() {
   await attempt('get_all_own', () => ch.getAll());
 }
 
-main({ channels, foreign });
+async function restricted() {
+  // Run with a project token that has only read_channels: reads work, the rest is a 403.
+  const ch = hop().channels;
+  await attempt('restricted_get_all', async () => (await ch.getAll()).map((c) => c.id));
+  await attempt('restricted_delete', () => ch.delete('mine'));
+  await attempt('restricted_tokens_create', () => ch.tokens.create({}));
+  await attempt('restricted_get_after', async () => (await ch.get('mine')).id);
+}
+
+main({ channels, foreign, restricted });

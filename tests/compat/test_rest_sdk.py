@@ -269,3 +269,28 @@ async def test_foreign_project_token(node: Server, js: JS) -> None:
     assert_api_error(steps, "publish_foreign_channel", 404, "not_found")
     assert_api_error(steps, "get_all_with_foreign_project", 403, "forbidden")
     assert steps["get_all_own"] == []
+
+
+async def test_a_missing_permission_is_a_hop_api_error(node: Server, js: JS) -> None:
+    """@onehop/js throws its HopAPIError with status 403 and the server's message."""
+    from switchboard.server.permissions import Permission
+
+    assert node.node is not None
+    reader = await node.node.service.create_project_token(node.project_id, Permission.READ_CHANNELS)
+    async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as http:
+        r = await http.put("/channels/mine", json={"type": "public"})
+        assert r.status_code == 200, r.text
+    steps = await js.run(
+        "rest_sdk.cjs", "restricted", Server(node.base_url, node.project_id, reader)
+    )
+    assert steps["restricted_get_all"] == ["mine"]
+    for step, permission in [
+        ("restricted_delete", "delete_channels"),
+        ("restricted_tokens_create", "create_leap_token"),
+    ]:
+        error = steps.error(step)
+        assert error["name"] == "HopAPIError" and error["isHopAPIError"], error
+        assert error["status"] == 403 and error["code"] == "missing_permission", error
+        assert permission in error["message"], error
+        assert error["data"]["error"]["permission"] == permission
+    assert steps["restricted_get_after"] == "mine"  # the refused delete deleted nothing
