@@ -271,6 +271,18 @@ class Gateway:
             session.send(frames.error_dispatch(channel, exc.code, exc.message))
 
     async def _identify(self, conn: GatewayConnection, event: Identify) -> None:
+        token = event.token
+        if not token:
+            return await self._identify_watched(conn, event)
+        # A deletion of the token during the lookups below closes this socket (the hub
+        # knows it only once it is attached): the soak found sockets that outlived it.
+        self.hub.watch_token(conn, token)
+        try:
+            await self._identify_watched(conn, event)
+        finally:
+            self.hub.unwatch_token(conn, token)
+
+    async def _identify_watched(self, conn: GatewayConnection, event: Identify) -> None:
         session = conn.session
         try:
             identity = await self.service.identify(event.project_id, event.token)

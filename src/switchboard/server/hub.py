@@ -210,6 +210,8 @@ class Hub:
         self.connections: dict[str, Connection] = {}
         self._by_channel: dict[tuple[str, str], set[Connection]] = {}
         self._by_token: dict[str, set[Connection]] = {}
+        self._identifying: dict[str, set[Connection]] = {}
+        """Connections whose IDENTIFY is looking their token up, not attached yet."""
         self.messages_published = 0
         self.deliveries = 0
         self.closed_slow = 0
@@ -257,6 +259,18 @@ class Hub:
         if conn.token_id is not None:
             self._discard(self._by_token, conn.token_id, conn)
         self._presence_changed()
+
+    def watch_token(self, conn: Connection, token_id: str) -> None:
+        """``conn`` is about to look ``token_id`` up: if it is deleted, close ``conn``.
+
+        An IDENTIFY awaits the store (and, in a cluster, Redis) before the connection is
+        attached, and the token's deletion may be carried out meanwhile. Without this,
+        the connection would miss the deletion's event and live on with a deleted token.
+        """
+        self._identifying.setdefault(token_id, set()).add(conn)
+
+    def unwatch_token(self, conn: Connection, token_id: str) -> None:
+        self._discard(self._identifying, token_id, conn)
 
     def join(self, conn: Connection, channel_id: str) -> None:
         if conn.cid not in self.connections:
@@ -383,6 +397,9 @@ class Hub:
                 conn.expiry_changed(event.expires_at)
         elif isinstance(event, ev.TokenDeleted):
             for conn in self._token_members(event.project_id, event.token_id):
+                conn.close(CloseCode.INVALID_AUTH, "token deleted")
+            # Token IDs are unique across projects, so no project check is needed here.
+            for conn in list(self._identifying.get(event.token_id, ())):
                 conn.close(CloseCode.INVALID_AUTH, "token deleted")
 
     def close_all(self, code: int, reason: str) -> None:
