@@ -17,7 +17,7 @@ from switchboard.exceptions import (
     PayloadTooLarge,
     Unavailable,
 )
-from switchboard.server.api import channels, console, tokens
+from switchboard.server.api import channels, console, openapi, tokens
 from switchboard.server.api.auth import SERVICE
 from switchboard.server.api.envelope import error_response, ok
 from switchboard.server.gateway import Gateway
@@ -119,4 +119,5 @@ def build_app(service: Service, gateway: Gateway, *, max_body: int) -> web.Appli
     # Token routes first: /v1/channels/tokens must never be read as a channel ID.
     app.router.add_routes(tokens.routes)
     app.router.add_routes(channels.routes)
+    openapi.setup(app)  # /openapi.json and /docs, from the routes above (api/openapi.py)
     return app

@@ -2,40 +2,93 @@
 
 ``msgspec.Raw`` fields keep user JSON (state, message data) as the bytes it came in
 as: validated as JSON, never decoded, spliced into what goes out.
+
+These Structs are also the source of the request-body schemas of ``GET /openapi.json``
+(``api/openapi.py``): the ``Annotated`` metadata below only documents, it changes no
+decoding. An absent optional field is ``UNSET`` (not a ``Raw`` default) because a
+``Raw`` default cannot be written into a JSON Schema.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import json
+import math
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
+from switchboard._channel_type import ChannelType
 from switchboard.exceptions import InvalidRequest
 
 T = TypeVar("T")
 NULL = b"null"
 
+ChannelTypeName = Annotated[
+    str, msgspec.Meta(extra_json_schema={"enum": [kind.value for kind in ChannelType]})
+]
+StateObject = Annotated[
+    msgspec.Raw,
+    msgspec.Meta(
+        description="A JSON object (at most 64 KiB encoded by default).",
+        extra_json_schema={"type": "object"},
+    ),
+]
+"""Channel or token state: a JSON object. The service refuses anything else."""
+OptionalState = Annotated[
+    msgspec.Raw,
+    msgspec.Meta(
+        description="A JSON object, or null for {} (at most 64 KiB encoded by default).",
+        extra_json_schema={"type": ["object", "null"]},
+    ),
+]
+EventName = Annotated[
+    str,
+    msgspec.Meta(
+        description="The event name: 1 to 128 characters (the default limit).",
+        extra_json_schema={"minLength": 1, "maxLength": 128},
+    ),
+]
+MessageData = Annotated[
+    msgspec.Raw, msgspec.Meta(description="Any JSON value (at most 64 KiB encoded by default).")
+]
+Timestamp = Annotated[
+    str, msgspec.Meta(description="ISO 8601", extra_json_schema={"format": "date-time"})
+]
+
 
 class ChannelBody(msgspec.Struct):
-    type: str
-    state: msgspec.Raw = msgspec.Raw(NULL)
+    """``POST /v1/channels`` and ``PUT /v1/channels/:id``."""
+
+    type: ChannelTypeName
+    state: OptionalState | msgspec.UnsetType = msgspec.UNSET
 
 
 class MessageBody(msgspec.Struct):
-    e: str
-    d: msgspec.Raw = msgspec.Raw(NULL)
+    """A message to a channel or a token: event ``e``, data ``d`` (``null`` if absent)."""
+
+    e: EventName
+    d: MessageData | msgspec.UnsetType = msgspec.UNSET
+
+    @property
+    def data(self) -> msgspec.Raw:
+        """``d`` as JSON bytes; ``null`` when the body had none."""
+        return msgspec.Raw(NULL) if isinstance(self.d, msgspec.UnsetType) else self.d
 
 
 class CreateTokenBody(msgspec.Struct):
-    state: msgspec.Raw = msgspec.Raw(NULL)
-    expires_at: str | None = None
-    expiresAt: str | None = None
+    """``POST /v1/channels/tokens``; the body itself is optional."""
+
+    state: OptionalState | msgspec.UnsetType = msgspec.UNSET
+    expires_at: Timestamp | None = None
+    expiresAt: Timestamp | None = None
 
 
 class UpdateTokenBody(msgspec.Struct):
-    state: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-    expires_at: str | msgspec.UnsetType | None = msgspec.UNSET
-    expiresAt: str | msgspec.UnsetType | None = msgspec.UNSET
+    """``PATCH /v1/channels/tokens/:token``: only the fields present change."""
+
+    state: OptionalState | msgspec.UnsetType = msgspec.UNSET
+    expires_at: Timestamp | msgspec.UnsetType | None = msgspec.UNSET
+    expiresAt: Timestamp | msgspec.UnsetType | None = msgspec.UNSET
 
 
 def decode(body: bytes, kind: type[T], what: str = "body") -> T:
@@ -43,16 +96,55 @@ def decode(body: bytes, kind: type[T], what: str = "body") -> T:
     if not body.strip():
         raise InvalidRequest(f"the request {what} is empty; send JSON")
     try:
-        return msgspec.json.decode(body, type=kind)
+        value = msgspec.json.decode(body, type=kind)
+        _check_plain_json(body)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"invalid {what}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the request {what} is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest(f"the request {what} is not UTF-8") from None
+    except ValueError as exc:  # a JSON quirk msgspec let through and Python's parser did not
+        raise InvalidRequest(f"the request {what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest(f"the request {what} is nested too deeply") from None
+    return value
 
 
-def optional(raw: msgspec.Raw) -> msgspec.Raw | None:
-    """``None`` for a JSON ``null``."""
-    return None if bytes(raw).strip() == NULL else raw
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise msgspec.ValidationError(f"the key {key[:40]!r} appears twice in one object")
+            seen.add(key)
+    return found
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise msgspec.ValidationError(f"the number {text[:20]} is out of range")
+    return number
+
+
+def _check_plain_json(body: bytes) -> None:
+    """Refuse what msgspec lets through in a ``Raw`` but would break a reader later.
+
+    A ``Raw`` is checked only for JSON syntax, and a ``Struct`` keeps the last of two
+    equal keys, so without this a body could store invalid UTF-8, a number no decoder
+    takes back (``1e400``), or keys that readers resolve differently, and a later
+    ``PATCH`` of that state (which decodes it) would fail.
+    """
+    json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys, parse_float=_finite)
+
+
+def optional(raw: msgspec.Raw | msgspec.UnsetType) -> msgspec.Raw | None:
+    """``None`` for a JSON ``null`` or an absent field."""
+    if isinstance(raw, msgspec.UnsetType) or bytes(raw).strip() == NULL:
+        return None
+    return raw
 
 
 def json_value(body: bytes) -> msgspec.Raw:
@@ -60,11 +152,19 @@ def json_value(body: bytes) -> msgspec.Raw:
     return decode(body, msgspec.Raw)
 
 
+QUERY_INT_MAX = 2**31 - 1
+"""The largest integer a query parameter takes: a page number past it would overflow SQL."""
+
+
 def query_int(query: Any, name: str, default: int) -> int:
+    """An integer query parameter, ``default`` if absent; a clear 400 if not an integer."""
     value = query.get(name)
     if value is None or value == "":
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise InvalidRequest(f"{name} must be an integer") from None
+    if abs(number) > QUERY_INT_MAX:
+        raise InvalidRequest(f"{name} must be at most {QUERY_INT_MAX}")
+    return number

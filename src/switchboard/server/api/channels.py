@@ -8,7 +8,7 @@ from switchboard.exceptions import InvalidRequest
 from switchboard.server.api import bodies
 from switchboard.server.api.auth import SERVICE, authenticated_project
 from switchboard.server.api.envelope import ok
-from switchboard.server.api.views import channel_json, token_json
+from switchboard.server.api.views import channel_view, token_view
 
 routes = web.RouteTableDef()
 
@@ -30,7 +30,7 @@ async def list_channels(request: web.Request) -> web.Response:
     )
     return ok(
         {
-            "channels": [channel_json(c, project) for c in page.items],
+            "channels": [channel_view(c, project) for c in page.items],
             "page_size": page_size,
             "total_count": page.total,
         }
@@ -44,7 +44,7 @@ async def create_channel(request: web.Request) -> web.Response:
     channel = await request.app[SERVICE].create_channel(
         project, body.type, None, bodies.optional(body.state)
     )
-    return ok({"channel": channel_json(channel, project)})
+    return ok({"channel": channel_view(channel, project)})
 
 
 @routes.put("/v1/channels/{channel_id}")
@@ -54,14 +54,14 @@ async def create_channel_with_id(request: web.Request) -> web.Response:
     channel = await request.app[SERVICE].create_channel(
         project, body.type, request.match_info["channel_id"], bodies.optional(body.state)
     )
-    return ok({"channel": channel_json(channel, project)})
+    return ok({"channel": channel_view(channel, project)})
 
 
 @routes.get("/v1/channels/{channel_id}")
 async def get_channel(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     channel = await request.app[SERVICE].get_channel(project, request.match_info["channel_id"])
-    return ok({"channel": channel_json(channel, project)})
+    return ok({"channel": channel_view(channel, project)})
 
 
 @routes.delete("/v1/channels/{channel_id}")
@@ -99,7 +99,7 @@ async def publish_message(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     body = bodies.decode(await request.read(), bodies.MessageBody)
     await request.app[SERVICE].publish_message(
-        project, request.match_info["channel_id"], body.e, body.d
+        project, request.match_info["channel_id"], body.e, body.data
     )
     return ok()
 
@@ -127,7 +127,7 @@ async def channel_tokens(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     service = request.app[SERVICE]
     tokens = await service.channel_tokens(project, request.match_info["channel_id"])
-    return ok({"tokens": [token_json(t, await service.is_online(t.id)) for t in tokens]})
+    return ok({"tokens": [token_view(t, await service.is_online(t.id)) for t in tokens]})
 
 
 @routes.get("/v1/channels/{channel_id}/stats")

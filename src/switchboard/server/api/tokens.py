@@ -8,7 +8,7 @@ from aiohttp import web
 from switchboard.server.api import bodies
 from switchboard.server.api.auth import SERVICE, authenticated_project
 from switchboard.server.api.envelope import ok
-from switchboard.server.api.views import token_json
+from switchboard.server.api.views import token_view
 from switchboard.server.store import UNCHANGED
 
 routes = web.RouteTableDef()
@@ -22,7 +22,7 @@ async def create_token(request: web.Request) -> web.Response:
     token = await request.app[SERVICE].create_token(
         project, bodies.optional(body.state), body.expires_at or body.expiresAt
     )
-    return ok({"token": token_json(token, False)})
+    return ok({"token": token_view(token, False)})
 
 
 @routes.get("/v1/channels/tokens")
@@ -30,7 +30,7 @@ async def list_tokens(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     service = request.app[SERVICE]
     tokens = await service.list_tokens(project)
-    return ok({"tokens": [token_json(t, await service.is_online(t.id)) for t in tokens]})
+    return ok({"tokens": [token_view(t, await service.is_online(t.id)) for t in tokens]})
 
 
 @routes.get("/v1/channels/tokens/{token}")
@@ -38,7 +38,7 @@ async def get_token(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     service = request.app[SERVICE]
     token = await service.get_token(project, request.match_info["token"])
-    return ok({"token": token_json(token, await service.is_online(token.id))})
+    return ok({"token": token_view(token, await service.is_online(token.id))})
 
 
 @routes.patch("/v1/channels/tokens/{token}")
@@ -53,7 +53,7 @@ async def update_token(request: web.Request) -> web.Response:
         state=UNCHANGED if body.state is msgspec.UNSET else bodies.optional(body.state),
         expires_at=UNCHANGED if expires_at is msgspec.UNSET else expires_at,
     )
-    return ok({"token": token_json(token, await service.is_online(token.id))})
+    return ok({"token": token_view(token, await service.is_online(token.id))})
 
 
 @routes.delete("/v1/channels/tokens/{token}")
@@ -67,5 +67,7 @@ async def delete_token(request: web.Request) -> web.Response:
 async def direct_message(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     body = bodies.decode(await request.read(), bodies.MessageBody)
-    await request.app[SERVICE].direct_message(project, request.match_info["token"], body.e, body.d)
+    await request.app[SERVICE].direct_message(
+        project, request.match_info["token"], body.e, body.data
+    )
     return ok()

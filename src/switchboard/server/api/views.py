@@ -1,39 +1,91 @@
-"""How records look on the wire (SPEC §2: Channel, Token)."""
+"""How records look on the wire (SPEC §2: Channel, Token).
+
+Each is a msgspec Struct: the handlers encode these very objects, and ``GET
+/openapi.json`` documents them from the same classes (``api/openapi.py``), so the
+document cannot drift from what is sent. ``forbid_unknown_fields`` makes the generated
+schema exact (``additionalProperties: false``) and lets tests decode a real response
+into these classes strictly.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
+
+from switchboard._channel_type import ChannelType
 from switchboard.server.models import Channel, Project, Token
+
+Timestamp = Annotated[
+    str, msgspec.Meta(description="ISO 8601, UTC", extra_json_schema={"format": "date-time"})
+]
+JsonObject = Annotated[msgspec.Raw, msgspec.Meta(extra_json_schema={"type": "object"})]
+
+
+class ProjectView(msgspec.Struct, forbid_unknown_fields=True):
+    """A project; ``namespace`` and ``type`` are there for Hop's SDKs."""
+
+    id: str
+    name: str
+    namespace: str
+    type: Literal["regular"]
+    created_at: Timestamp
+
+
+class ChannelView(msgspec.Struct, forbid_unknown_fields=True):
+    """A channel with its project and state."""
+
+    id: str
+    project: ProjectView
+    state: JsonObject
+    type: ChannelType
+    capabilities: Literal[0]
+    created_at: Timestamp
+
+
+class TokenView(msgspec.Struct, forbid_unknown_fields=True):
+    """A leap token; ``is_online`` is true while a connection holds it."""
+
+    id: str
+    project_id: str
+    state: JsonObject
+    is_online: bool
+    created_at: Timestamp
+    expires_at: Timestamp | None
+
+
+def project_view(project: Project) -> ProjectView:
+    return ProjectView(project.id, project.name, project.name, "regular", project.created_at)
+
+
+def channel_view(channel: Channel, project: Project) -> ChannelView:
+    return ChannelView(
+        channel.id, project_view(project), channel.state, channel.type, 0, channel.created_at
+    )
+
+
+def token_view(token: Token, is_online: bool) -> TokenView:
+    return TokenView(
+        token.id, token.project_id, token.state, is_online, token.created_at, token.expires_at
+    )
+
+
+# Plain-dict forms of the same, for callers that write them with the json module (the CLI).
 
 
 def project_json(project: Project) -> dict[str, Any]:
-    return {
-        "id": project.id,
-        "name": project.name,
-        "namespace": project.name,
-        "type": "regular",
-        "created_at": project.created_at,
-    }
+    return _plain(project_view(project))
 
 
 def channel_json(channel: Channel, project: Project) -> dict[str, Any]:
-    return {
-        "id": channel.id,
-        "project": project_json(project),
-        "state": channel.state,
-        "type": channel.type.value,
-        "capabilities": 0,
-        "created_at": channel.created_at,
-    }
+    return _plain(channel_view(channel, project))
 
 
 def token_json(token: Token, is_online: bool) -> dict[str, Any]:
-    return {
-        "id": token.id,
-        "project_id": token.project_id,
-        "state": token.state,
-        "is_online": is_online,
-        "created_at": token.created_at,
-        "expires_at": token.expires_at,
-    }
+    return _plain(token_view(token, is_online))
+
+
+def _plain(view: msgspec.Struct) -> dict[str, Any]:
+    # Through JSON so the msgspec.Raw state becomes plain values too.
+    plain: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(view))
+    return plain

@@ -1,0 +1,1 @@
+"""Fuzzing the REST API from its own OpenAPI document (schemathesis)."""
