@@ -84,9 +84,28 @@ def _decode(decoder: msgspec.json.Decoder[Any], data: bytes | str, what: str) ->
         return decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, f"invalid {what}: {exc}") from exc
+    except UnicodeError as exc:
+        # msgspec raises these, not DecodeError, for bytes that are not UTF-8 (a binary
+        # frame) and for a str holding a lone surrogate (which has no UTF-8 form).
+        raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, f"invalid {what}: not UTF-8") from exc
+    except RecursionError as exc:
+        # msgspec checks every nested array and object, even inside a Raw it keeps as
+        # bytes, on the C stack under the interpreter's recursion limit: nesting deeper
+        # than that (about 900 levels) raises RecursionError, not DecodeError.
+        raise ProtocolViolation(
+            CloseCode.INVALID_PAYLOAD, f"invalid {what}: nested too deeply"
+        ) from exc
 
 
 def decode_frame(data: bytes | str) -> ClientFrame:
+    if isinstance(data, bytes):
+        # msgspec checks the UTF-8 of the strings it decodes, not of a Raw it keeps as
+        # bytes: unchecked, a binary frame's bad bytes in a message's d would be relayed
+        # in every subscriber's text frame, and each of their clients would fail (1007).
+        try:
+            data.decode()
+        except UnicodeDecodeError as exc:
+            raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, "invalid frame: not UTF-8") from exc
     return _decode(_frame_decoder, data, "frame")  # type: ignore[no-any-return]
 
 
