@@ -150,10 +150,26 @@ class PayloadTooLarge(APIError):
 
 
 class RateLimited(APIError):
-    """Too many requests or messages in too short a time (429)."""
+    """Too many requests or messages in too short a time (429).
+
+    Attributes:
+        retry_after: seconds until a call would be accepted again, if known (the
+            ``Retry-After`` header of the response).
+    """
 
     status = 429
     code = "rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code)
+        self.retry_after = retry_after
 
 
 class InternalError(APIError):

@@ -27,6 +27,22 @@ class Limits:
     """Largest REST request body."""
     max_frame_bytes: int = 256 * KIB
     """Largest WebSocket frame a client may send (larger closes with 1009)."""
+    client_frames_per_second: float = 200.0
+    """Frames of any kind a connection may send per second (burst twice that); past it a
+    frame is dropped unread and counts as a strike (SUBSCRIBE floods, garbage floods)."""
+    client_flood_strikes: float = 100.0
+    """Strikes (dropped frames, refused messages) a connection may hold before it is closed
+    with 4008. Strikes drain at ``client_messages_per_second``, so a client a little over
+    a limit only sees ``ERROR`` dispatches; one far over it is closed in about a second."""
+    rest_requests_per_second: float = 0.0
+    """REST calls allowed per project token per second (burst of the same size); past it,
+    429 with ``Retry-After``. 0 turns the limit off (the default: the backend holding a
+    project token is trusted; set it when tokens are shared or exposed)."""
+    http_header_timeout_s: float = 15.0
+    """Time a connection has to send a complete request head, and how long an idle
+    keep-alive connection stays open (slowloris bound)."""
+    http_body_timeout_s: float = 15.0
+    """Time a request has to send its whole body; past it, 408."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +62,12 @@ class Settings:
     shutdown_grace_s: float = 5.0
     """How long SIGTERM waits for sockets to finish their close handshake."""
     limits: Limits = field(default_factory=Limits)
+    cors_origins: tuple[str, ...] = ()
+    """Origins allowed to call the REST API from a browser (``*`` for any); none by default."""
+    ws_origins: tuple[str, ...] = ()
+    """If set, a WebSocket upgrade whose ``Origin`` is not listed is refused with 403
+    (``*`` matches any); browsers always send Origin, other clients may send none, and a
+    missing Origin is allowed."""
 
     @property
     def base_url(self) -> str:

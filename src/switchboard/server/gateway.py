@@ -24,11 +24,12 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from switchboard.exceptions import APIError, Unauthorized
+from switchboard.exceptions import APIError, Forbidden, Unauthorized
 from switchboard.server import ids
 from switchboard.server.clock import parse_iso
 from switchboard.server.config import Settings
 from switchboard.server.hub import Connection, Hub, leap_channel
+from switchboard.server.origins import origin_allowed
 from switchboard.server.protocol import frames
 from switchboard.server.protocol.frames import CloseCode
 from switchboard.server.protocol.session import (
@@ -153,6 +154,8 @@ class Gateway:
             max_payload_bytes=limits.max_payload_bytes,
             max_event_name=limits.max_event_name,
             messages_per_second=limits.client_messages_per_second,
+            frames_per_second=limits.client_frames_per_second,
+            flood_strikes=limits.client_flood_strikes,
         )
         self._live: dict[str, GatewayConnection] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -196,6 +199,15 @@ class Gateway:
         )
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="expected a WebSocket upgrade")
+        origin = request.headers.get("Origin")
+        if (
+            self.settings.ws_origins
+            and origin
+            and not origin_allowed(origin, self.settings.ws_origins)
+        ):
+            # Refused before the upgrade: a page of another site cannot open a socket
+            # with its visitors' tokens. Clients that send no Origin (backends) pass.
+            raise Forbidden(f"the origin {origin} may not open a socket here")
         await ws.prepare(request)
         transport = request.transport
         assert transport is not None
@@ -225,11 +237,12 @@ class Gateway:
         loop = asyncio.get_running_loop()
         session = conn.session
         async for msg in ws:
-            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                session.receive_text(msg.data, loop.time())
-            else:
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
             try:
+                # Inside the try: a bug in the session must close this socket with
+                # 4000, never leave it open with its reader gone.
+                session.receive_text(msg.data, loop.time())
                 for event in session.events_received():
                     if conn.closing:
                         break

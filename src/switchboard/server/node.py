@@ -14,6 +14,7 @@ from aiohttp import web
 from switchboard import __version__
 from switchboard.exceptions import Conflict
 from switchboard.server.api import build_app
+from switchboard.server.api.app import DRAIN
 from switchboard.server.broker import Broker, LocalBroker
 from switchboard.server.config import Settings
 from switchboard.server.gateway import Gateway
@@ -61,7 +62,14 @@ class Node:
         self.broker: Broker = open_broker(settings, self.hub)
         self.service = Service(self.store, self.broker, settings.limits)
         self.gateway = Gateway(self.service, self.hub, settings)
-        self.app = build_app(self.service, self.gateway, max_body=settings.limits.max_request_bytes)
+        self.app = build_app(
+            self.service,
+            self.gateway,
+            max_body=settings.limits.max_request_bytes,
+            body_timeout_s=settings.limits.http_body_timeout_s,
+            cors_origins=settings.cors_origins,
+            rest_requests_per_second=settings.limits.rest_requests_per_second,
+        )
         self._runner: web.AppRunner | None = None
         self._unserved_socket: socket.socket | None = None
         self.port = settings.port
@@ -102,7 +110,16 @@ class Node:
             except Conflict:
                 pass  # another node of the cluster made it first, and printed it
         await self.gateway.start()
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            # A connection must send a whole request head within this time (and an idle
+            # keep-alive connection is closed after it): the bound on slowloris clients.
+            keepalive_timeout=self.settings.limits.http_header_timeout_s,
+            # In-flight REST calls get this long to finish on shutdown.
+            shutdown_timeout=self.settings.shutdown_grace_s,
+        )
         await self._runner.setup()
         site = web.SockSite(self._runner, sock, backlog=4096)
         await site.start()
@@ -110,17 +127,43 @@ class Node:
         log.info("listening", extra={"url": self.base_url, "store": repr(self.store)})
 
     async def stop(self) -> None:
-        """Close sockets with 1001 (clients reconnect elsewhere), then everything else."""
+        """Drain, then close everything; bounded by twice ``shutdown_grace_s``.
+
+        1. Stop listening: new connections are refused, so clients and load balancers
+           go to another node at once.
+        2. Close every socket with 1001 (clients reconnect, to another node) and wait up
+           to the grace for their close handshakes.
+        3. Let in-flight REST calls finish, up to the grace again (a publish that was
+           acknowledged has reached the broker before its answer was sent).
+        4. Leave the cluster (presence, subscription) and close the store.
+        """
         log.info("shutting down")
+        started = asyncio.get_running_loop().time()
         if self._unserved_socket is not None:  # a start that failed half-way
             self._unserved_socket.close()
             self._unserved_socket = None
-        await self.gateway.shutdown(self.settings.shutdown_grace_s)
+        self.gateway.accepting = False
+        if self._runner is not None:
+            for site in list(self._runner.sites):
+                await site.stop()
+        sockets = len(self.gateway.hub.connections)
+        grace = self.settings.shutdown_grace_s
+        drain = self.app[DRAIN]
+        drain.draining = True  # new REST calls on kept-alive connections: 503
+        await self.gateway.shutdown(grace)
+        if not await drain.wait_idle(grace):
+            log.warning("REST calls still running at shutdown", extra={"calls": drain.in_flight})
         if self._runner is not None:
             await self._runner.cleanup()
         await self.broker.stop()
         await self.store.close()
-        log.info("stopped")
+        log.info(
+            "stopped",
+            extra={
+                "sockets_closed": sockets,
+                "drain_s": round(asyncio.get_running_loop().time() - started, 3),
+            },
+        )
 
     def banner(self) -> str:
         url = self.base_url

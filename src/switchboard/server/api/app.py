@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from switchboard.exceptions import (
     APIError,
@@ -18,17 +19,20 @@ from switchboard.exceptions import (
     Unavailable,
 )
 from switchboard.server.api import channels, console, openapi, tokens
-from switchboard.server.api.auth import SERVICE
+from switchboard.server.api.auth import REST_LIMIT, SERVICE
+from switchboard.server.api.cors import cors_middleware
+from switchboard.server.api.draining import Drain
 from switchboard.server.api.envelope import error_response, ok
 from switchboard.server.gateway import Gateway
+from switchboard.server.ratelimit import TokenBuckets
 from switchboard.server.service import Service
 
 log = logging.getLogger("switchboard.api")
 access_log = logging.getLogger("switchboard.access")
 
 MAX_BODY = web.AppKey("max_body", int)
+DRAIN = web.AppKey("drain", Drain)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _SECRET_IN_PATH = re.compile(r"(leap_token_|ptk_)[A-Za-z0-9_-]+")
 
@@ -93,10 +97,53 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
     return response
 
 
-def build_app(service: Service, gateway: Gateway, *, max_body: int) -> web.Application:
-    app = web.Application(middlewares=[envelope_middleware], client_max_size=max_body)
+def body_deadline(timeout: float) -> Middleware:
+    """Read a request's body within ``timeout`` seconds, else answer 408 (slow senders)."""
+
+    @web.middleware
+    async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # A small body usually came in the same packets as the head: nothing to wait
+        # for, and no timer to arm on the hot path.
+        if request.can_read_body and not request.content.is_eof():
+            try:
+                async with asyncio.timeout(timeout):
+                    await request.read()  # kept by aiohttp: the handler's read() returns it
+            except TimeoutError:
+                raise APIError(
+                    f"the request body did not arrive within {timeout:g} s",
+                    status=408,
+                    code="request_timeout",
+                ) from None
+        return await handler(request)
+
+    return deadline
+
+
+def build_app(
+    service: Service,
+    gateway: Gateway,
+    *,
+    max_body: int,
+    body_timeout_s: float = 15.0,
+    cors_origins: tuple[str, ...] = (),
+    rest_requests_per_second: float = 0.0,
+) -> web.Application:
+    # Outermost first: CORS headers go on every response, errors included; the envelope
+    # middleware turns what the body deadline raises into the JSON envelope.
+    drain = Drain()
+    middlewares: list[Middleware] = [
+        drain.middleware,
+        envelope_middleware,
+        body_deadline(body_timeout_s),
+    ]
+    if cors_origins:
+        middlewares.insert(0, cors_middleware(cors_origins))
+    app = web.Application(middlewares=middlewares, client_max_size=max_body)
+    app[DRAIN] = drain
     app[SERVICE] = service
     app[MAX_BODY] = max_body
+    if rest_requests_per_second > 0:
+        app[REST_LIMIT] = TokenBuckets(rest_requests_per_second)
 
     async def healthz(request: web.Request) -> web.Response:
         return ok({"status": "ok"})

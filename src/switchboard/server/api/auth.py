@@ -10,14 +10,19 @@ whether a channel or token exists.
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
-from switchboard.exceptions import Forbidden, InternalError, MissingPermission
+from switchboard.exceptions import Forbidden, InternalError, MissingPermission, RateLimited
 from switchboard.server import permissions
 from switchboard.server.models import Access, Project
+from switchboard.server.ratelimit import TokenBuckets
 from switchboard.server.service import Service
 
 SERVICE = web.AppKey("service", Service)
+REST_LIMIT = web.AppKey("rest_limit", TokenBuckets)
+"""Per-project-token buckets, present only when a REST rate limit is configured."""
 
 
 async def authenticated_project(request: web.Request) -> Project:
@@ -53,8 +58,19 @@ async def authenticated(request: web.Request) -> Access:
     if header[:7].lower() == "bearer ":
         header = header[7:].strip()
     access = await request.app[SERVICE].authenticate(header or None)
+    project = access.project
+    limit = request.app.get(REST_LIMIT)
+    if limit is not None:
+        # Counted after authentication, keyed by the token itself: callers with bad
+        # tokens cannot spend a real token's allowance, nor make buckets of their own.
+        wait = limit.take(header, asyncio.get_running_loop().time())
+        if wait:
+            raise RateLimited(
+                f"over {limit.rate:g} requests per second for this project token",
+                retry_after=wait,
+            )
     wanted = request.query.get("project")
-    if wanted and wanted != access.project.id:
+    if wanted and wanted != project.id:
         raise Forbidden("the project token does not belong to the project in ?project=")
     _check_permission(request, access.permissions)
     return access

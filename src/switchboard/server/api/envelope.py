@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from switchboard.exceptions import APIError, MissingPermission
+from switchboard.exceptions import APIError, MissingPermission, RateLimited
 
 _encoder = msgspec.json.Encoder()
 
@@ -25,6 +26,9 @@ def error_response(exc: APIError, headers: dict[str, str] | None = None) -> web.
         # Beside code and message (Hop's SDKs read only those): what a client must ask for.
         error["permission"] = exc.permission
     body = _encoder.encode({"success": False, "error": error})
+    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        # Whole seconds, rounded up (RFC 9110 §10.2.3): never "0" while still limited.
+        headers = {**(headers or {}), "Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     return web.Response(
         status=exc.status, body=body, content_type="application/json", headers=headers
     )

@@ -96,6 +96,71 @@ _DEFAULT_LIMITS = Limits()
     help="Unsent bytes per connection before it is closed (4000).",
 )
 @click.option(
+    "--client-frames-per-second",
+    default=_DEFAULT_LIMITS.client_frames_per_second,
+    show_default=True,
+    type=click.FloatRange(min=1, min_open=False),
+    envvar="SWITCHBOARD_CLIENT_FRAMES_PER_SECOND",
+    show_envvar=True,
+    help="Frames of any kind a client connection may send per second (burst twice that); "
+    "a connection far over its limits for about a second is closed with 4008.",
+)
+@click.option(
+    "--rest-requests-per-second",
+    default=_DEFAULT_LIMITS.rest_requests_per_second,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    envvar="SWITCHBOARD_REST_REQUESTS_PER_SECOND",
+    show_envvar=True,
+    help="REST calls per project token per second (burst of the same size); past it, "
+    "429 with Retry-After. 0 is no limit.",
+)
+@click.option(
+    "--http-header-timeout",
+    default=_DEFAULT_LIMITS.http_header_timeout_s,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="SWITCHBOARD_HTTP_HEADER_TIMEOUT",
+    show_envvar=True,
+    help="Seconds an HTTP connection has to send a request head; also the keep-alive idle time.",
+)
+@click.option(
+    "--http-body-timeout",
+    default=_DEFAULT_LIMITS.http_body_timeout_s,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="SWITCHBOARD_HTTP_BODY_TIMEOUT",
+    show_envvar=True,
+    help="Seconds a request has to send its body (408 after).",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    envvar="SWITCHBOARD_CORS_ORIGINS",
+    show_envvar=True,
+    help="A browser origin allowed to call the REST API (repeat, or comma-separate; * for "
+    "any). None by default.",
+)
+@click.option(
+    "--ws-origin",
+    "ws_origins",
+    multiple=True,
+    envvar="SWITCHBOARD_WS_ORIGINS",
+    show_envvar=True,
+    help="If given, only these origins may open a WebSocket (repeat, or comma-separate); "
+    "clients that send no Origin are not affected.",
+)
+@click.option(
+    "--shutdown-grace",
+    default=Settings().shutdown_grace_s,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    envvar="SWITCHBOARD_SHUTDOWN_GRACE",
+    show_envvar=True,
+    help="Seconds SIGTERM waits for sockets to close and REST calls to finish.",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -117,12 +182,20 @@ def serve(
     client_messages_per_second: float,
     max_connections_per_token: int,
     max_buffered_bytes: int,
+    client_frames_per_second: float,
+    rest_requests_per_second: float,
+    http_header_timeout: float,
+    http_body_timeout: float,
+    cors_origins: tuple[str, ...],
+    ws_origins: tuple[str, ...],
+    shutdown_grace: float,
     log_level: str,
 ) -> None:
     """Run a server: REST at /v1, the Leap gateway at /ws, health at /healthz and /readyz.
 
     The first start on an empty store creates the project "default" and prints its ID
-    and a project token, once. SIGTERM closes every socket with 1001 and exits 0.
+    and a project token, once. SIGTERM drains: new sockets are refused, live ones are
+    closed with 1001 (clients reconnect), in-flight REST calls finish, then it exits 0.
     """
     logs.configure(log_level)
     settings = Settings(
@@ -134,11 +207,18 @@ def serve(
         public_url=public_url,
         heartbeat_interval_ms=heartbeat_interval,
         identify_timeout_s=identify_timeout,
+        shutdown_grace_s=shutdown_grace,
+        cors_origins=_split(cors_origins),
+        ws_origins=_split(ws_origins),
         limits=Limits(
             max_payload_bytes=max_payload_bytes,
             client_messages_per_second=client_messages_per_second,
             max_connections_per_token=max_connections_per_token,
             max_buffered_bytes=max_buffered_bytes,
+            client_frames_per_second=client_frames_per_second,
+            rest_requests_per_second=rest_requests_per_second,
+            http_header_timeout_s=http_header_timeout,
+            http_body_timeout_s=http_body_timeout,
         ),
     )
     try:
@@ -147,3 +227,8 @@ def serve(
         raise click.ClickException(exc.message) from None
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _split(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Origins given repeated, comma-separated or space-separated (from the environment)."""
+    return tuple(o for v in values for o in v.replace(",", " ").split())

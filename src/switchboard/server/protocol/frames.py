@@ -42,6 +42,9 @@ class CloseCode(enum.IntEnum):
     """The close reason is the socket URL to use instead."""
     OUT_OF_SYNC = 4007
     """No heartbeat in time."""
+    FLOODING = 4008
+    """Switchboard's own: the client kept sending past its rate limits. Hop's clients
+    do not know the code and reconnect, with their usual backoff."""
 
 
 # Client → server frames. Unknown keys are ignored (clients add their own, e.g. Go's "u").

@@ -9,8 +9,9 @@ with strings in and strings out.
 
 What the session decides by itself: HELLO, heartbeat acks and probes, the IDENTIFY
 deadline (4002), the heartbeat deadline (4007), dispatches before IDENTIFY (4003),
-unknown opcodes (4004), malformed frames (4005), refusing ``SET_CHANNEL_STATE``, and
-the per-connection rate and size limits on client-published messages.
+unknown opcodes (4004), malformed frames (4005), refusing ``SET_CHANNEL_STATE``, the
+per-connection rate and size limits on client-published messages, and floods (4008):
+a budget on frames of every kind, with strikes for what it refuses.
 
 What it hands to the application as events: :class:`Identify`, :class:`Subscribe`,
 :class:`Unsubscribe` and :class:`ClientPublish`. The application answers an
@@ -28,6 +29,7 @@ import msgspec
 from switchboard.exceptions import ProtocolViolation
 from switchboard.server.protocol import frames
 from switchboard.server.protocol.frames import CloseCode, Op
+from switchboard.server.ratelimit import Bucket
 
 
 class SessionState(enum.Enum):
@@ -76,6 +78,14 @@ class SessionLimits:
     max_payload_bytes: int = 64 * 1024
     max_event_name: int = 128
     messages_per_second: float = 50.0
+    frames_per_second: float = 200.0
+    """Frames of any kind a client may send per second; past it a frame is dropped unread
+    and counts as a strike. The burst is twice the rate (a reconnecting tokenless client
+    subscribes to all its channels at once)."""
+    flood_strikes: float = 100.0
+    """Strikes (dropped frames, refused messages) a connection may hold; one more closes it
+    with 4008. Strikes drain at ``messages_per_second``, so a client a little over a
+    limit only sees ``ERROR`` dispatches and one far over it is closed in about a second."""
 
 
 class LeapSession:
@@ -97,6 +107,9 @@ class LeapSession:
         self._probe_count = 0
         self._bucket = self.limits.messages_per_second
         self._bucket_at = now
+        limits = self.limits
+        self._frames = Bucket(limits.frames_per_second, limits.frames_per_second * 2, now)
+        self._strikes = Bucket(limits.messages_per_second, limits.flood_strikes, now)
         self._send(frames.hello(self.limits.heartbeat_interval_ms))
 
     # Public methods for receiving data.
@@ -106,6 +119,9 @@ class LeapSession:
         if self.state is SessionState.CLOSED:
             return
         self.last_received = now
+        if not self._frames.take(now):
+            self._strike("frames", now)
+            return
         try:
             self._receive_frame(frames.decode_frame(data), now)
         except ProtocolViolation as exc:
@@ -258,8 +274,14 @@ class LeapSession:
                     "this one was not delivered",
                 )
             )
+            self._strike("messages", now)
             return
         self._events.append(ClientPublish(channel, message.e, message.d))
+
+    def _strike(self, what: str, now: float) -> None:
+        """Count one refused frame or message; past the allowance, close with 4008."""
+        if not self._strikes.take(now):
+            self.close(CloseCode.FLOODING, f"too many {what}: over the rate limit for too long")
 
     def _take_from_bucket(self, now: float) -> bool:
         rate = self.limits.messages_per_second
