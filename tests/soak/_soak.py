@@ -143,14 +143,24 @@ class Tally:
     tokens_created: int = 0
     tokens_deleted: int = 0
     kicked: int = 0
+    kicked_unclean: int = 0
+    lag_max_s: float = 0.0
+    """The longest this driver's event loop was late (an overloaded driver shows here)."""
+    lag_over_1s: int = 0
     """Sockets closed with 4001 because their token was deleted: the churn's doing."""
     aborted: int = 0
     skipped: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
 
     def error(self, where: str, exc: BaseException | str) -> None:
         text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         self.errors[f"{where}: {text[:120]}"] += 1
+
+    def example(self, text: str) -> None:
+        """Keep the first few errors in full (with the connection's cid, for the server log)."""
+        if len(self.examples) < 10:
+            self.examples.append(f"{time.strftime('%H:%M:%S')} {text}")
 
     @property
     def error_count(self) -> int:
@@ -161,15 +171,18 @@ class Tally:
         lines = [
             f"  connects {self.connects} ({self.connects / s:.1f}/s), identified {self.identified}, "
             f"subscriptions {self.subscribed}, refused as expected {self.refused_as_expected}, "
-            f"dropped without close {self.aborted}, kicked by token delete {self.kicked}, "
+            f"dropped without close {self.aborted}, kicked by token delete {self.kicked} "
+            f"(+{self.kicked_unclean} whose close frame this driver read too late), "
             f"skipped (over max in flight) {self.skipped}",
             f"  messages delivered to sockets {self.messages_received} "
             f"({self.messages_received / s:.0f}/s); published: REST {self.rest_publishes} "
             f"({self.rest_publishes / s:.1f}/s), from clients {self.client_publishes}",
             f"  tokens created {self.tokens_created}, deleted {self.tokens_deleted}",
+            f"  driver loop lag: max {self.lag_max_s:.2f} s, {self.lag_over_1s} stalls over 1 s",
             f"  errors {self.error_count}",
         ]
         lines += [f"    {n} × {text}" for text, n in self.errors.most_common(10)]
+        lines += [f"    e.g. {text}" for text in self.examples]
         return "\n".join(lines)
 
 
@@ -250,7 +263,11 @@ class Churn:
                 ),
                 asyncio.create_task(self._every(self.rates.tokens_per_s, deadline, self._token)),
             ]
+            lag = asyncio.create_task(self._watch_lag())
             await asyncio.gather(*loops)
+            lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag
             # Let the sockets finish their lives, then delete every token still doomed.
             if self._tasks:
                 await asyncio.wait(list(self._tasks), timeout=60)
@@ -258,6 +275,14 @@ class Churn:
                 await self._delete(self.doomed.popleft()[1])
             for task in list(self._tasks):
                 task.cancel()
+
+    async def _watch_lag(self) -> None:
+        while True:
+            at = time.monotonic()
+            await asyncio.sleep(0.1)
+            late = time.monotonic() - at - 0.1
+            self.tally.lag_max_s = max(self.tally.lag_max_s, late)
+            self.tally.lag_over_1s += late > 1.0
 
     async def _every(self, rate: float, deadline: float, work: Any) -> None:
         if rate <= 0:
@@ -347,11 +372,18 @@ class Churn:
             code = exc.rcvd.code if exc.rcvd else None
             if code == 4001 and doomed:
                 self.tally.kicked += 1
+            elif code is None and doomed and token in self.deleted_at:
+                # The server closed for the deletion, but the close frame was not read
+                # before the server's 5 s close grace ran out and it cut the connection:
+                # this driver was behind (see its loop lag), not the server.
+                self.tally.kicked_unclean += 1
             else:
                 reason = exc.rcvd.reason if exc.rcvd else ""
                 self.tally.error(f"socket ({kind}) at {step[0]}", f"closed {code} {reason}")
+                self.tally.example(f"cid {step[1:]} closed {code} {reason} at {step[0]}")
         except Exception as exc:
             self.tally.error(f"socket ({kind}) at {step[0]}", exc)
+            self.tally.example(f"cid {step[1:]} {type(exc).__name__}: {exc} at {step[0]}")
 
     async def _session(self, ws: ClientConnection, token: str | None, step: list[str]) -> bool:
         """HELLO → IDENTIFY → INIT → SUBSCRIBE …, read, maybe publish; False if dropped.
@@ -381,6 +413,7 @@ class Churn:
             if f.get("op") == 0 and f["d"]["e"] == "INIT":
                 break
         self.tally.identified += 1
+        step.append(str(f["d"]["d"].get("cid")))
 
         wanted = rnd.sample(
             self.channels if token else self.unprotected,
@@ -410,11 +443,7 @@ class Churn:
                     self.tally.subscribed += 1
 
         step[0] = "live"
-        lifetime = rnd.uniform(*rates.lifetime_s)
-        if token in self.churned:
-            # Stay until the token's deletion closes the socket (4001), and a little past.
-            lifetime = rates.token_life_s + ZOMBIE_AFTER_S + 1
-        end = time.monotonic() + lifetime
+        end = time.monotonic() + rnd.uniform(*rates.lifetime_s)
         publishes = rnd.randint(1, 3) if token and rnd.random() < rates.client_publish_share else 0
         while True:
             left = end - time.monotonic()
@@ -443,11 +472,9 @@ class Churn:
                 await self._refused_for_deleted_token(ws, token, f["d"], step)
             if f.get("op") == 3:  # a heartbeat probe: echo it
                 await ws.send(json.dumps(f))
-        deleted = self.deleted_at.get(token or "")
-        if deleted is not None and time.monotonic() - deleted > ZOMBIE_AFTER_S:
-            raise RuntimeError(
-                f"still open {time.monotonic() - deleted:.1f} s after its token was deleted"
-            )
+        if token in self.churned:
+            step[0] = "live (waiting for its deleted token's 4001)"
+            await self._until_kicked(ws, token)
         if rnd.random() < rates.abort_share:
             assert ws.transport is not None
             ws.transport.abort()
@@ -467,12 +494,27 @@ class Churn:
         if token not in self.churned or dispatch["d"].get("code") != "not_found":
             raise RuntimeError(f"error dispatch: {dispatch}")
         step[0] += " (refused: token being deleted; waiting for 4001)"
-        async with asyncio.timeout(ZOMBIE_AFTER_S + self.rates.token_life_s):
-            while True:
-                await ws.recv()  # ends with ConnectionClosed: counted as kicked if 4001
+        await self._until_kicked(ws, token)
+
+    async def _until_kicked(self, ws: ClientConnection, token: str) -> None:
+        """Read until the server closes (ConnectionClosed: 4001 counts as kicked).
+
+        A socket of a churned token stays until the deletion closes it; one still open
+        :data:`KICK_WAIT_S` after its token's DELETE was answered outlived its token.
+        """
+        try:
+            async with asyncio.timeout(KICK_WAIT_S + self.rates.token_life_s):
+                while True:
+                    await ws.recv()
+        except TimeoutError:
+            deleted = self.deleted_at.get(token)
+            if deleted is not None and time.monotonic() - deleted > KICK_WAIT_S:
+                raise RuntimeError(
+                    f"still open {time.monotonic() - deleted:.1f} s after its token was deleted"
+                ) from None
 
 
-ZOMBIE_AFTER_S = 3.0
+KICK_WAIT_S = 10.0
 """A socket whose token was deleted this long ago and is still open is an error."""
 
 
@@ -850,6 +892,11 @@ def start_redis(started: Started, directory: Path) -> int:
                 time.sleep(0.05)
 
 
+def _log_level() -> str:
+    """The servers' log level: ``SOAK_SERVER_LOG_LEVEL`` (``info`` logs every connection)."""
+    return os.environ.get("SOAK_SERVER_LOG_LEVEL", "warning")
+
+
 def _pythonpath() -> str:
     """The servers run the code of the tree this file is in, whatever is installed."""
     src = str(Path(__file__).resolve().parents[2] / "src")
@@ -871,7 +918,7 @@ def start_node(
         proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "switchboard.server.cli", "serve", "--port", str(port)),
-                *("--data", str(data_dir), "--log-level", "warning", *extra),
+                *("--data", str(data_dir), "--log-level", _log_level(), *extra),
             ],
             stdout=subprocess.PIPE,
             stderr=log,
