@@ -482,7 +482,7 @@ async def test_an_old_sqlite_store_is_migrated_with_full_access(tmp_path: Path) 
         await node.stop()
 
     db = sqlite3.connect(data / "switchboard.sqlite3")
-    assert db.execute("PRAGMA user_version").fetchone() == (2,)
+    assert db.execute("PRAGMA user_version").fetchone() == (3,)  # the current schema
     assert db.execute("SELECT permissions FROM project_tokens").fetchone() == (int(ALL),)
     db.close()
     # Opening it again (a second process, a restart) migrates nothing twice.

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from switchboard.server.history import HistoryPage, HistoryPolicy, StreamPosition
 from switchboard.server.models import Access, Channel, Page, Project, ProjectTokenInfo, Token
 from switchboard.server.permissions import ALL, Permission
 
@@ -129,3 +130,33 @@ class Store(Protocol):
     async def is_subscribed(self, project_id: str, channel_id: str, token_id: str) -> bool: ...
     async def channel_tokens(self, project_id: str, channel_id: str) -> list[Token]: ...
     async def token_channels(self, project_id: str, token_id: str) -> list[Channel]: ...
+
+    # History (``switchboard.server.history``); deleting a channel deletes its history.
+    async def set_history_policy(
+        self, project_id: str, channel_id: str, policy: HistoryPolicy | None
+    ) -> str | None:
+        """Turn history on (or change its bounds) or off; return the epoch, None if off.
+
+        Turning it on starts a new epoch with no messages; changing the bounds of a
+        channel that has history keeps its epoch and messages (trimmed to the new
+        bounds at the next publish). Raises NotFound.
+        """
+
+    async def history_policy(self, project_id: str, channel_id: str) -> HistoryPolicy | None:
+        """The channel's policy, None if history is off. Raises NotFound."""
+
+    async def append_message(
+        self, project_id: str, channel_id: str, event: str, data: msgspec.Raw
+    ) -> StreamPosition | None:
+        """Give a message the channel's next offset and keep it, in one atomic step (so
+        offset order is the order of appends, from every node); trim to the policy.
+
+        None (nothing kept) if history is off. Raises NotFound: a publish needs no
+        other lookup.
+        """
+
+    async def read_history(
+        self, project_id: str, channel_id: str, since: int, limit: int
+    ) -> HistoryPage | None:
+        """Up to ``limit`` kept messages with an offset above ``since``, oldest first;
+        None if history is off. Raises NotFound."""

@@ -16,6 +16,7 @@ Keys, all under one prefix (default ``sb:``)::
     toks:{project}               zset  token ids by creation time
     subs:{project}:{channel}     zset  token ids subscribed, by time
     tsubs:{token}                zset  channel ids the token is subscribed to, by time
+    hist:…, hstream:…            channel history (``store/redis_history.py``)
 
 Every operation that touches more than one key is one Lua script, so it happens whole
 or not at all. A state patch merges in Python (Lua's JSON would rewrite numbers and
@@ -51,6 +52,7 @@ from switchboard.server.models import (
 from switchboard.server.permissions import ALL, Permission, from_bits
 from switchboard.server.redis_pool import open_client
 from switchboard.server.store.base import UNCHANGED, Unchanged
+from switchboard.server.store.redis_history import HISTORY_SCRIPTS, RedisHistory
 
 _CREATE_PROJECT = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
@@ -104,7 +106,7 @@ local tokens = redis.call('ZRANGE', KEYS[4], 0, -1)
 for _, token in ipairs(tokens) do
   redis.call('ZREM', ARGV[2] .. token, ARGV[1])
 end
-redis.call('DEL', KEYS[1], KEYS[4])
+redis.call('DEL', KEYS[1], KEYS[4], KEYS[5], KEYS[6])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return tokens
@@ -165,7 +167,7 @@ def _permissions(value: bytes | None) -> Permission:
     return from_bits(int(value)) if value else ALL
 
 
-class RedisStore:
+class RedisStore(RedisHistory):
     """The :class:`~switchboard.server.store.Store` of a cluster (see the module docstring)."""
 
     def __init__(self, url: str, *, prefix: str = "sb:", timeout: float = 2.0) -> None:
@@ -200,6 +202,7 @@ class RedisStore:
             ("delete_token", _DELETE_TOKEN),
             ("add_subscription", _ADD_SUBSCRIPTION),
             ("remove_subscription", _REMOVE_SUBSCRIPTION),
+            *HISTORY_SCRIPTS,
         ]:
             self._scripts[name] = self._redis.register_script(source)
         try:
@@ -356,6 +359,8 @@ class RedisStore:
             self._k("chs", project_id),
             self._k("chs-by-id", project_id),
             self._k("subs", project_id, channel_id),
+            # Its history (store/redis_history.py) goes with it.
+            *self.history_keys(project_id, channel_id)[1:],
         ]
 
     @staticmethod

@@ -38,13 +38,16 @@ from switchboard.server.models import (
 )
 from switchboard.server.permissions import ALL, Permission, from_bits
 from switchboard.server.store.base import UNCHANGED, Unchanged
+from switchboard.server.store.sqlite_history import HISTORY_SCHEMA, SqliteHistory
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
-"""1: the first schema. 2: ``project_tokens.permissions`` (older tokens get every flag)."""
+SCHEMA_VERSION = 3
+"""1: the first schema. 2: ``project_tokens.permissions`` (older tokens get every flag).
+3: channel history (``sqlite_history.HISTORY_SCHEMA``, new tables only)."""
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS projects (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -86,6 +89,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS subscriptions_by_token ON subscriptions(token_id);
 """
+    + HISTORY_SCHEMA
+)
 
 _CHANNEL_COLUMNS = "project_id, id, type, state, created_at"
 _TOKEN_COLUMNS = "project_id, id, state, created_at, expires_at"
@@ -114,7 +119,7 @@ def _project_token(row: tuple[Any, ...]) -> ProjectTokenInfo:
     return ProjectTokenInfo(row[0], row[1], row[2], row[3], row[4], from_bits(row[5]))
 
 
-class SqliteStore:
+class SqliteStore(SqliteHistory):
     """The embedded :class:`~switchboard.server.store.Store` (see the module docstring)."""
 
     def __init__(self, data_dir: Path) -> None:

@@ -1,0 +1,90 @@
+"""Channel history: the records both stores hand out, and the rules of a policy.
+
+A channel with history keeps its last messages, bounded by count (``size``) and age
+(``ttl_s``), like a Centrifugo namespace's ``history_size`` and ``history_ttl``. Every
+message published to such a channel gets an *offset*: 1, 2, 3 … within the channel's
+*epoch*, a random string that changes whenever the history is lost (the channel is
+deleted and made again, history is turned off and on, Redis comes back empty). A
+client that remembers ``(offset, epoch)`` can ask for what came after it; a different
+epoch means the gap cannot be filled and the application must reload its state.
+
+History is off unless a channel asks for it, or the server has a default
+(``--history-size`` / ``--history-ttl``) applied to channels created without one.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import msgspec
+
+from switchboard.exceptions import InvalidRequest
+
+MAX_SIZE = 10_000
+"""The most messages a channel may keep (a read scans at most this many)."""
+
+MAX_TTL_S = 30 * 24 * 3600
+"""The longest a message may be kept: 30 days."""
+
+MAX_PAGE = 1000
+"""The most messages one read returns."""
+
+
+class HistoryPolicy(msgspec.Struct, frozen=True):
+    """How much of a channel's history is kept: the last ``size`` messages that are at
+    most ``ttl_s`` seconds old."""
+
+    size: int
+    ttl_s: int
+
+
+class StreamPosition(msgspec.Struct, frozen=True):
+    """Where a message sits in its channel's history (Centrifugo's StreamPosition)."""
+
+    offset: int
+    epoch: str
+
+
+class HistoryMessage(msgspec.Struct, frozen=True):
+    """One stored message; ``created_ms`` is milliseconds since the Unix epoch."""
+
+    offset: int
+    event: str
+    data: msgspec.Raw
+    created_ms: int
+
+
+class HistoryPage(msgspec.Struct, frozen=True):
+    """The messages after a given offset, and where the history stands.
+
+    ``top`` is the offset of the latest message published (0 before the first);
+    ``first`` the oldest offset still kept (``top + 1`` when nothing is kept). A reader
+    whose last offset is below ``first - 1`` has missed messages that are gone.
+    """
+
+    messages: list[HistoryMessage]
+    epoch: str
+    top: int
+    first: int
+
+
+def new_epoch() -> str:
+    """A fresh epoch: 8 hex characters, different from any earlier one of the channel
+    with near certainty."""
+    return secrets.token_hex(4)
+
+
+def check_policy(size: int, ttl_s: int) -> HistoryPolicy | None:
+    """A policy from user input; ``size`` 0 means off. Raises InvalidRequest."""
+    if size == 0:
+        return None
+    if not 1 <= size <= MAX_SIZE:
+        raise InvalidRequest(f"history size must be 0 (off) to {MAX_SIZE}")
+    if not 1 <= ttl_s <= MAX_TTL_S:
+        raise InvalidRequest(f"history ttl_s must be 1 to {MAX_TTL_S} seconds")
+    return HistoryPolicy(size, ttl_s)
+
+
+def kept_from(policy: HistoryPolicy, top: int, now_ms: int) -> tuple[int, int]:
+    """The bounds a stored message must meet to be served: (lowest offset, oldest ms)."""
+    return top - policy.size + 1, now_ms - policy.ttl_s * 1000

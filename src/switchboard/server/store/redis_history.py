@@ -1,0 +1,211 @@
+"""Channel history in Redis: one stream per channel, so every node serves the same.
+
+Keys (beside ``store/redis.py``'s, same prefix)::
+
+    hist:{project}:{channel}     hash    size, ttl_s, epoch, top (the last offset given)
+    hstream:{project}:{channel}  stream  entry ID ``{offset}-0``; fields t (ms), e, d
+
+The entry ID *is* the offset (Centrifugo's layout), so reading "after offset N" is one
+``XRANGE``. An append is one Lua script: ``HINCRBY top``, then ``XADD`` with that ID and
+``MAXLEN ~ size`` (approximate: Redis trims whole nodes, so a few more may be kept,
+and reads apply the exact bound), then ``XTRIM MINID`` at the first entry young enough
+for the TTL, then ``PEXPIRE`` of the stream by the TTL (an idle channel's stream goes
+away by itself; its hash keeps the epoch and top). Scripts run one at a time, so
+offsets are given in the order appends reach Redis, from whichever node.
+
+Redis's clock (``TIME``) dates entries, so nodes with skewed clocks agree on ages. A
+Redis that comes back empty has lost the hash, and with it the channel; a channel
+made again starts a new epoch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from switchboard.exceptions import NotFound
+from switchboard.server.history import (
+    HistoryMessage,
+    HistoryPage,
+    HistoryPolicy,
+    StreamPosition,
+    new_epoch,
+)
+
+_NOW_MS = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function offset_of(id) return tonumber(string.match(id, '^(%d+)')) end
+"""
+
+# KEYS: channel hash, history hash, stream. ARGV: size (0 = off), ttl_s, new epoch.
+_SET_POLICY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if ARGV[1] == '0' then redis.call('DEL', KEYS[2], KEYS[3]) return 0 end
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if epoch then
+  redis.call('HSET', KEYS[2], 'size', ARGV[1], 'ttl_s', ARGV[2])
+  return epoch
+end
+redis.call('DEL', KEYS[3])
+redis.call('HSET', KEYS[2], 'size', ARGV[1], 'ttl_s', ARGV[2], 'epoch', ARGV[3], 'top', 0)
+return ARGV[3]
+"""
+
+# KEYS as above. ARGV: event, data. -1: no channel; 0: history off; {offset, epoch}.
+_APPEND = (
+    _NOW_MS
+    + """
+local meta = redis.call('HMGET', KEYS[2], 'size', 'ttl_s', 'epoch')
+if not meta[1] then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+  return 0
+end
+local ttl_ms = tonumber(meta[2]) * 1000
+local top = redis.call('HINCRBY', KEYS[2], 'top', 1)
+local now = now_ms()
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', meta[1], top .. '-0',
+           't', now, 'e', ARGV[1], 'd', ARGV[2])
+-- Age: MINID at the first of the oldest entries that is young enough. Looking at 64
+-- at a time bounds the work; the rest goes at the next appends.
+local cutoff = now - ttl_ms
+local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 64)
+local minid = nil
+for _, entry in ipairs(oldest) do
+  if tonumber(entry[2][2]) >= cutoff then minid = entry[1] break end
+end
+if minid == nil then minid = (offset_of(oldest[#oldest][1]) + 1) .. '-0' end
+redis.call('XTRIM', KEYS[3], 'MINID', minid)
+redis.call('PEXPIRE', KEYS[3], ttl_ms)
+return {top, meta[3]}
+"""
+)
+
+# KEYS as above. ARGV: since, limit. -1, 0, or {epoch, top, first, entries}.
+_READ = (
+    _NOW_MS
+    + """
+local meta = redis.call('HMGET', KEYS[2], 'size', 'ttl_s', 'epoch', 'top')
+if not meta[1] then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+  return 0
+end
+local top = tonumber(meta[4])
+local cutoff = now_ms() - tonumber(meta[2]) * 1000
+local start = math.max(top - tonumber(meta[1]) + 1, 1)
+local first = top + 1
+while start <= top do
+  local batch = redis.call('XRANGE', KEYS[3], start .. '-0', '+', 'COUNT', 100)
+  if #batch == 0 then break end
+  local found = false
+  for _, entry in ipairs(batch) do
+    if tonumber(entry[2][2]) >= cutoff then
+      first = offset_of(entry[1])
+      found = true
+      break
+    end
+  end
+  if found then break end
+  start = offset_of(batch[#batch][1]) + 1
+end
+local from = math.max(tonumber(ARGV[1]) + 1, first)
+local entries = {}
+if from <= top and tonumber(ARGV[2]) > 0 then
+  entries = redis.call('XRANGE', KEYS[3], from .. '-0', '+', 'COUNT', ARGV[2])
+end
+return {meta[3], top, first, entries}
+"""
+)
+
+_POLICY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local meta = redis.call('HMGET', KEYS[2], 'size', 'ttl_s')
+if not meta[1] then return 0 end
+return meta
+"""
+
+HISTORY_SCRIPTS = [
+    ("history_set_policy", _SET_POLICY),
+    ("history_policy", _POLICY),
+    ("history_append", _APPEND),
+    ("history_read", _READ),
+]
+"""Registered by ``RedisStore.open`` with its own scripts."""
+
+
+def _not_found(channel_id: str) -> NotFound:
+    return NotFound(f"no channel {channel_id!r} in this project")
+
+
+def _message(entry: list[Any]) -> HistoryMessage:
+    entry_id, fields = entry
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
+    return HistoryMessage(
+        int(entry_id.split(b"-", 1)[0]),
+        values[b"e"].decode(),
+        msgspec.Raw(values[b"d"]),
+        int(values[b"t"]),
+    )
+
+
+class RedisHistory:
+    """The history methods of :class:`~switchboard.server.store.redis.RedisStore`
+    (a mixin)."""
+
+    if TYPE_CHECKING:
+
+        async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any: ...
+        def _k(self, *parts: str) -> str: ...
+
+    def history_keys(self, project_id: str, channel_id: str) -> list[str]:
+        """The channel's hash, then its history hash and stream (deleted with it)."""
+        return [
+            self._k("ch", project_id, channel_id),
+            self._k("hist", project_id, channel_id),
+            self._k("hstream", project_id, channel_id),
+        ]
+
+    async def set_history_policy(
+        self, project_id: str, channel_id: str, policy: HistoryPolicy | None
+    ) -> str | None:
+        args = [0, 0, ""] if policy is None else [policy.size, policy.ttl_s, new_epoch()]
+        result = await self._run(
+            "history_set_policy", self.history_keys(project_id, channel_id), args
+        )
+        if result == -1:
+            raise _not_found(channel_id)
+        return None if result == 0 else bytes(result).decode()
+
+    async def history_policy(self, project_id: str, channel_id: str) -> HistoryPolicy | None:
+        result = await self._run("history_policy", self.history_keys(project_id, channel_id), [])
+        if result == -1:
+            raise _not_found(channel_id)
+        return None if result == 0 else HistoryPolicy(int(result[0]), int(result[1]))
+
+    async def append_message(
+        self, project_id: str, channel_id: str, event: str, data: msgspec.Raw
+    ) -> StreamPosition | None:
+        result = await self._run(
+            "history_append", self.history_keys(project_id, channel_id), [event, bytes(data)]
+        )
+        if result == -1:
+            raise _not_found(channel_id)
+        if result == 0:
+            return None
+        return StreamPosition(int(result[0]), bytes(result[1]).decode())
+
+    async def read_history(
+        self, project_id: str, channel_id: str, since: int, limit: int
+    ) -> HistoryPage | None:
+        result = await self._run(
+            "history_read", self.history_keys(project_id, channel_id), [since, limit]
+        )
+        if result == -1:
+            raise _not_found(channel_id)
+        if result == 0:
+            return None
+        epoch, top, first, entries = result
+        return HistoryPage([_message(e) for e in entries], bytes(epoch).decode(), top, first)

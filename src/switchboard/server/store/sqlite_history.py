@@ -1,0 +1,172 @@
+"""Channel history in the embedded store: two tables beside the channel's.
+
+``channel_history`` holds a channel's policy, epoch and top offset; ``history_messages``
+its kept messages by offset. Both cascade from ``channels``, so deleting a channel
+deletes its history and a channel made again with the same ID starts a new epoch.
+
+An append is one write transaction: the top offset is read, bumped and the message
+inserted under SQLite's write lock, so offsets follow the order of commits. A publish
+to a channel without history costs one read on the event loop's connection and no
+write.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import msgspec
+
+from switchboard.exceptions import NotFound
+from switchboard.server.history import (
+    HistoryMessage,
+    HistoryPage,
+    HistoryPolicy,
+    StreamPosition,
+    kept_from,
+    new_epoch,
+)
+
+T = TypeVar("T")
+
+HISTORY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS channel_history (
+    project_id  TEXT NOT NULL,
+    channel_id  TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    ttl_s       INTEGER NOT NULL,
+    epoch       TEXT NOT NULL,
+    top         INTEGER NOT NULL,
+    PRIMARY KEY (project_id, channel_id),
+    FOREIGN KEY (project_id, channel_id) REFERENCES channels(project_id, id) ON DELETE CASCADE
+) STRICT;
+CREATE TABLE IF NOT EXISTS history_messages (
+    project_id  TEXT NOT NULL,
+    channel_id  TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    event       TEXT NOT NULL,
+    data        BLOB NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    PRIMARY KEY (project_id, channel_id, seq),
+    FOREIGN KEY (project_id, channel_id)
+        REFERENCES channel_history(project_id, channel_id) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+"""
+"""Added in schema 3; ``CREATE … IF NOT EXISTS`` is the whole migration from 2."""
+
+_WHERE = "WHERE project_id = ? AND channel_id = ?"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _policy_row(
+    db: sqlite3.Connection, project_id: str, channel_id: str
+) -> tuple[int, int, str, int] | None:
+    """(size, ttl_s, epoch, top), or None if history is off. Raises NotFound."""
+    row = db.execute(
+        "SELECT h.size, h.ttl_s, h.epoch, h.top FROM channels c LEFT JOIN channel_history h "
+        "ON h.project_id = c.project_id AND h.channel_id = c.id "
+        "WHERE c.project_id = ? AND c.id = ?",
+        (project_id, channel_id),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no channel {channel_id!r} in this project")
+    return None if row[0] is None else (row[0], row[1], row[2], row[3])
+
+
+class SqliteHistory:
+    """The history methods of :class:`~switchboard.server.store.SqliteStore` (a mixin)."""
+
+    if TYPE_CHECKING:
+
+        async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+        def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def set_history_policy(
+        self, project_id: str, channel_id: str, policy: HistoryPolicy | None
+    ) -> str | None:
+        def run(db: sqlite3.Connection) -> str | None:
+            current = _policy_row(db, project_id, channel_id)
+            if policy is None:
+                db.execute(f"DELETE FROM channel_history {_WHERE}", (project_id, channel_id))
+                return None
+            if current is not None:
+                db.execute(
+                    f"UPDATE channel_history SET size = ?, ttl_s = ? {_WHERE}",
+                    (policy.size, policy.ttl_s, project_id, channel_id),
+                )
+                return current[2]
+            epoch = new_epoch()
+            db.execute(
+                "INSERT INTO channel_history (project_id, channel_id, size, ttl_s, epoch, top) "
+                "VALUES (?, ?, ?, ?, ?, 0)",
+                (project_id, channel_id, policy.size, policy.ttl_s, epoch),
+            )
+            return epoch
+
+        return await self._write(run)
+
+    async def history_policy(self, project_id: str, channel_id: str) -> HistoryPolicy | None:
+        row = self._read(lambda db: _policy_row(db, project_id, channel_id))
+        return None if row is None else HistoryPolicy(row[0], row[1])
+
+    async def append_message(
+        self, project_id: str, channel_id: str, event: str, data: msgspec.Raw
+    ) -> StreamPosition | None:
+        # The common case, no history, is answered by a read: no trip to the writer.
+        if self._read(lambda db: _policy_row(db, project_id, channel_id)) is None:
+            return None
+
+        def run(db: sqlite3.Connection) -> StreamPosition | None:
+            # Read again under the write lock: the policy may have changed meanwhile.
+            row = _policy_row(db, project_id, channel_id)
+            if row is None:
+                return None
+            size, ttl_s, epoch, top = row
+            offset, now = top + 1, _now_ms()
+            db.execute(
+                f"UPDATE channel_history SET top = ? {_WHERE}", (offset, project_id, channel_id)
+            )
+            db.execute(
+                "INSERT INTO history_messages "
+                "(project_id, channel_id, seq, event, data, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                (project_id, channel_id, offset, event, bytes(data), now),
+            )
+            lowest, oldest_ms = kept_from(HistoryPolicy(size, ttl_s), offset, now)
+            db.execute(
+                f"DELETE FROM history_messages {_WHERE} AND (seq < ? OR created_ms < ?)",
+                (project_id, channel_id, lowest, oldest_ms),
+            )
+            return StreamPosition(offset, epoch)
+
+        return await self._write(run)
+
+    async def read_history(
+        self, project_id: str, channel_id: str, since: int, limit: int
+    ) -> HistoryPage | None:
+        def run(db: sqlite3.Connection) -> HistoryPage | None:
+            row = _policy_row(db, project_id, channel_id)
+            if row is None:
+                return None
+            size, ttl_s, epoch, top = row
+            # Trimming happens at appends; bounds are applied again here because an
+            # idle channel's messages age without a write.
+            lowest, oldest_ms = kept_from(HistoryPolicy(size, ttl_s), top, _now_ms())
+            (first,) = db.execute(
+                f"SELECT MIN(seq) FROM history_messages {_WHERE} AND seq >= ? AND created_ms >= ?",
+                (project_id, channel_id, lowest, oldest_ms),
+            ).fetchone()
+            first = top + 1 if first is None else first
+            rows = db.execute(
+                f"SELECT seq, event, data, created_ms FROM history_messages {_WHERE} "
+                "AND seq > ? AND seq >= ? ORDER BY seq LIMIT ?",
+                (project_id, channel_id, since, first, limit),
+            ).fetchall()
+            messages = [HistoryMessage(r[0], r[1], msgspec.Raw(r[2]), r[3]) for r in rows]
+            return HistoryPage(messages, epoch, top, first)
+
+        return self._read(run)

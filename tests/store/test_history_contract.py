@@ -1,0 +1,177 @@
+"""The history part of the Store contract, on both stores."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from switchboard.exceptions import NotFound
+from switchboard.server.history import HistoryPolicy
+from switchboard.server.models import Channel, ChannelType, Project
+from switchboard.server.store import SqliteStore, Store
+from switchboard.server.store.redis import RedisStore
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    impl: Store
+    if request.param == "redis":
+        impl = RedisStore(request.getfixturevalue("redis_url"), prefix="test-history:")
+    else:
+        impl = SqliteStore(tmp_path / "data")
+    await impl.open()
+    try:
+        yield impl
+    finally:
+        await impl.close()
+
+
+@pytest.fixture
+async def project(store: Store) -> Project:
+    return await store.create_project("p")
+
+
+async def make(store: Store, project: Project, channel_id: str = "c") -> None:
+    await store.create_channel(
+        Channel(
+            project.id,
+            channel_id,
+            ChannelType.PUBLIC,
+            msgspec.Raw(b"{}"),
+            "2026-01-01T00:00:00.000Z",
+        )
+    )
+
+
+def data(n: int) -> msgspec.Raw:
+    return msgspec.Raw(msgspec.json.encode({"n": n}))
+
+
+async def test_history_is_off_by_default(store: Store, project: Project) -> None:
+    await make(store, project)
+    assert await store.history_policy(project.id, "c") is None
+    assert await store.append_message(project.id, "c", "e", data(1)) is None
+    assert await store.read_history(project.id, "c", 0, 10) is None
+
+
+async def test_unknown_channel_is_not_found(store: Store, project: Project) -> None:
+    with pytest.raises(NotFound):
+        await store.append_message(project.id, "nope", "e", data(1))
+    with pytest.raises(NotFound):
+        await store.read_history(project.id, "nope", 0, 10)
+    with pytest.raises(NotFound):
+        await store.set_history_policy(project.id, "nope", HistoryPolicy(10, 60))
+    with pytest.raises(NotFound):
+        await store.history_policy(project.id, "nope")
+
+
+async def test_offsets_count_up_within_an_epoch(store: Store, project: Project) -> None:
+    await make(store, project)
+    epoch = await store.set_history_policy(project.id, "c", HistoryPolicy(10, 60))
+    assert epoch
+    assert await store.history_policy(project.id, "c") == HistoryPolicy(10, 60)
+    positions = [await store.append_message(project.id, "c", "e", data(n)) for n in range(3)]
+    assert [(p.offset, p.epoch) for p in positions if p] == [(1, epoch), (2, epoch), (3, epoch)]
+    page = await store.read_history(project.id, "c", 0, 10)
+    assert page is not None
+    assert (page.epoch, page.top, page.first) == (epoch, 3, 1)
+    assert [(m.offset, m.event, bytes(m.data)) for m in page.messages] == [
+        (1, "e", b'{"n":0}'),
+        (2, "e", b'{"n":1}'),
+        (3, "e", b'{"n":2}'),
+    ]
+    assert all(m.created_ms > 1_700_000_000_000 for m in page.messages)
+
+
+async def test_since_and_limit_page_through(store: Store, project: Project) -> None:
+    await make(store, project)
+    await store.set_history_policy(project.id, "c", HistoryPolicy(100, 60))
+    for n in range(7):
+        await store.append_message(project.id, "c", "e", data(n))
+    page = await store.read_history(project.id, "c", 2, 3)
+    assert page is not None
+    assert [m.offset for m in page.messages] == [3, 4, 5]
+    page = await store.read_history(project.id, "c", 5, 3)
+    assert page is not None
+    assert [m.offset for m in page.messages] == [6, 7]
+    page = await store.read_history(project.id, "c", 7, 3)
+    assert page is not None and page.messages == [] and page.top == 7
+
+
+async def test_size_bounds_what_is_kept(store: Store, project: Project) -> None:
+    await make(store, project)
+    await store.set_history_policy(project.id, "c", HistoryPolicy(5, 60))
+    for n in range(250):
+        await store.append_message(project.id, "c", "e", data(n))
+    page = await store.read_history(project.id, "c", 0, 1000)
+    assert page is not None
+    assert [m.offset for m in page.messages] == [246, 247, 248, 249, 250]
+    assert (page.top, page.first) == (250, 246)
+
+
+async def test_age_bounds_what_is_kept(store: Store, project: Project) -> None:
+    await make(store, project)
+    await store.set_history_policy(project.id, "c", HistoryPolicy(100, 1))
+    await store.append_message(project.id, "c", "e", data(1))
+    await asyncio.sleep(1.1)  # the bound under test is a wall-clock age
+    page = await store.read_history(project.id, "c", 0, 10)
+    assert page is not None
+    assert (page.messages, page.top, page.first) == ([], 1, 2)
+    await store.append_message(project.id, "c", "e", data(2))
+    page = await store.read_history(project.id, "c", 0, 10)
+    assert page is not None
+    assert [m.offset for m in page.messages] == [2]
+    assert page.first == 2
+
+
+async def test_changing_bounds_keeps_the_epoch_off_and_on_does_not(
+    store: Store, project: Project
+) -> None:
+    await make(store, project)
+    epoch = await store.set_history_policy(project.id, "c", HistoryPolicy(10, 60))
+    await store.append_message(project.id, "c", "e", data(1))
+    assert await store.set_history_policy(project.id, "c", HistoryPolicy(20, 60)) == epoch
+    page = await store.read_history(project.id, "c", 0, 10)
+    assert page is not None and page.top == 1
+    assert await store.set_history_policy(project.id, "c", None) is None
+    assert await store.read_history(project.id, "c", 0, 10) is None
+    again = await store.set_history_policy(project.id, "c", HistoryPolicy(10, 60))
+    assert again != epoch
+    page = await store.read_history(project.id, "c", 0, 10)
+    assert page is not None and (page.messages, page.top, page.epoch) == ([], 0, again)
+
+
+async def test_deleting_the_channel_deletes_its_history(store: Store, project: Project) -> None:
+    await make(store, project)
+    epoch = await store.set_history_policy(project.id, "c", HistoryPolicy(10, 60))
+    await store.append_message(project.id, "c", "e", data(1))
+    await store.delete_channel(project.id, "c")
+    await make(store, project)
+    assert await store.read_history(project.id, "c", 0, 10) is None
+    again = await store.set_history_policy(project.id, "c", HistoryPolicy(10, 60))
+    assert again != epoch
+    position = await store.append_message(project.id, "c", "e", data(2))
+    assert position is not None and position.offset == 1
+
+
+async def test_concurrent_appends_get_distinct_ordered_offsets(
+    store: Store, project: Project
+) -> None:
+    await make(store, project)
+    await store.set_history_policy(project.id, "c", HistoryPolicy(1000, 60))
+    positions = await asyncio.gather(
+        *(store.append_message(project.id, "c", "e", data(n)) for n in range(50))
+    )
+    assert sorted(p.offset for p in positions if p) == list(range(1, 51))
+    page = await store.read_history(project.id, "c", 0, 1000)
+    assert page is not None
+    by_offset = {m.offset: bytes(m.data) for m in page.messages}
+    # Each append's offset names the message it stored.
+    for n, position in enumerate(positions):
+        assert position is not None and by_offset[position.offset] == bytes(data(n))
