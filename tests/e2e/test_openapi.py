@@ -157,6 +157,12 @@ async def test_real_responses_match_the_document(
     await walk("PATCH", ch + "/state", path=game, json={"c": 3})
     await walk("PUT", ch + "/state", 413, path=game, json={"s": "x" * 70_000})
     await walk("POST", ch + "/messages", path=game, json={"e": "x", "d": {"y": 1}})
+    # History (Switchboard's own), on a channel that keeps it.
+    hist = {"channel_id": "hist"}
+    await walk("PUT", ch, path=hist, json={"type": "public", "history": {"size": 5, "ttl_s": 60}})
+    await walk("POST", ch + "/messages", path=hist, json={"e": "x", "d": [1]})
+    await walk("GET", ch + "/messages", path=hist, params={"since": 0, "limit": 10})
+    await walk("GET", ch + "/messages", 400, path=game)
     token = (await walk("POST", "/v1/channels/tokens", json={"state": {"u": 1}}))["token"]["id"]
     await walk("POST", "/v1/channels/tokens")
     sub = {"channel_id": "game", "token": token}

@@ -100,6 +100,13 @@ CASES = [
         "/channels/nope/messages",
     ),
     Case(
+        P.READ_CHANNELS,
+        "GET",
+        "/v1/channels/{channel_id}/messages",
+        "/channels/h/messages",
+        missing_path="/channels/nope/messages",
+    ),
+    Case(
         P.MANAGE_CHANNEL_SUBSCRIBERS,
         "PUT",
         "/v1/channels/{channel_id}/subscribers/{token}",
@@ -218,6 +225,9 @@ async def world(node: Server) -> AsyncIterator[World]:
     async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as admin:
         ok = await admin.put("/channels/c", json={"type": "private", "state": {"a": 1}})
         assert ok.status_code == 200, ok.text
+        # With history, so that reading it (GET .../messages) succeeds.
+        ok = await admin.put("/channels/h", json={"type": "public", "history": {"size": 10}})
+        assert ok.status_code == 200, ok.text
         subscribed = (await admin.post("/channels/tokens", json={"state": {"u": 1}})).json()
         unsubscribed = (await admin.post("/channels/tokens", json={})).json()
         t = subscribed["data"]["token"]["id"]
@@ -335,7 +345,7 @@ async def test_the_overview_shows_the_tokens_permissions(world: World) -> None:
 async def test_the_python_sdk_raises_missing_permission(world: World) -> None:
     reader = await world.token_with(P.READ_CHANNELS)
     async with switchboard.AsyncSwitchboard(reader, world.node.base_url) as sb:
-        assert [c.id for c in await sb.channels.get_all()] == ["c"]
+        assert [c.id for c in await sb.channels.get_all()] == ["c", "h"]
         with pytest.raises(switchboard.MissingPermission) as caught:
             await sb.channels.delete("c")
     error = caught.value

@@ -8,7 +8,7 @@ how to wait and how to send many calls.
 """
 
 from switchboard._rest._async_api import AsyncChannelsAPI, AsyncSwitchboard, AsyncTokensAPI
-from switchboard._rest._models import Channel, ChannelType, Stats, Token
+from switchboard._rest._models import Channel, ChannelType, History, HistoryMessage, Stats, Token
 from switchboard._rest._sync_api import ChannelsAPI, Switchboard, TokensAPI
 
 __all__ = [
@@ -18,6 +18,8 @@ __all__ = [
     "Channel",
     "ChannelType",
     "ChannelsAPI",
+    "History",
+    "HistoryMessage",
     "Stats",
     "Switchboard",
     "Token",

@@ -18,7 +18,7 @@ import httpx
 from switchboard._rest import _calls as calls
 from switchboard._rest import _io_async as io
 from switchboard._rest._calls import Call, ChannelRef, State, TokenRef
-from switchboard._rest._models import Channel, ChannelType, Stats, Token
+from switchboard._rest._models import Channel, ChannelType, History, Stats, Token
 from switchboard._rest._settings import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RETRIES,
@@ -133,7 +133,13 @@ class AsyncChannelsAPI:
         """Tokens of the project."""
 
     async def create(
-        self, type: ChannelType | str, id: str | None = None, state: State | None = None
+        self,
+        type: ChannelType | str,
+        id: str | None = None,
+        state: State | None = None,
+        *,
+        history_size: int | None = None,
+        history_ttl: int | None = None,
     ) -> Channel:
         """Create a channel.
 
@@ -141,11 +147,16 @@ class AsyncChannelsAPI:
             type: who may subscribe (:class:`~switchboard.ChannelType` or its value).
             id: the channel's ID; ``None`` lets the server generate one.
             state: the initial state (a JSON object), ``{}`` if not given.
+            history_size: messages the channel keeps (Switchboard's own, not Hop's):
+                ``None`` takes the server's default (off unless set), 0 keeps none.
+            history_ttl: seconds a kept message stays (the server's default: 300).
 
         Raises:
             Conflict: a channel with this ID exists already.
         """
-        return await self._transport.send(calls.create_channel(type, id, state))
+        return await self._transport.send(
+            calls.create_channel(type, id, state, history_size, history_ttl)
+        )
 
     async def get(self, channel: ChannelRef) -> Channel:
         """Read a channel. Raises :class:`~switchboard.NotFound` if there is none."""
@@ -220,6 +231,15 @@ class AsyncChannelsAPI:
     async def get_all_tokens(self, channel: ChannelRef) -> list[Token]:
         """The tokens subscribed to the channel."""
         return await self._transport.send(calls.channel_tokens(channel))
+
+    async def get_messages(self, channel: ChannelRef, since: int = 0, limit: int = 100) -> History:
+        """The channel's kept messages with an offset above ``since``, oldest first, up
+        to ``limit`` (1 to 1000), and where its history stands (epoch, top offset).
+
+        Raises:
+            InvalidRequest: the channel keeps no history.
+        """
+        return await self._transport.send(calls.channel_history(channel, since, limit))
 
     async def get_stats(self, channel: ChannelRef) -> Stats:
         """Live numbers of the channel: ``stats.online_count``."""

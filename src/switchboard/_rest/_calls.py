@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-from switchboard._rest._models import Channel, ChannelType, Stats, Token
+from switchboard._rest._models import Channel, ChannelType, History, Stats, Token
 from switchboard.exceptions import APIError, api_error_for
 
 T = TypeVar("T")
@@ -251,8 +251,17 @@ def _channel_page(data: dict[str, Any]) -> ChannelPage:
 # Channels.
 
 
-def create_channel(type: object, id: object = None, state: object = None) -> Call[Channel]:
-    body = encode_json({"type": channel_type(type).value, "state": state_object(state)}, "state")
+def create_channel(
+    type: object,
+    id: object = None,
+    state: object = None,
+    history_size: object = None,
+    history_ttl: object = None,
+) -> Call[Channel]:
+    fields: dict[str, Any] = {"type": channel_type(type).value, "state": state_object(state)}
+    if history_size is not None:
+        fields["history"] = history_body(history_size, history_ttl)
+    body = encode_json(fields, "state")
     if id is None:
         return Call("POST", "/channels", _channel, body)
     # Not idempotent: a retry after a lost answer would get 409 for its own channel.
@@ -324,6 +333,30 @@ def remove_tokens(channel: object, tokens: object) -> list[Call[None]]:
 
 def channel_tokens(channel: object) -> Call[list[Token]]:
     return Call("GET", f"/channels/{channel_id(channel)}/tokens", _tokens, idempotent=True)
+
+
+def history_body(size: object, ttl: object) -> dict[str, int]:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise TypeError(f"history_size must be an int of 0 or more, got {size!r}")
+    body = {"size": size}
+    if ttl is not None:
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
+            raise TypeError(f"history_ttl must be an int of 1 or more (seconds), got {ttl!r}")
+        body["ttl_s"] = ttl
+    return body
+
+
+def _history(data: dict[str, Any]) -> History:
+    return History.from_json(data)
+
+
+def channel_history(channel: object, since: object, limit: object) -> Call[History]:
+    for name, value in (("since", since), ("limit", limit)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    params = (("since", str(since)), ("limit", str(limit)))
+    path = f"/channels/{channel_id(channel)}/messages"
+    return Call("GET", path, _history, params=params, idempotent=True)
 
 
 def channel_stats(channel: object) -> Call[Stats]:

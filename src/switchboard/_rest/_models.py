@@ -15,7 +15,7 @@ from typing import Any
 
 from switchboard._channel_type import ChannelType
 
-__all__ = ["Channel", "ChannelType", "Stats", "Token"]
+__all__ = ["Channel", "ChannelType", "History", "HistoryMessage", "Stats", "Token"]
 
 
 def parse_time(value: object) -> datetime:
@@ -113,3 +113,52 @@ class Stats:
     def from_json(cls, value: object) -> Stats:
         record = _object(value, "stats")
         return cls(online_count=int(record["online_count"]))
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryMessage:
+    """A message a channel with history kept."""
+
+    offset: int
+    """Its place in the channel's history: 1, 2, 3 … within an epoch."""
+    event: str
+    data: Any
+    created_at: datetime
+
+    @classmethod
+    def from_json(cls, value: object) -> HistoryMessage:
+        record = _object(value, "message")
+        return cls(
+            offset=int(record["offset"]),
+            event=str(record["e"]),
+            data=record["d"],
+            created_at=parse_time(record["created_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A page of a channel's history, and where the history stands.
+
+    ``epoch`` changes when the history was lost (the channel was made again, history
+    turned off and on): offsets of another epoch no longer apply. A reader whose last
+    offset is below ``first_offset - 1`` missed messages that are no longer kept.
+    ``has_more``: ask again with ``since`` the last message's offset.
+    """
+
+    messages: list[HistoryMessage]
+    epoch: str
+    top_offset: int
+    first_offset: int
+    has_more: bool
+
+    @classmethod
+    def from_json(cls, value: object) -> History:
+        record = _object(value, "history")
+        return cls(
+            messages=[HistoryMessage.from_json(m) for m in record["messages"]],
+            epoch=str(record["epoch"]),
+            top_offset=int(record["top_offset"]),
+            first_offset=int(record["first_offset"]),
+            has_more=bool(record["has_more"]),
+        )

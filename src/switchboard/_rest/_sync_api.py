@@ -17,7 +17,7 @@ import httpx
 from switchboard._rest import _calls as calls
 from switchboard._rest import _io_sync as io
 from switchboard._rest._calls import Call, ChannelRef, State, TokenRef
-from switchboard._rest._models import Channel, ChannelType, Stats, Token
+from switchboard._rest._models import Channel, ChannelType, History, Stats, Token
 from switchboard._rest._settings import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RETRIES,
@@ -132,7 +132,13 @@ class ChannelsAPI:
         """Tokens of the project."""
 
     def create(
-        self, type: ChannelType | str, id: str | None = None, state: State | None = None
+        self,
+        type: ChannelType | str,
+        id: str | None = None,
+        state: State | None = None,
+        *,
+        history_size: int | None = None,
+        history_ttl: int | None = None,
     ) -> Channel:
         """Create a channel.
 
@@ -140,11 +146,16 @@ class ChannelsAPI:
             type: who may subscribe (:class:`~switchboard.ChannelType` or its value).
             id: the channel's ID; ``None`` lets the server generate one.
             state: the initial state (a JSON object), ``{}`` if not given.
+            history_size: messages the channel keeps (Switchboard's own, not Hop's):
+                ``None`` takes the server's default (off unless set), 0 keeps none.
+            history_ttl: seconds a kept message stays (the server's default: 300).
 
         Raises:
             Conflict: a channel with this ID exists already.
         """
-        return self._transport.send(calls.create_channel(type, id, state))
+        return self._transport.send(
+            calls.create_channel(type, id, state, history_size, history_ttl)
+        )
 
     def get(self, channel: ChannelRef) -> Channel:
         """Read a channel. Raises :class:`~switchboard.NotFound` if there is none."""
@@ -219,6 +230,15 @@ class ChannelsAPI:
     def get_all_tokens(self, channel: ChannelRef) -> list[Token]:
         """The tokens subscribed to the channel."""
         return self._transport.send(calls.channel_tokens(channel))
+
+    def get_messages(self, channel: ChannelRef, since: int = 0, limit: int = 100) -> History:
+        """The channel's kept messages with an offset above ``since``, oldest first, up
+        to ``limit`` (1 to 1000), and where its history stands (epoch, top offset).
+
+        Raises:
+            InvalidRequest: the channel keeps no history.
+        """
+        return self._transport.send(calls.channel_history(channel, since, limit))
 
     def get_stats(self, channel: ChannelRef) -> Stats:
         """Live numbers of the channel: ``stats.online_count``."""

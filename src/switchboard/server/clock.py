@@ -23,3 +23,8 @@ def parse_iso(text: str) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def format_ms(epoch_ms: int) -> str:
+    """Milliseconds since the Unix epoch, as :func:`format_iso` shows them."""
+    return format_iso(datetime.fromtimestamp(epoch_ms / 1000, UTC))

@@ -43,6 +43,11 @@ class Limits:
     keep-alive connection stays open (slowloris bound)."""
     http_body_timeout_s: float = 15.0
     """Time a request has to send its whole body; past it, 408."""
+    history_size: int = 0
+    """Messages kept by a channel created without a ``history`` of its own; 0 (the
+    default) keeps none: history is opt-in (``switchboard.server.history``)."""
+    history_ttl_s: int = 300
+    """Seconds a message is kept by such a channel, when ``history_size`` is not 0."""
 
 
 @dataclass(frozen=True, slots=True)

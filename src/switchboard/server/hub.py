@@ -331,12 +331,12 @@ class Hub:
         if isinstance(event, ev.ChannelMessage):
             self.messages_published += 1
             self.activity.count(event.project_id)
-            payload = frames.dispatch(
-                event.channel_id,
-                "MESSAGE",
-                {"e": event.event, "d": event.data},
-                unicast=False,
-            )
+            message: dict[str, Any] = {"e": event.event, "d": event.data}
+            if event.offset is not None:
+                # Only channels with history (an opt-in): Hop's clients read e and d.
+                message["offset"] = event.offset
+                message["epoch"] = event.epoch
+            payload = frames.dispatch(event.channel_id, "MESSAGE", message, unicast=False)
             self.broadcast(event.project_id, event.channel_id, payload, event.exclude_cid)
         elif isinstance(event, ev.DirectMessage):
             self.activity.count(event.project_id)

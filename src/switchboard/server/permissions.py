@@ -116,6 +116,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("PUT", "/v1/channels/{channel_id}/state"): Permission.UPDATE_CHANNEL_STATE,
     ("PATCH", "/v1/channels/{channel_id}/state"): Permission.UPDATE_CHANNEL_STATE,
     ("POST", "/v1/channels/{channel_id}/messages"): Permission.PUBLISH_CHANNEL_MESSAGES,
+    # Channel history (Switchboard's own): reading what was published, like the state.
+    ("GET", "/v1/channels/{channel_id}/messages"): Permission.READ_CHANNELS,
     ("PUT", "/v1/channels/{channel_id}/subscribers/{token}"): (
         Permission.MANAGE_CHANNEL_SUBSCRIBERS
     ),

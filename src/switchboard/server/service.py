@@ -42,6 +42,7 @@ from switchboard.server.broker import Broker
 from switchboard.server.broker import events as ev
 from switchboard.server.clock import format_iso, now_iso, parse_iso
 from switchboard.server.config import Limits
+from switchboard.server.history import MAX_PAGE, HistoryPage, HistoryPolicy, check_policy
 from switchboard.server.models import (
     EMPTY_STATE,
     Access,
@@ -200,7 +201,10 @@ class Service:
         channel_type: str,
         channel_id: str | None = None,
         state: msgspec.Raw | None = None,
+        history: HistoryPolicy | Unchanged | None = UNCHANGED,
     ) -> Channel:
+        """Create a channel; ``history`` None keeps none, UNCHANGED takes the server's
+        default (``Limits.history_size``, off unless set)."""
         try:
             kind = ChannelType(channel_type)
         except ValueError:
@@ -214,7 +218,28 @@ class Service:
         channel = Channel(
             project.id, channel_id, kind, self._check_state(state, "state"), now_iso()
         )
-        return await self.store.create_channel(channel)
+        if isinstance(history, Unchanged):
+            history = check_policy(self.limits.history_size, self.limits.history_ttl_s)
+        channel = await self.store.create_channel(channel)
+        if history is not None:
+            # A second write: a publish in between keeps no history, and nobody can
+            # hold an offset of this channel yet, so nothing is missed.
+            await self.store.set_history_policy(project.id, channel.id, history)
+        return channel
+
+    async def read_history(
+        self, project: Project, channel_id: str, *, since: int, limit: int
+    ) -> HistoryPage:
+        """The kept messages after offset ``since``. Raises NotFound, or InvalidRequest
+        when the channel keeps no history."""
+        if since < 0:
+            raise InvalidRequest("since must be 0 or an offset")
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidRequest(f"limit must be 1 to {MAX_PAGE}")
+        page = await self.store.read_history(project.id, channel_id, since, limit)
+        if page is None:
+            raise InvalidRequest(f"channel {channel_id!r} keeps no history")
+        return page
 
     async def get_channel(self, project: Project, channel_id: str) -> Channel:
         return await self._channel(project, channel_id)
@@ -263,8 +288,18 @@ class Service:
     ) -> None:
         self._check_event(event)
         self._check_size(data, "message data")
-        await self._require_channel(project, channel_id)
-        await self.broker.publish(ev.ChannelMessage(project.id, channel_id, event, data))
+        # The channel's existence check and, with history, the append and its offset.
+        position = await self.store.append_message(project.id, channel_id, event, data)
+        await self.broker.publish(
+            ev.ChannelMessage(
+                project.id,
+                channel_id,
+                event,
+                data,
+                offset=position.offset if position else None,
+                epoch=position.epoch if position else None,
+            )
+        )
 
     async def subscribe_token(self, project: Project, channel_id: str, token_id: str) -> None:
         channel = await self._channel(project, channel_id)
@@ -467,6 +502,15 @@ class Service:
                 "the project token lacks the publish_channel_messages permission",
                 permission="publish_channel_messages",
             )
+        position = await self.store.append_message(identity.project.id, channel_id, event, data)
         await self.broker.publish(
-            ev.ChannelMessage(identity.project.id, channel_id, event, data, exclude_cid=origin_cid)
+            ev.ChannelMessage(
+                identity.project.id,
+                channel_id,
+                event,
+                data,
+                exclude_cid=origin_cid,
+                offset=position.offset if position else None,
+                epoch=position.epoch if position else None,
+            )
         )

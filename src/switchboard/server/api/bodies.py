@@ -56,11 +56,27 @@ Timestamp = Annotated[
 ]
 
 
+class HistoryBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A channel's history bounds (Switchboard's own; Hop has no history)."""
+
+    size: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0, le=10_000, description="Messages kept, newest first; 0 keeps none (off)."
+        ),
+    ]
+    ttl_s: Annotated[
+        int, msgspec.Meta(ge=1, le=30 * 24 * 3600, description="Seconds a message is kept.")
+    ] = 300
+
+
 class ChannelBody(msgspec.Struct):
     """``POST /v1/channels`` and ``PUT /v1/channels/:id``."""
 
     type: ChannelTypeName
     state: OptionalState | msgspec.UnsetType = msgspec.UNSET
+    history: HistoryBody | msgspec.UnsetType | None = msgspec.UNSET
+    """Absent: the server's default (``--history-size``, off unless set); null: none."""
 
 
 class MessageBody(msgspec.Struct):

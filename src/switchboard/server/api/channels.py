@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from switchboard.exceptions import InvalidRequest
 from switchboard.server.api import bodies
 from switchboard.server.api.auth import SERVICE, authenticated_project
 from switchboard.server.api.envelope import ok
-from switchboard.server.api.views import channel_view, token_view
+from switchboard.server.api.views import channel_view, history_view, token_view
+from switchboard.server.history import HistoryPolicy, check_policy
+from switchboard.server.store import UNCHANGED, Unchanged
 
 routes = web.RouteTableDef()
 
@@ -37,12 +40,20 @@ async def list_channels(request: web.Request) -> web.Response:
     )
 
 
+def _history(body: bodies.ChannelBody) -> HistoryPolicy | Unchanged | None:
+    if body.history is None:
+        return None
+    if isinstance(body.history, msgspec.UnsetType):
+        return UNCHANGED
+    return check_policy(body.history.size, body.history.ttl_s)
+
+
 @routes.post("/v1/channels")
 async def create_channel(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     body = bodies.decode(await request.read(), bodies.ChannelBody)
     channel = await request.app[SERVICE].create_channel(
-        project, body.type, None, bodies.optional(body.state)
+        project, body.type, None, bodies.optional(body.state), _history(body)
     )
     return ok({"channel": channel_view(channel, project)})
 
@@ -52,7 +63,11 @@ async def create_channel_with_id(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     body = bodies.decode(await request.read(), bodies.ChannelBody)
     channel = await request.app[SERVICE].create_channel(
-        project, body.type, request.match_info["channel_id"], bodies.optional(body.state)
+        project,
+        body.type,
+        request.match_info["channel_id"],
+        bodies.optional(body.state),
+        _history(body),
     )
     return ok({"channel": channel_view(channel, project)})
 
@@ -102,6 +117,19 @@ async def publish_message(request: web.Request) -> web.Response:
         project, request.match_info["channel_id"], body.e, body.data
     )
     return ok()
+
+
+@routes.get("/v1/channels/{channel_id}/messages")
+async def channel_history(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    limit = bodies.query_int(request.query, "limit", 100)
+    page = await request.app[SERVICE].read_history(
+        project,
+        request.match_info["channel_id"],
+        since=bodies.query_int(request.query, "since", 0),
+        limit=limit,
+    )
+    return ok(history_view(page, limit))
 
 
 @routes.put("/v1/channels/{channel_id}/subscribers/{token}")

@@ -26,7 +26,13 @@ from switchboard import __version__
 from switchboard.server import ids
 from switchboard.server.api import bodies
 from switchboard.server.api.bodies import QUERY_INT_MAX
-from switchboard.server.api.views import ChannelView, JsonObject, ProjectView, TokenView
+from switchboard.server.api.views import (
+    ChannelView,
+    HistoryView,
+    JsonObject,
+    ProjectView,
+    TokenView,
+)
 from switchboard.server.service import SORT_FIELDS
 
 T = TypeVar("T")
@@ -179,6 +185,16 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
     "name": {"type": "string", "description": "A file of the console."},
 }
 
+HISTORY_QUERIES = (
+    Query(
+        "since",
+        {"type": "integer", "minimum": 0, "maximum": QUERY_INT_MAX},
+        "Messages with a higher offset; 0 (the default) from the oldest kept.",
+        True,
+    ),
+    Query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "1 to 1000 (100).", True),
+)
+
 _CH = "/v1/channels/{channel_id}"
 _TK = "/v1/channels/tokens/{token}"
 
@@ -214,6 +230,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("POST", _CH + "/messages"): Operation(
         "Publish a message to a channel's subscribers", Empty, bodies.MessageBody
+    ),
+    ("GET", _CH + "/messages"): Operation(
+        "A channel's kept messages after an offset (channels with history only)",
+        HistoryView,
+        query=HISTORY_QUERIES,
+        description="Switchboard's own (Hop has no history): docs/history.md.",
     ),
     ("PUT", _CH + "/subscribers/{token}"): Operation("Subscribe a token to a channel", Empty),
     ("DELETE", _CH + "/subscribers/{token}"): Operation(

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from switchboard._channel_type import ChannelType
+from switchboard.server.clock import format_ms
+from switchboard.server.history import HistoryPage
 from switchboard.server.models import Channel, Project, Token
 
 Timestamp = Annotated[
@@ -52,6 +54,41 @@ class TokenView(msgspec.Struct, forbid_unknown_fields=True):
     is_online: bool
     created_at: Timestamp
     expires_at: Timestamp | None
+
+
+class HistoryMessageView(msgspec.Struct, forbid_unknown_fields=True):
+    """A kept message: its offset, event ``e``, data ``d`` and when it was published."""
+
+    offset: int
+    e: str
+    d: Any
+    created_at: Timestamp
+
+
+class HistoryView(msgspec.Struct, forbid_unknown_fields=True):
+    """``GET /v1/channels/:id/messages``: a page of history and where it stands.
+
+    ``top_offset`` is the latest message's offset, ``first_offset`` the oldest kept (a
+    reader whose last offset is below ``first_offset - 1`` missed messages that are
+    gone); an ``epoch`` other than the one a reader saw means its offsets no longer
+    apply. ``has_more``: ask again with ``since`` the last offset of this page.
+    """
+
+    messages: list[HistoryMessageView]
+    epoch: str
+    top_offset: int
+    first_offset: int
+    limit: int
+    has_more: bool
+
+
+def history_view(page: HistoryPage, limit: int) -> HistoryView:
+    messages = [
+        HistoryMessageView(m.offset, m.event, m.data, format_ms(m.created_ms))
+        for m in page.messages
+    ]
+    has_more = bool(messages) and len(messages) == limit and messages[-1].offset < page.top
+    return HistoryView(messages, page.epoch, page.top, page.first, limit, has_more)
 
 
 def project_view(project: Project) -> ProjectView:

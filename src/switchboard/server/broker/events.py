@@ -18,6 +18,10 @@ class ChannelMessage(msgspec.Struct, tag=True, frozen=True):
     data: msgspec.Raw
     exclude_cid: str | None = None
     """The connection that published it from a client, which does not get it back."""
+    offset: int | None = None
+    """Its offset in the channel's history (None: the channel keeps no history)."""
+    epoch: str | None = None
+    """The history's epoch, with ``offset``."""
 
 
 class DirectMessage(msgspec.Struct, tag=True, frozen=True):

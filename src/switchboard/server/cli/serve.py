@@ -152,6 +152,25 @@ _DEFAULT_LIMITS = Limits()
     "clients that send no Origin are not affected.",
 )
 @click.option(
+    "--history-size",
+    default=_DEFAULT_LIMITS.history_size,
+    show_default=True,
+    type=click.IntRange(min=0, max=10_000),
+    envvar="SWITCHBOARD_HISTORY_SIZE",
+    show_envvar=True,
+    help="Messages kept by a channel created without its own history setting (0: none, "
+    "history off; docs/history.md).",
+)
+@click.option(
+    "--history-ttl",
+    default=_DEFAULT_LIMITS.history_ttl_s,
+    show_default=True,
+    type=click.IntRange(min=1, max=30 * 24 * 3600),
+    envvar="SWITCHBOARD_HISTORY_TTL",
+    show_envvar=True,
+    help="Seconds such a channel keeps a message, with --history-size.",
+)
+@click.option(
     "--shutdown-grace",
     default=Settings().shutdown_grace_s,
     show_default=True,
@@ -188,6 +207,8 @@ def serve(
     http_body_timeout: float,
     cors_origins: tuple[str, ...],
     ws_origins: tuple[str, ...],
+    history_size: int,
+    history_ttl: int,
     shutdown_grace: float,
     log_level: str,
 ) -> None:
@@ -219,6 +240,8 @@ def serve(
             rest_requests_per_second=rest_requests_per_second,
             http_header_timeout_s=http_header_timeout,
             http_body_timeout_s=http_body_timeout,
+            history_size=history_size,
+            history_ttl_s=history_ttl,
         ),
     )
     try:

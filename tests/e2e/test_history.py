@@ -1,0 +1,172 @@
+"""Channel history over REST and on the wire (docs/history.md): opt-in, bounded,
+offsets within an epoch, and nothing new for a channel without it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from switchboard import AsyncSwitchboard, InvalidRequest
+from switchboard.server.api.views import HistoryView
+from switchboard.server.config import Limits
+from switchboard.server.permissions import Permission
+from tests.conftest import Server, start_node
+from tests.e2e.leap import leap
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+async def http(node: Server) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as client:
+        yield client
+
+
+def data(response: httpx.Response) -> Any:
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+async def history(http: httpx.AsyncClient, channel: str, **query: int) -> dict[str, Any]:
+    body = data(await http.get(f"/channels/{channel}/messages", params=query))
+    msgspec.convert(body, HistoryView)  # exactly the documented shape
+    result: dict[str, Any] = body
+    return result
+
+
+async def publish(http: httpx.AsyncClient, channel: str, n: int) -> None:
+    assert data(await http.post(f"/channels/{channel}/messages", json={"e": "m", "d": n})) == {}
+
+
+async def test_off_by_default(http: httpx.AsyncClient) -> None:
+    await http.put("/channels/plain", json={"type": "public"})
+    await publish(http, "plain", 1)
+    response = await http.get("/channels/plain/messages")
+    assert response.status_code == 400
+    assert "no history" in response.json()["error"]["message"]
+
+
+async def test_bounded_by_size_and_paged_with_since(http: httpx.AsyncClient) -> None:
+    data(await http.put("/channels/h", json={"type": "public", "history": {"size": 5}}))
+    for n in range(8):
+        await publish(http, "h", n)
+    page = await history(http, "h", limit=2)
+    assert [(m["offset"], m["e"], m["d"]) for m in page["messages"]] == [(4, "m", 3), (5, "m", 4)]
+    assert (page["top_offset"], page["first_offset"], page["has_more"]) == (8, 4, True)
+    assert page["messages"][0]["created_at"].endswith("Z")
+    page = await history(http, "h", since=5, limit=2)
+    assert [m["offset"] for m in page["messages"]] == [6, 7]
+    page = await history(http, "h", since=7, limit=2)
+    assert [m["offset"] for m in page["messages"]] == [8]
+    assert page["has_more"] is False
+    assert (await http.get("/channels/h/messages", params={"limit": 0})).status_code == 400
+    assert (await http.get("/channels/h/messages", params={"since": -1})).status_code == 400
+    assert (await http.get("/channels/nope/messages")).status_code == 404
+
+
+async def test_bounded_by_age(http: httpx.AsyncClient) -> None:
+    data(await http.put("/channels/h", json={"type": "public", "history": {"size": 9, "ttl_s": 1}}))
+    await publish(http, "h", 1)
+    await asyncio.sleep(1.1)  # the bound under test is a wall-clock age
+    page = await history(http, "h")
+    assert (page["messages"], page["top_offset"], page["first_offset"]) == ([], 1, 2)
+
+
+async def test_recreating_the_channel_changes_the_epoch(http: httpx.AsyncClient) -> None:
+    data(await http.put("/channels/h", json={"type": "public", "history": {"size": 5}}))
+    await publish(http, "h", 1)
+    first = await history(http, "h")
+    data(await http.delete("/channels/h"))
+    data(await http.put("/channels/h", json={"type": "public", "history": {"size": 5}}))
+    again = await history(http, "h")
+    assert again["epoch"] != first["epoch"]
+    assert (again["messages"], again["top_offset"]) == ([], 0)
+
+
+async def test_bad_history_settings_are_400(http: httpx.AsyncClient) -> None:
+    for bad in ({"size": -1}, {"size": 10_001}, {"size": 5, "ttl_s": 0}, {"sise": 5}, 5):
+        response = await http.put("/channels/h", json={"type": "public", "history": bad})
+        assert response.status_code == 400, bad
+    # null: no history, whatever the server's default.
+    data(await http.put("/channels/h", json={"type": "public", "history": None}))
+    assert (await http.get("/channels/h/messages")).status_code == 400
+
+
+async def test_server_default_applies_to_channels_without_their_own(tmp_path: Path) -> None:
+    server = await start_node(tmp_path / "d", limits=Limits(history_size=3, history_ttl_s=60))
+    try:
+        async with httpx.AsyncClient(base_url=server.api, headers=server.headers) as http:
+            data(await http.put("/channels/a", json={"type": "public"}))
+            data(await http.put("/channels/b", json={"type": "public", "history": {"size": 0}}))
+            for n in range(4):
+                await publish(http, "a", n)
+            assert [m["d"] for m in (await history(http, "a"))["messages"]] == [1, 2, 3]
+            assert (await http.get("/channels/b/messages")).status_code == 400
+    finally:
+        assert server.node is not None
+        await server.node.stop()
+
+
+async def test_live_message_carries_its_offset_only_with_history(
+    http: httpx.AsyncClient, node: Server
+) -> None:
+    data(await http.put("/channels/h", json={"type": "unprotected", "history": {"size": 5}}))
+    data(await http.put("/channels/plain", json={"type": "unprotected"}))
+    epoch = (await history(http, "h"))["epoch"]
+    async with leap(node.ws_url) as client:
+        await client.identify(node.project_id)
+        await client.subscribe("h")
+        await client.subscribe("plain")
+        await publish(http, "h", 1)
+        message = await client.dispatch("MESSAGE")
+        assert message["d"] == {"e": "m", "d": 1, "offset": 1, "epoch": epoch}
+        await publish(http, "plain", 2)
+        assert (await client.dispatch("MESSAGE"))["d"] == {"e": "m", "d": 2}
+
+
+async def test_client_messages_get_offsets_too(http: httpx.AsyncClient, node: Server) -> None:
+    data(await http.put("/channels/h", json={"type": "public", "history": {"size": 5}}))
+    token = data(await http.post("/channels/tokens", json={}))["token"]["id"]
+    async with leap(node.ws_url) as sender, leap(node.ws_url) as reader:
+        await sender.identify(node.project_id, token)
+        await reader.identify(node.project_id, token)
+        await sender.subscribe("h")
+        await reader.dispatch("AVAILABLE")  # the token's other connection joins too
+        await publish(http, "h", 1)
+        await sender.publish("h", "chat", {"x": 1})
+        assert (await reader.dispatch("MESSAGE"))["d"]["offset"] == 1
+        assert (await reader.dispatch("MESSAGE"))["d"]["offset"] == 2
+    page = await history(http, "h")
+    assert [(m["e"], m["d"]) for m in page["messages"]] == [("m", 1), ("chat", {"x": 1})]
+
+
+async def test_permissions_read_channels(http: httpx.AsyncClient, node: Server) -> None:
+    assert node.node is not None
+    secret = await node.node.service.create_project_token(
+        node.project_id, Permission.CREATE_CHANNEL
+    )
+    data(await http.put("/channels/h", json={"type": "public", "history": {"size": 5}}))
+    response = await http.get("/channels/h/messages", headers={"Authorization": secret})
+    assert response.status_code == 403
+    assert response.json()["error"]["permission"] == "read_channels"
+
+
+async def test_python_sdks(node: Server) -> None:
+    async with AsyncSwitchboard(node.project_token, base_url=node.base_url) as sb:
+        await sb.channels.create("public", "h", history_size=3, history_ttl=60)
+        await sb.channels.create("public", "plain", history_size=0)
+        for n in range(5):
+            await sb.channels.publish_message("h", "m", n)
+        page = await sb.channels.get_messages("h", limit=2)
+        assert [(m.offset, m.data) for m in page.messages] == [(3, 2), (4, 3)]
+        assert (page.top_offset, page.first_offset, page.has_more) == (5, 3, True)
+        rest = await sb.channels.get_messages("h", since=page.messages[-1].offset)
+        assert [m.offset for m in rest.messages] == [5] and rest.epoch == page.epoch
+        with pytest.raises(InvalidRequest):
+            await sb.channels.get_messages("plain")
