@@ -4,6 +4,10 @@
                                      [--reps 3] [--duration 1.0] [--window 4] [--max-wait 0.15]
                                      [--retries 1] [--profile [--native]]
 
+The cost of metrics (issue 11): ``--peers switchboard,switchboard-metrics`` runs a second node
+with ``--metrics`` whose ``/metrics`` this process scrapes every second during the run; the
+repetitions alternate (off, on, off, on) and a last table gives on ÷ off, paired per round.
+
 Every server (Switchboard and its peers) is started in this run and gets its own load client,
 a separate process that opens N connections and subscribes them. A warm-up sizes K (messages
 per repetition) for about ``--duration`` seconds; then each repetition publishes K messages
@@ -38,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from _common import (
+    HOST,
     STARTERS,
     HttpPool,
     LoadClient,
@@ -52,6 +57,7 @@ from _common import (
     run_closed_loop,
     run_main,
     runqueue_wait_seconds,
+    start_switchboard,
     table,
     write_syscalls,
 )
@@ -74,6 +80,7 @@ LABELS = {
     "floor": "floor (pre-built frame)",
     "floor-batched": "floor, one write per turn",
     "switchboard-redis": "Switchboard on Redis (node + Redis CPU)",
+    "switchboard-metrics": "Switchboard --metrics, scraped every 1 s",
 }
 TARGETS = {"python-socketio": 5.0, "websockets": 1.2, "floor": 0.7}
 """Issue 5: Switchboard's deliveries/s at least this many times the peer's."""
@@ -82,6 +89,68 @@ WRITES_UNCOUNTED = {"soketi"}
 (write and writev only) does not count: uWebSockets sends with send()."""
 NODE_TARGET = 1.3
 """Issue 5: at least 1.3x the better of soketi and Socket.IO on Node."""
+
+
+# Metrics on (issue 11): a node with --metrics, and a scraper of its /metrics.
+
+SCRAPE_INTERVAL_S = 1.0
+
+
+@dataclass
+class Scraper:
+    """GETs ``/metrics`` every :data:`SCRAPE_INTERVAL_S`, as Prometheus would, and times it."""
+
+    port: int
+    seconds: list[float] = field(default_factory=list)
+    failed: int = 0
+    body_bytes: int = 0
+    cpu_per_scrape: dict[int, float] = field(default_factory=dict)
+    """Server CPU seconds per scrape with N sockets connected and no traffic, by N."""
+
+    async def scrape(self) -> None:
+        request = f"GET /metrics HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+        t0 = time.perf_counter()
+        try:
+            reader, writer = await asyncio.open_connection(HOST, self.port)
+            writer.write(request.encode())
+            answer = await reader.read()  # to the server's close
+            writer.close()
+        except OSError:
+            self.failed += 1
+            return
+        if answer.startswith(b"HTTP/1.1 200"):
+            self.seconds.append(time.perf_counter() - t0)
+            self.body_bytes = len(answer)
+        else:
+            self.failed += 1
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(SCRAPE_INTERVAL_S)
+            await self.scrape()
+
+    async def measure_cpu(self, n: int, pids: list[int], count: int = 100) -> None:
+        """The server's CPU per scrape, back to back, with its N sockets idle."""
+        cpu0 = cpu_seconds(pids)
+        for _ in range(count):
+            await self.scrape()
+        self.cpu_per_scrape[n] = (cpu_seconds(pids) - cpu0) / count
+
+
+SCRAPERS: list[Scraper] = []
+_SCRAPE_TASKS: list[asyncio.Task[None]] = []
+
+
+async def start_switchboard_metrics(servers: Servers) -> Target:
+    target = await start_switchboard(servers, extra=["--metrics"])
+    target.name = "switchboard-metrics"
+    scraper = Scraper(target.pub_port)
+    SCRAPERS.append(scraper)
+    _SCRAPE_TASKS.append(asyncio.create_task(scraper.run()))
+    return target
+
+
+STARTERS["switchboard-metrics"] = start_switchboard_metrics
 
 
 @dataclass
@@ -367,6 +436,67 @@ def print_results(lives: list[Live], skipped: dict[str, str], sizes: list[int]) 
     )
 
 
+def print_metrics_cost(lives: list[Live], sizes: list[int]) -> None:
+    """On ÷ off for the node with --metrics, if both ran: overall medians, and per round."""
+    by_name = {live.name: live for live in lives}
+    off, on = by_name.get("switchboard"), by_name.get("switchboard-metrics")
+    if off is None or on is None:
+        return
+    print("\n## Cost of metrics: --metrics (scraped every 1 s) ÷ off\n")
+    rows = []
+    for n in sizes:
+        reps_off = [r for r in off.reps.get(n, []) if r.done]
+        reps_on = [r for r in on.reps.get(n, []) if r.done]
+        if not reps_off or not reps_on:
+            continue
+        # Round i ran off then on, back to back: their ratio cancels slow drifts of the
+        # machine's background load.
+        pairs = [b.rate / a.rate for a, b in zip(reps_off, reps_on, strict=False)]
+        cpu_pairs = [
+            b.us_per_delivery / a.us_per_delivery for a, b in zip(reps_off, reps_on, strict=False)
+        ]
+        rate_off, rate_on = median([r.rate for r in reps_off]), median([r.rate for r in reps_on])
+        us_off = median([r.us_per_delivery for r in reps_off])
+        us_on = median([r.us_per_delivery for r in reps_on])
+        rows.append(
+            [
+                f"{n:,}",
+                f"{fmt_int(rate_off)} / {fmt_int(rate_on)}",
+                f"{rate_on / rate_off:.3f}",
+                f"{median(pairs):.3f} [{min(pairs):.3f}–{max(pairs):.3f}]",
+                f"{us_off:.2f} / {us_on:.2f}",
+                f"{us_on / us_off:.3f}",
+                f"{median(cpu_pairs):.3f} [{min(cpu_pairs):.3f}–{max(cpu_pairs):.3f}]",
+                str(len(pairs)),
+            ]
+        )
+    headers = [
+        "N",
+        "deliveries/s off / on (medians)",
+        "on ÷ off",
+        "per round: median [range]",
+        "CPU µs/delivery off / on",
+        "on ÷ off",
+        "per round: median [range]",
+        "rounds",
+    ]
+    print(table(headers, rows))
+    for scraper in SCRAPERS:
+        times = sorted(scraper.seconds)
+        if times:
+            print(
+                f"\n/metrics scraped {len(times)} times ({scraper.failed} failed), "
+                f"median {1000 * median(times):.1f} ms, max {1000 * times[-1]:.1f} ms, "
+                f"{scraper.body_bytes:,} bytes"
+            )
+        for n, cpu in scraper.cpu_per_scrape.items():
+            print(
+                f"Server CPU per scrape with {n:,} idle sockets: {1000 * cpu:.2f} ms "
+                f"(scraped every {SCRAPE_INTERVAL_S:g} s: {100 * cpu / SCRAPE_INTERVAL_S:.2f}% "
+                "of one core)"
+            )
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -499,13 +629,19 @@ async def main() -> int:
                                 break
                             live.discarded[n] = live.discarded.get(n, 0) + 1
                         runs.append(rep)
+                for live in lives:
+                    if live.name == "switchboard-metrics":
+                        await SCRAPERS[0].measure_cpu(n, live.pids)
             if args.profile:
                 for live in lives:
                     if live.name == "switchboard":
                         profile_text = await profile_switchboard(
                             live, sizes[-1], 8.0, args.window, args.native
                         )
+    for task in _SCRAPE_TASKS:
+        task.cancel()
     print_results(lives, skipped, sizes)
+    print_metrics_cost(lives, sizes)
     if profile_text:
         print(profile_text)
     return 0
