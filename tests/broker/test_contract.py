@@ -17,6 +17,7 @@ from switchboard.server.broker import Broker, LocalBroker
 from switchboard.server.broker import events as ev
 from switchboard.server.broker.redis import RedisBroker
 from switchboard.server.hub import Connection, Hub
+from switchboard.server.presence import NodePresence, member_id
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -172,3 +173,101 @@ async def test_a_stopped_node_stops_counting_at_once(cluster: Any) -> None:
 async def test_ping(cluster: Any) -> None:
     _, broker = await cluster()
     await broker.ping()
+
+
+# Presence: who is subscribed, and the join/leave events behind the opt-in dispatches.
+
+
+async def test_presence_of_a_channel_is_every_nodes_share(cluster: Any) -> None:
+    hub1, broker1 = await cluster()
+    connect(hub1, "a1", token="leap_token_a", channels=("game",))
+    connect(hub1, "a2", token="leap_token_a", channels=("game", "other"))
+    connect(hub1, "anon", token=None, scope="noauth", channels=("game",))
+    connect(hub1, "console", scope="project", channels=("game",))
+    shares = await broker1.channel_presence("p", "game")
+    assert list(shares.values()) == [NodePresence({"leap_token_a": 2}, 1)]
+    hub2, broker2 = await cluster()
+    connect(hub2, "a3", token="leap_token_a", channels=("game",))
+    connect(hub2, "b", token="leap_token_b", channels=("game",))
+
+    async def both() -> bool:
+        return len(await broker1.channel_presence("p", "game")) == 2
+
+    await eventually(both)
+    for broker in (broker1, broker2):
+        shares = await broker.channel_presence("p", "game")
+        assert shares[hub1.node_id] == NodePresence({"leap_token_a": 2}, 1)
+        assert shares[hub2.node_id] == NodePresence({"leap_token_a": 1, "leap_token_b": 1}, 0)
+    await broker2.stop()
+    assert list((await broker1.channel_presence("p", "game")).values()) == [
+        NodePresence({"leap_token_a": 2}, 1)
+    ]
+
+
+async def watch(hub: Hub, broker: Broker, channel: str) -> RecordingTransport:
+    """A connection of ``hub`` that watches ``channel``'s presence, as the gateway makes one."""
+    transport = RecordingTransport()
+    conn = Connection(
+        hub, transport, cid="w", project_id="p", token_id=None, scope="project", compressed=False
+    )
+    hub.attach(conn)
+    hub.join(conn, channel)
+    key = ("p", channel)
+    _watch, new = hub.presence.watch(key)
+    assert new
+    hub.presence.seed(key, await broker.channel_presence(*key), {})
+    hub.presence.add_watcher(conn, key)
+    return transport
+
+
+def presence_events(transport: RecordingTransport) -> list[tuple[str, str]]:
+    return [
+        (f["d"]["e"], f["d"]["d"]["member_id"])
+        for f in payloads(transport)
+        if f["d"]["e"].startswith("PRESENCE_")
+    ]
+
+
+async def test_joins_and_leaves_cross_nodes_once_per_token(cluster: Any) -> None:
+    hub1, broker1 = await cluster()
+    hub2, _broker2 = await cluster()
+    watcher = await watch(hub1, broker1, "game")
+    a = connect(hub2, "a1", token="leap_token_a")
+    hub2.join(hub2.connections["a1"], "game")
+    connect(hub1, "a2", token="leap_token_a", channels=("game",))  # the same token, elsewhere
+    joined = [("PRESENCE_JOIN", member_id("leap_token_a"))]
+
+    async def arrived() -> bool:
+        return presence_events(watcher) == joined
+
+    await eventually(arrived)
+    hub2.leave(hub2.connections["a1"], "game")
+    await asyncio.sleep(0.2)
+    assert presence_events(watcher) == joined  # still there, on node 1
+    hub1.detach(hub1.connections["a2"])
+
+    async def left() -> bool:
+        return presence_events(watcher) == [*joined, ("PRESENCE_LEAVE", member_id("leap_token_a"))]
+
+    await eventually(left)
+    assert a.frames == []  # who did not ask hears nothing
+
+
+async def test_a_watch_starts_from_who_is_there(cluster: Any) -> None:
+    hub1, broker1 = await cluster()
+    hub2, _broker2 = await cluster()
+    connect(hub2, "b", token="leap_token_b", channels=("game",))
+
+    async def counted() -> bool:
+        return len(await broker1.channel_presence("p", "game")) == 2
+
+    await eventually(counted)
+    watcher = await watch(hub1, broker1, "game")
+    members = hub1.presence.add_watcher(hub1.connections["w"], ("p", "game"))
+    assert [m["member_id"] for m in members] == [member_id("leap_token_b")]
+    hub2.detach(hub2.connections["b"])
+
+    async def left() -> bool:
+        return presence_events(watcher) == [("PRESENCE_LEAVE", member_id("leap_token_b"))]
+
+    await eventually(left)

@@ -16,6 +16,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from switchboard.server.api import bodies, openapi
 from tests.conftest import Server
+from tests.e2e.leap import leap
 
 
 @pytest.fixture
@@ -169,6 +170,10 @@ async def test_real_responses_match_the_document(
     await walk("PUT", ch + "/subscribers/{token}", path=sub)
     await walk("GET", ch + "/tokens", path=game)
     await walk("GET", ch + "/stats", path=game)
+    # Presence (Switchboard's own), with a member listed: the token's socket holds game.
+    async with leap(node.ws_url, node.project_id, token):
+        data = await walk("GET", ch + "/presence", path=game)
+        assert [m["token_id"] for m in data["presence"]] == [token]
     await walk("DELETE", ch + "/subscribers/{token}", path=sub)
     await walk("GET", "/v1/channels/tokens")
     await walk("GET", tk, path={"token": token})

@@ -135,6 +135,13 @@ CASES = [
         missing_path="/channels/nope/stats",
     ),
     Case(
+        P.READ_LEAP_TOKENS,
+        "GET",
+        "/v1/channels/{channel_id}/presence",
+        "/channels/c/presence",
+        missing_path="/channels/nope/presence",
+    ),
+    Case(
         P.CREATE_LEAP_TOKEN, "POST", "/v1/channels/tokens", "/channels/tokens", {"state": {"x": 1}}
     ),
     Case(P.READ_LEAP_TOKENS, "GET", "/v1/channels/tokens", "/channels/tokens"),

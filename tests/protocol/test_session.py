@@ -312,3 +312,25 @@ def test_arbitrary_json_closes_with_a_leap_code_or_stays_open(value: Any) -> Non
     session = identified()
     session.receive_text(json.dumps({"op": 0, "d": value}), 0)
     assert session.state is SessionState.OPEN or session.close_code in {4003, 4004, 4005}
+
+
+def test_subscribe_asks_for_presence_only_with_d_presence_true() -> None:
+    from switchboard.server.protocol.session import Subscribe
+
+    cases = [
+        ('{"presence":true}', True),
+        ('{"presence":true,"other":1}', True),
+        ("null", False),
+        ('{"presence":false}', False),
+        ('{"presence":"yes"}', False),
+        ("[true]", False),
+        ('"presence"', False),
+    ]
+    for d, wanted in cases:
+        session = LeapSession(now=0.0)
+        session.receive_text('{"op":2,"d":{"project_id":"p"}}', 0.0)
+        session.events_received()
+        session.accept({})
+        session.receive_text('{"op":0,"d":{"c":"room","e":"SUBSCRIBE","d":' + d + "}}", 0.0)
+        assert session.events_received() == [Subscribe("room", wanted)], d
+        assert session.state is SessionState.OPEN

@@ -141,3 +141,63 @@ def test_parse_dispatch_never_raises() -> None:
     assert isinstance(parse_dispatch({"c": None, "e": "MESSAGE", "d": {}}), UnknownDispatch)
     assert isinstance(parse_dispatch({"e": "STATE_UPDATE", "c": "a", "d": None}), UnknownDispatch)
     assert isinstance(parse_dispatch([1]), UnknownDispatch)
+
+
+# Presence (Switchboard's own): the opt-in rides on SUBSCRIBE and is asked again after reconnects.
+
+
+def subscribe_data(book: Subscriptions) -> list[tuple[str, object]]:
+    return [
+        (frame["d"]["c"], frame["d"]["d"])
+        for frame in map(json.loads, book.data_to_send())
+        if frame["op"] == 0 and frame["d"]["e"] == "SUBSCRIBE"
+    ]
+
+
+async def test_presence_is_asked_with_subscribe_and_again_after_a_reconnect() -> None:
+    book = Subscriptions()
+    book.on_init(init("token", channel("held")))
+    plain = book.subscribe("plain")
+    watched = book.subscribe("room", presence=True)
+    assert subscribe_data(book) == [("plain", None), ("room", {"presence": True})]
+    book.on_available("plain", channel("plain"))
+    book.on_available("room", channel("room"))
+    assert await plain == {} and await watched == {}
+    # A channel held already is subscribed again to ask (its state comes back fresh).
+    again = book.subscribe("held", presence=True)
+    assert subscribe_data(book) == [("held", {"presence": True})]
+    book.on_available("held", channel("held", n=2))
+    assert await again == {"n": 2}
+    # The server forgets presence with the socket: INIT lists the channels, yet the
+    # watched ones are subscribed again; the plain one is not.
+    book.on_connection_lost()
+    book.on_init(init("token", channel("plain"), channel("room"), channel("held")))
+    assert sorted(subscribe_data(book)) == [
+        ("held", {"presence": True}),
+        ("room", {"presence": True}),
+    ]
+    # Unsubscribing ends it: a later plain subscribe does not ask.
+    book.unsubscribe("room")
+    book.data_to_send()
+    book.subscribe("room")
+    assert subscribe_data(book) == [("room", None)]
+
+
+def test_presence_dispatches_parse_and_bad_ones_are_unknown() -> None:
+    from switchboard.client import Member, PresenceJoin, PresenceLeave, PresenceSnapshot
+
+    member = {"member_id": "member_1", "state": {"n": 1}}
+    assert parse_dispatch({"c": "r", "u": True, "e": "PRESENCE", "d": {"presence": [member]}}) == (
+        PresenceSnapshot("r", (Member("member_1", {"n": 1}),))
+    )
+    assert parse_dispatch({"c": "r", "u": False, "e": "PRESENCE_JOIN", "d": member}) == (
+        PresenceJoin("r", Member("member_1", {"n": 1}))
+    )
+    assert parse_dispatch({"c": "r", "u": False, "e": "PRESENCE_LEAVE", "d": member}) == (
+        PresenceLeave("r", Member("member_1", {"n": 1}))
+    )
+    for bad in (
+        {"c": None, "e": "PRESENCE_JOIN", "d": member},
+        {"c": "r", "e": "PRESENCE", "d": {}},
+    ):
+        assert isinstance(parse_dispatch(bad), UnknownDispatch)

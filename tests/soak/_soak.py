@@ -172,7 +172,7 @@ class Tally:
             f"  connects {self.connects} ({self.connects / s:.1f}/s), identified {self.identified}, "
             f"subscriptions {self.subscribed}, refused as expected {self.refused_as_expected}, "
             f"dropped without close {self.aborted}, kicked by token delete {self.kicked} "
-            f"(+{self.kicked_unclean} whose close frame this driver read too late), "
+            f"(+{self.kicked_unclean} cut without a close frame), "
             f"skipped (over max in flight) {self.skipped}",
             f"  messages delivered to sockets {self.messages_received} "
             f"({self.messages_received / s:.0f}/s); published: REST {self.rest_publishes} "
@@ -372,10 +372,11 @@ class Churn:
             code = exc.rcvd.code if exc.rcvd else None
             if code == 4001 and doomed:
                 self.tally.kicked += 1
-            elif code is None and doomed and token in self.deleted_at:
-                # The server closed for the deletion, but the close frame was not read
-                # before the server's 5 s close grace ran out and it cut the connection:
-                # this driver was behind (see its loop lag), not the server.
+            elif code is None and doomed:
+                # Ended by the token's deletion, but with no close frame (the client sees
+                # 1006, not 4001). Seen on the Redis cluster for ~0.5% of these closes
+                # with the driver's loop lag under 1 s; counted and printed, not yet
+                # explained (see docs/reliability.md), so not an error here.
                 self.tally.kicked_unclean += 1
             else:
                 reason = exc.rcvd.reason if exc.rcvd else ""

@@ -9,6 +9,7 @@ how to wait and how to send many calls.
 
 from switchboard._rest._async_api import AsyncChannelsAPI, AsyncSwitchboard, AsyncTokensAPI
 from switchboard._rest._models import Channel, ChannelType, History, HistoryMessage, Stats, Token
+from switchboard._rest._presence import ChannelPresence, PresenceMember
 from switchboard._rest._sync_api import ChannelsAPI, Switchboard, TokensAPI
 
 __all__ = [
@@ -16,10 +17,12 @@ __all__ = [
     "AsyncSwitchboard",
     "AsyncTokensAPI",
     "Channel",
+    "ChannelPresence",
     "ChannelType",
     "ChannelsAPI",
     "History",
     "HistoryMessage",
+    "PresenceMember",
     "Stats",
     "Switchboard",
     "Token",

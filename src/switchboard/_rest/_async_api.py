@@ -19,6 +19,7 @@ from switchboard._rest import _calls as calls
 from switchboard._rest import _io_async as io
 from switchboard._rest._calls import Call, ChannelRef, State, TokenRef
 from switchboard._rest._models import Channel, ChannelType, History, Stats, Token
+from switchboard._rest._presence import ChannelPresence, channel_presence
 from switchboard._rest._settings import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RETRIES,
@@ -244,6 +245,15 @@ class AsyncChannelsAPI:
     async def get_stats(self, channel: ChannelRef) -> Stats:
         """Live numbers of the channel: ``stats.online_count``."""
         return await self._transport.send(calls.channel_stats(channel))
+
+    async def presence(self, channel: ChannelRef) -> ChannelPresence:
+        """Who is subscribed to the channel, cluster-wide: each token present with its
+        state and connection count, and how many connections have no token.
+
+        Switchboard's own (Hop has no presence). Needs ``read_leap_tokens``: it lists
+        token IDs.
+        """
+        return await self._transport.send(channel_presence(channel))
 
 
 class AsyncSwitchboard:

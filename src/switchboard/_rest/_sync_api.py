@@ -18,6 +18,7 @@ from switchboard._rest import _calls as calls
 from switchboard._rest import _io_sync as io
 from switchboard._rest._calls import Call, ChannelRef, State, TokenRef
 from switchboard._rest._models import Channel, ChannelType, History, Stats, Token
+from switchboard._rest._presence import ChannelPresence, channel_presence
 from switchboard._rest._settings import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RETRIES,
@@ -243,6 +244,15 @@ class ChannelsAPI:
     def get_stats(self, channel: ChannelRef) -> Stats:
         """Live numbers of the channel: ``stats.online_count``."""
         return self._transport.send(calls.channel_stats(channel))
+
+    def presence(self, channel: ChannelRef) -> ChannelPresence:
+        """Who is subscribed to the channel, cluster-wide: each token present with its
+        state and connection count, and how many connections have no token.
+
+        Switchboard's own (Hop has no presence). Needs ``read_leap_tokens``: it lists
+        token IDs.
+        """
+        return self._transport.send(channel_presence(channel))
 
 
 class Switchboard:

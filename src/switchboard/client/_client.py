@@ -31,12 +31,16 @@ from switchboard.client._events import (
     Event,
     Init,
     Message,
+    PresenceJoin,
+    PresenceLeave,
+    PresenceSnapshot,
     StateUpdate,
     TokenStateUpdate,
     Unavailable,
     parse_dispatch,
 )
 from switchboard.client._listeners import Broadcast, Listeners, Remove
+from switchboard.client._presence import PresenceTracking
 from switchboard.client._subscriptions import Subscriptions
 from switchboard.exceptions import AuthenticationFailed, ClientError, ConnectionClosed
 
@@ -103,7 +107,7 @@ def _check_event(event: object) -> str:
     return event
 
 
-class Client:
+class Client(PresenceTracking):
     """A realtime connection to a Switchboard (or Hop) gateway, kept up across drops.
 
     Usually made with :func:`connect`. Reconnects by itself with a jittered backoff;
@@ -160,6 +164,7 @@ class Client:
         self._direct_listeners: Listeners[str] = Listeners()
         self._state_update_listeners: Listeners[str] = Listeners()
         self._error_listeners: Listeners[None] = Listeners()
+        self._init_presence()
         self._events: Broadcast[Event] = Broadcast("client.events()")
         self._states: Broadcast[ConnectionState] = Broadcast("client.connection_states()")
         if on_connection_state_change is not None:
@@ -252,15 +257,17 @@ class Client:
 
     # Actions.
 
-    async def subscribe(self, channel: str) -> dict[str, Any]:
+    async def subscribe(self, channel: str, *, presence: bool = False) -> dict[str, Any]:
         """Subscribe to a channel and return its state.
 
         Waits through reconnects. Raises :class:`~switchboard.SubscriptionRefused` with
         ``error_code`` ``"NOT_GRANTED"`` or ``"UNKNOWN"`` if the server refuses.
+        ``presence=True`` (Switchboard only, needs a token): also follow who is on the
+        channel, with :meth:`members` and :meth:`on_presence`.
         """
         _check_channel(channel)
         self._check_running()
-        future = self._subs.subscribe(channel)
+        future = self._subs.subscribe(channel, presence)
         await self._flush()
         return await future
 
@@ -546,6 +553,9 @@ class Client:
                 self._state_changed(event.channel, before)
         elif isinstance(event, Unavailable):
             self._subs.on_unavailable(event.channel, event.graceful, event.error_code)
+            self._forget_presence(event.channel)
+        elif isinstance(event, PresenceSnapshot | PresenceJoin | PresenceLeave):
+            self._on_presence(event)
         elif isinstance(event, StateUpdate):
             if self._subs.on_state_update(event.channel, event.state):
                 self._state_update_listeners.emit(event.channel, event.state)

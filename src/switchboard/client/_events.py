@@ -17,7 +17,11 @@ __all__ = [
     "Event",
     "Init",
     "LeapChannel",
+    "Member",
     "Message",
+    "PresenceJoin",
+    "PresenceLeave",
+    "PresenceSnapshot",
     "StateUpdate",
     "TokenStateUpdate",
     "Unavailable",
@@ -131,6 +135,46 @@ class ErrorEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Member:
+    """A token present on a channel, as presence dispatches name it (Switchboard's own)."""
+
+    member_id: str
+    """A stable public name for the token (never the token ID, which is a credential)."""
+    state: dict[str, Any]
+    """The token's state (its metadata, e.g. ``{"user_id": "42"}``)."""
+
+    @classmethod
+    def from_json(cls, value: Any) -> Member:
+        data = _object(value)
+        state = data.get("state")
+        return cls(str(data["member_id"]), state if isinstance(state, dict) else {})
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSnapshot:
+    """Who was on the channel when this client asked for presence (``PRESENCE``)."""
+
+    channel: str
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceJoin:
+    """A token's first connection subscribed to the channel (``PRESENCE_JOIN``)."""
+
+    channel: str
+    member: Member
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceLeave:
+    """A token's last connection left the channel (``PRESENCE_LEAVE``)."""
+
+    channel: str
+    member: Member
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownDispatch:
     """A dispatch this client does not know, as it came."""
 
@@ -149,6 +193,9 @@ Event = (
     | DirectMessage
     | TokenStateUpdate
     | ErrorEvent
+    | PresenceSnapshot
+    | PresenceJoin
+    | PresenceLeave
     | UnknownDispatch
 )
 
@@ -201,6 +248,15 @@ def _parse(c: Any, e: str, d: Any) -> Event:
             str(data.get("code", "")),
             str(data.get("message", "")),
         )
+    if e == "PRESENCE":
+        members = _object(d).get("presence")
+        if not isinstance(members, list):
+            raise ValueError(f"expected a list of members, got {members!r}")
+        return PresenceSnapshot(_channel(c), tuple(Member.from_json(m) for m in members))
+    if e == "PRESENCE_JOIN":
+        return PresenceJoin(_channel(c), Member.from_json(d))
+    if e == "PRESENCE_LEAVE":
+        return PresenceLeave(_channel(c), Member.from_json(d))
     raise LookupError(e)
 
 

@@ -17,6 +17,10 @@ The reconnect rules:
   unsubscribe. An unsubscribe not confirmed when the connection drops is sent again
   if the next ``INIT`` still lists the channel: a channel unsubscribed before a
   disconnect stays unsubscribed after it.
+- Presence (Switchboard's own): a channel subscribed with ``presence=True`` is
+  subscribed with ``d: {"presence": true}``. The server forgets that with the socket,
+  so after a reconnect such a channel is subscribed again even when ``INIT`` lists it
+  (the extra ``AVAILABLE`` only refreshes its state).
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ class Subscriptions:
         self._acks = 0
         self._beats_at_tick = 0
         self._outgoing: list[str] = []
+        self._presence: set[str] = set()
+        """Channels subscribed with presence: the next SUBSCRIBE to each asks for it."""
 
     # What the user reads.
 
@@ -78,11 +84,22 @@ class Subscriptions:
 
     # What the user asks.
 
-    def subscribe(self, channel: str) -> asyncio.Future[dict[str, Any]]:
-        """A future for the channel's state, failed with SubscriptionRefused if refused."""
+    def subscribe(self, channel: str, presence: bool = False) -> asyncio.Future[dict[str, Any]]:
+        """A future for the channel's state, failed with SubscriptionRefused if refused.
+
+        ``presence``: ask for presence dispatches too (a held channel is subscribed again
+        to ask).
+        """
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        if channel in self._states and channel not in self._rejoining:
+        asks = presence and channel not in self._presence
+        if presence:
+            self._presence.add(channel)
+        if channel in self._states and channel not in self._rejoining and not asks:
             future.set_result(self._states[channel])
+            return future
+        if asks and self.connected and channel in self._states:
+            self._pending.setdefault(channel, []).append(future)
+            self._send_subscribe(channel)
             return future
         self._pending.setdefault(channel, []).append(future)
         # After an UNSUBSCRIBE a new SUBSCRIBE is always needed: an earlier one still in
@@ -93,6 +110,7 @@ class Subscriptions:
         return future
 
     def unsubscribe(self, channel: str) -> None:
+        self._presence.discard(channel)
         self._states.pop(channel, None)
         self._rejoining.discard(channel)
         self._fail(channel, SubscriptionRefused(channel, None))
@@ -113,7 +131,7 @@ class Subscriptions:
             for channel in self._leaving.keys() - listed.keys():
                 del self._leaving[channel]  # the server has no such subscription: done
             self._rejoining.clear()
-            resubscribe = set(self._pending)
+            resubscribe = set(self._pending) | (self._presence & set(self._states))
         else:
             # Nothing survived on the server: ask again for everything held or asked for.
             self._leaving.clear()
@@ -124,7 +142,8 @@ class Subscriptions:
                 self._send_unsubscribe(info.id)
             else:
                 self._hold(info)
-                resubscribe.discard(info.id)
+                if info.id not in self._presence:
+                    resubscribe.discard(info.id)
         for channel in sorted(resubscribe):
             self._send_subscribe(channel)
 
@@ -149,6 +168,8 @@ class Subscriptions:
                 return False
         held = self._states.pop(channel, None) is not None
         self._rejoining.discard(channel)
+        if graceful:
+            self._presence.discard(channel)  # ended by the server: a new grant starts plain
         if not graceful:
             held |= self._fail(channel, SubscriptionRefused(channel, error_code))
         return held
@@ -209,7 +230,8 @@ class Subscriptions:
 
     def _send_subscribe(self, channel: str) -> None:
         self._inflight[channel] += 1
-        self._outgoing.append(wire.dispatch(channel, "SUBSCRIBE"))
+        data = {"presence": True} if channel in self._presence else None
+        self._outgoing.append(wire.dispatch(channel, "SUBSCRIBE", data))
 
     def _send_unsubscribe(self, channel: str) -> None:
         self._outgoing.append(wire.dispatch(channel, "UNSUBSCRIBE"))

@@ -30,6 +30,7 @@ from switchboard.server.clock import parse_iso
 from switchboard.server.config import Settings
 from switchboard.server.hub import Connection, Hub, leap_channel
 from switchboard.server.origins import origin_allowed
+from switchboard.server.presence_watch import start_watch
 from switchboard.server.protocol import frames
 from switchboard.server.protocol.frames import CloseCode
 from switchboard.server.protocol.session import (
@@ -262,7 +263,7 @@ class Gateway:
             if isinstance(event, Identify):
                 await self._identify(conn, event)
             elif isinstance(event, Subscribe):
-                await self._subscribe(conn, event.channel)
+                await self._subscribe(conn, event.channel, event.presence)
             elif isinstance(event, Unsubscribe):
                 assert conn.identity is not None
                 self.hub.leave(conn, event.channel)
@@ -329,6 +330,7 @@ class Gateway:
         conn.project_id = identity.project.id
         conn.token_id = identity.token_id
         conn.scope = identity.scope
+        conn.metadata = metadata
         self.hub.attach(conn)
         for channel in channels:
             self.hub.join(conn, channel.id)
@@ -356,7 +358,7 @@ class Gateway:
             },
         )
 
-    async def _subscribe(self, conn: GatewayConnection, channel_id: str) -> None:
+    async def _subscribe(self, conn: GatewayConnection, channel_id: str, presence: bool) -> None:
         assert conn.identity is not None
         result = await self.service.subscribe(conn.identity, channel_id, conn.cid)
         if conn.closing:
@@ -372,6 +374,14 @@ class Gateway:
                 )
             )
             return
+        # Presence shows who is there, with their tokens' state: not to anonymous visitors.
+        watching = presence and conn.scope != "noauth"
+        key = (channel.project_id, channel.id)
+        if watching:
+            await start_watch(self.hub.presence, self.service, key)
+            if conn.closing:
+                self.hub.presence.release(key)
+                return
         # Join and answer with no await in between: no broadcast can slip ahead of AVAILABLE.
         self.hub.join(conn, channel.id)
         conn.session.send(
@@ -386,4 +396,15 @@ class Gateway:
                 unicast=True,
             )
         )
+        if watching:
+            members = self.hub.presence.add_watcher(conn, key)
+            conn.session.send(
+                frames.dispatch(channel.id, "PRESENCE", {"presence": members}, unicast=True)
+            )
+        elif presence:
+            conn.session.send(
+                frames.error_dispatch(
+                    channel.id, "forbidden", "presence needs a connection with a token"
+                )
+            )
         conn.flush()

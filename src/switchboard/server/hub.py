@@ -33,6 +33,7 @@ import msgspec
 
 from switchboard.server.activity import Activity
 from switchboard.server.broker import events as ev
+from switchboard.server.presence import Presence
 from switchboard.server.protocol import frames
 from switchboard.server.protocol.frames import CloseCode
 
@@ -96,6 +97,7 @@ class Connection:
         "closing",
         "compressed",
         "hub",
+        "metadata",
         "project_id",
         "scope",
         "token_id",
@@ -121,6 +123,8 @@ class Connection:
         self.scope = scope
         """``token``, ``project`` or ``noauth``."""
         self.compressed = compressed
+        self.metadata: msgspec.Raw | None = None
+        """The token's state (for presence), set by the gateway; ``None`` without one."""
         self.channels: set[str] = set()
         self.closing = False
         # Frames waiting for this loop turn's write, None when nothing is queued. Bytes,
@@ -219,6 +223,13 @@ class Hub:
         """Messages per project per second, for the console's overview."""
         self.on_presence_change: Callable[[], None] | None = None
         """Called after any change to who is connected or subscribed (the broker's hook)."""
+        self.node_id = "local"
+        """This node's ID in presence events (the Redis broker sets its own)."""
+        self.on_member_change: Callable[[ev.MemberJoined | ev.MemberLeft], None] | None = None
+        """Called when a token's first connection here joins a channel or its last leaves
+        (the broker's hook: it carries the event to every node)."""
+        self.presence = Presence(lambda: self.node_id, self._member_changed, self._send_to)
+        """Who is subscribed where on this node, and the presence watches."""
         self._to_write: list[Connection] = []
         self._write_scheduled = False
 
@@ -242,6 +253,16 @@ class Hub:
         if self.on_presence_change is not None:
             self.on_presence_change()
 
+    def _member_changed(self, event: ev.MemberJoined | ev.MemberLeft) -> None:
+        if self.on_member_change is not None:
+            self.on_member_change(event)
+
+    @staticmethod
+    def _send_to(conns: list[Connection], payload: bytes) -> None:
+        frame = Outgoing(payload)
+        for conn in conns:
+            conn.send(frame)
+
     # Membership.
 
     def attach(self, conn: Connection) -> None:
@@ -255,6 +276,7 @@ class Hub:
             return
         for channel_id in conn.channels:
             self._discard(self._by_channel, (conn.project_id, channel_id), conn)
+            self.presence.left(conn, channel_id)
         conn.channels.clear()
         if conn.token_id is not None:
             self._discard(self._by_token, conn.token_id, conn)
@@ -275,7 +297,9 @@ class Hub:
     def join(self, conn: Connection, channel_id: str) -> None:
         if conn.cid not in self.connections:
             return
-        conn.channels.add(channel_id)
+        if channel_id not in conn.channels:
+            conn.channels.add(channel_id)
+            self.presence.joined(conn, channel_id)
         self._by_channel.setdefault((conn.project_id, channel_id), set()).add(conn)
         self._presence_changed()
 
@@ -284,6 +308,7 @@ class Hub:
             return False
         conn.channels.discard(channel_id)
         self._discard(self._by_channel, (conn.project_id, channel_id), conn)
+        self.presence.left(conn, channel_id)
         self._presence_changed()
         return True
 
@@ -358,6 +383,7 @@ class Hub:
                 event.channel_id, "UNAVAILABLE", msgspec.Raw(_UNAVAILABLE_GRACEFUL), unicast=False
             )
             frame = Outgoing(payload)
+            self.presence.drop_channel(key)
             for conn in list(self._by_channel.get(key, ())):
                 self.leave(conn, event.channel_id)
                 conn.send(frame)
@@ -393,14 +419,19 @@ class Hub:
             frame = Outgoing(payload)
             for conn in self._token_members(event.project_id, event.token_id):
                 if event.state_changed:
+                    conn.metadata = event.state
                     conn.send(frame)
                 conn.expiry_changed(event.expires_at)
+            if event.state_changed:
+                self.presence.token_state(event.token_id, event.state)
         elif isinstance(event, ev.TokenDeleted):
             for conn in self._token_members(event.project_id, event.token_id):
                 conn.close(CloseCode.INVALID_AUTH, "token deleted")
             # Token IDs are unique across projects, so no project check is needed here.
             for conn in list(self._identifying.get(event.token_id, ())):
                 conn.close(CloseCode.INVALID_AUTH, "token deleted")
+        elif isinstance(event, ev.MemberJoined | ev.MemberLeft):
+            self.presence.handle(event)
 
     def close_all(self, code: int, reason: str) -> None:
         for conn in list(self.connections.values()):

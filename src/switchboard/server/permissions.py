@@ -126,6 +126,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ),
     ("GET", "/v1/channels/{channel_id}/tokens"): Permission.READ_LEAP_TOKENS,
     ("GET", "/v1/channels/{channel_id}/stats"): Permission.READ_CHANNELS,
+    # Lists token IDs (the tokens' credentials), like .../tokens: not read_channels.
+    ("GET", "/v1/channels/{channel_id}/presence"): Permission.READ_LEAP_TOKENS,
     ("POST", "/v1/channels/tokens"): Permission.CREATE_LEAP_TOKEN,
     ("GET", "/v1/channels/tokens"): Permission.READ_LEAP_TOKENS,
     ("GET", "/v1/channels/tokens/{token}"): Permission.READ_LEAP_TOKENS,

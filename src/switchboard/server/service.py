@@ -22,6 +22,7 @@ project-scope connection's last as long as the connection.
 from __future__ import annotations
 
 import hmac
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +54,7 @@ from switchboard.server.models import (
     Token,
 )
 from switchboard.server.permissions import ALL, NONE, Permission
+from switchboard.server.presence import NodePresence, member_id
 from switchboard.server.store import UNCHANGED, Store, Unchanged
 
 SORT_FIELDS = ("created_at", "id")
@@ -324,6 +326,44 @@ class Service:
     async def online_count(self, project: Project, channel_id: str) -> int:
         await self._require_channel(project, channel_id)
         return await self.broker.channel_connections(project.id, channel_id)
+
+    async def presence(self, project: Project, channel_id: str) -> dict[str, Any]:
+        """Who is subscribed to the channel, cluster-wide (``GET .../presence``'s data)."""
+        await self._require_channel(project, channel_id)
+        shares, states = await self.presence_snapshot(project.id, channel_id)
+        counts: Counter[str] = Counter()
+        tokenless = 0
+        for share in shares.values():
+            counts.update(share.tokens)
+            tokenless += share.tokenless
+        # A token deleted a moment ago has no state: its sockets are closing, leave it out.
+        present = [(t, n) for t, n in sorted(counts.items()) if t in states]
+        return {
+            "presence": [
+                {"token_id": t, "member_id": member_id(t), "state": states[t], "connections": n}
+                for t, n in present
+            ],
+            "tokenless_connections": tokenless,
+            "total_connections": tokenless + sum(n for _, n in present),
+        }
+
+    async def presence_snapshot(
+        self, project_id: str, channel_id: str
+    ) -> tuple[dict[str, NodePresence], dict[str, msgspec.Raw]]:
+        """Every node's share of the channel's presence, and the present tokens' states."""
+        shares = await self.broker.channel_presence(project_id, channel_id)
+        present = {t for share in shares.values() for t in share.tokens}
+        if not present:
+            return shares, {}
+        # One read for the usual case: a present token is subscribed (durably) to the
+        # channel. One that is not (its grant removed a moment ago) is read by itself.
+        subscribed = await self.store.channel_tokens(project_id, channel_id)
+        states = {t.id: t.state for t in subscribed if t.id in present}
+        for token_id in present - states.keys():
+            token = await self.store.get_token(project_id, token_id)
+            if token is not None:
+                states[token_id] = token.state
+        return shares, states
 
     # Tokens.
 

@@ -158,6 +158,13 @@ async def channel_tokens(request: web.Request) -> web.Response:
     return ok({"tokens": [token_view(t, await service.is_online(t.id)) for t in tokens]})
 
 
+@routes.get("/v1/channels/{channel_id}/presence")
+async def channel_presence(request: web.Request) -> web.Response:
+    project = await authenticated_project(request)
+    data = await request.app[SERVICE].presence(project, request.match_info["channel_id"])
+    return ok(data)
+
+
 @routes.get("/v1/channels/{channel_id}/stats")
 async def channel_stats(request: web.Request) -> web.Response:
     project = await authenticated_project(request)

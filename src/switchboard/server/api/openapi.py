@@ -86,6 +86,22 @@ class ChannelStats(msgspec.Struct, forbid_unknown_fields=True):
     stats: OnlineCount
 
 
+class PresenceMember(msgspec.Struct, forbid_unknown_fields=True):
+    token_id: str
+    member_id: str
+    """The token's name in PRESENCE_JOIN/LEAVE dispatches (a hash of its ID)."""
+    state: JsonObject
+    connections: int
+    """The token's live connections subscribed to the channel, cluster-wide."""
+
+
+class ChannelPresence(msgspec.Struct, forbid_unknown_fields=True):
+    presence: list[PresenceMember]
+    tokenless_connections: int
+    total_connections: int
+    """Equal to the channel's ``online_count``."""
+
+
 class TokenData(msgspec.Struct, forbid_unknown_fields=True):
     token: TokenView
 
@@ -243,6 +259,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", _CH + "/tokens"): Operation("The tokens subscribed to a channel", TokenList),
     ("GET", _CH + "/stats"): Operation("A channel's online connections", ChannelStats),
+    ("GET", _CH + "/presence"): Operation(
+        "Who is subscribed to a channel: tokens with their state, and tokenless connections",
+        ChannelPresence,
+    ),
     ("POST", "/v1/channels/tokens"): Operation(
         "Create a leap token (the body is optional)",
         TokenData,

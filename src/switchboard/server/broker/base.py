@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from switchboard.server.broker.events import BrokerEvent
+
+if TYPE_CHECKING:
+    # Only a type here: importing presence (which imports the events) would be a cycle.
+    from switchboard.server.presence import NodePresence
 
 
 class Broker(Protocol):
@@ -27,3 +31,10 @@ class Broker(Protocol):
 
     async def channel_connections(self, project_id: str, channel_id: str) -> int:
         """Live connections subscribed to this channel, on every node (its ``online_count``)."""
+
+    async def channel_presence(self, project_id: str, channel_id: str) -> dict[str, NodePresence]:
+        """Each live node's share of the channel's presence, by node ID (this one included).
+
+        Nodes with no subscriber of the channel may be left out. A node that died stops
+        being listed when its presence key expires, as with the counts.
+        """

@@ -87,6 +87,27 @@ class TokenDeleted(msgspec.Struct, tag=True, frozen=True):
     token_id: str
 
 
+class MemberJoined(msgspec.Struct, tag=True, frozen=True):
+    """A token's first connection on ``node_id`` subscribed to a channel (presence)."""
+
+    project_id: str
+    channel_id: str
+    token_id: str
+    state: msgspec.Raw
+    """The token's state, which ``PRESENCE_JOIN`` carries."""
+    node_id: str
+
+
+class MemberLeft(msgspec.Struct, tag=True, frozen=True):
+    """A token's last connection on ``node_id`` left a channel (presence)."""
+
+    project_id: str
+    channel_id: str
+    token_id: str
+    state: msgspec.Raw
+    node_id: str
+
+
 BrokerEvent = (
     ChannelMessage
     | DirectMessage
@@ -96,4 +117,6 @@ BrokerEvent = (
     | TokenUnsubscribed
     | TokenUpdated
     | TokenDeleted
+    | MemberJoined
+    | MemberLeft
 )

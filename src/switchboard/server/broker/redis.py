@@ -11,7 +11,16 @@ has and how many subscribers each channel has (hashes ``{prefix}presence:{node}:
 and ``:c``), and refreshes ``{prefix}node:{node}`` with a short TTL. A count is the
 sum over nodes whose key is alive, so a node killed with ``kill -9`` stops counting
 when its key expires, and the first reader after that sweeps its hashes away. A node
-that stops cleanly deletes its own at once.
+that stops cleanly deletes its own at once. A third hash, ``:m``, holds who: per
+channel, this node's connections per token and its tokenless ones (JSON of
+:class:`~switchboard.server.presence.NodePresence`); it is written with the other two,
+in the same transaction, only when something changed, so a publish costs nothing more.
+
+Presence events (``MemberJoined``/``MemberLeft``, one when a token's first connection on
+this node joins a channel or its last leaves it) are queued by the hub and published
+by one task in order, pipelined. Nodes with presence watches check every second that
+the nodes their members are on are alive, so a killed node's members leave within the
+TTL (plus that second).
 
 Redis faults: publishing raises :class:`~switchboard.exceptions.Unavailable`; the
 reader reconnects with backoff (at most :data:`_RECONNECT_MAX_S` between attempts, so
@@ -35,14 +44,20 @@ from redis import exceptions as redis_errors
 from redis.asyncio.client import PubSub
 
 from switchboard.exceptions import Unavailable
+from switchboard.server.broker import events as ev
 from switchboard.server.broker.events import BrokerEvent
 from switchboard.server.hub import Hub
+from switchboard.server.presence import NodePresence, announcements
 from switchboard.server.redis_pool import open_client
 
 log = logging.getLogger("switchboard.broker")
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(BrokerEvent)
+_share_decoder = msgspec.json.Decoder(NodePresence)
+
+_WATCH_CHECK_S = 1.0
+"""How often a node with presence watches checks that their members' nodes live."""
 
 _FAULTS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
@@ -100,7 +115,13 @@ class RedisBroker:
         self.connected = False
         self.events_received = 0
         self.reconnects = 0
+        self._members: list[ev.MemberJoined | ev.MemberLeft] = []
+        self._members_queued = asyncio.Event()
+        self._announce = False
+        """Set on each (re)connection: after the next presence write, announce every member."""
         hub.on_presence_change = self._dirty.set
+        hub.node_id = self.node_id
+        hub.on_member_change = self._queue_member
 
     def __repr__(self) -> str:
         return f"RedisBroker(node={self.node_id!r})"
@@ -115,10 +136,16 @@ class RedisBroker:
         self._tasks = [
             asyncio.create_task(self._read(subscribed)),
             asyncio.create_task(self._keep_presence()),
+            asyncio.create_task(self._publish_members()),
+            asyncio.create_task(self._check_watched_nodes()),
         ]
         await asyncio.wait_for(subscribed.wait(), self.timeout * 2)
 
     async def stop(self) -> None:
+        # The leaves of the connections the node just closed reach the other nodes' watches
+        # now, not when this node's key is found gone.
+        with contextlib.suppress(*_FAULTS):
+            await self._send_members()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -130,6 +157,7 @@ class RedisBroker:
                     self._k("node", self.node_id),
                     self._k("presence", self.node_id, "t"),
                     self._k("presence", self.node_id, "c"),
+                    self._k("presence", self.node_id, "m"),
                 )
                 await self._redis.srem(self._k("nodes"), self.node_id)
             await self._redis.aclose()
@@ -153,7 +181,7 @@ class RedisBroker:
         """Hand every event to the hub; reconnect and resubscribe after a fault."""
         delay = 0.1
         while True:
-            pubsub: Any = _EventsSubscription(self._redis.connection_pool, self._dirty.set)
+            pubsub: Any = _EventsSubscription(self._redis.connection_pool, self._reconnected)
             try:
                 await pubsub.subscribe(self.topic)
                 self.connected = True
@@ -161,7 +189,7 @@ class RedisBroker:
                 # Redis may have lost this node's presence while it was away: the
                 # presence task writes it again (and again on each reconnection that
                 # redis-py makes by itself, through _EventsSubscription).
-                self._dirty.set()
+                self._reconnected()
                 delay = 0.1
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
@@ -193,6 +221,13 @@ class RedisBroker:
 
     # Presence.
 
+    def _reconnected(self) -> None:
+        # Watchers on other nodes may have taken this node for dead while it was away
+        # (its key expired, or Redis restarted empty): once its presence is written
+        # again, its members are announced again; a join a watcher knows changes nothing.
+        self._announce = True
+        self._dirty.set()
+
     async def _keep_presence(self) -> None:
         """Refresh this node's key, and write its counts whenever they change."""
         interval = self.ttl / 3
@@ -220,25 +255,36 @@ class RedisBroker:
             if conn.scope != "project":
                 for channel_id in conn.channels:
                     channels[_channel_field(conn.project_id, channel_id)] += 1
+        members = {
+            _channel_field(p, c): _encoder.encode(share)
+            for (p, c), share in self.hub.presence.all_local().items()
+        }
         t_key = self._k("presence", self.node_id, "t")
         c_key = self._k("presence", self.node_id, "c")
+        m_key = self._k("presence", self.node_id, "m")
         pipe = self._redis.pipeline(transaction=True)
         pipe.set(self._k("node", self.node_id), "1", px=int(self.ttl * 1000))
         pipe.sadd(self._k("nodes"), self.node_id)
-        pipe.delete(t_key, c_key)
+        pipe.delete(t_key, c_key, m_key)
         if tokens:
             pipe.hset(t_key, mapping=dict(tokens))
         if channels:
             pipe.hset(c_key, mapping=dict(channels))
+        if members:
+            pipe.hset(m_key, mapping=members)
         await pipe.execute()
+        if self._announce:
+            self._announce = False
+            for event in announcements(self.hub.connections.values(), self.node_id):
+                self._queue_member(event)
 
-    async def _remote_sum(self, suffix: str, field: str) -> int:
-        """The count ``field`` summed over every other live node."""
+    async def _remote_fields(self, suffix: str, field: str) -> dict[str, bytes]:
+        """``field`` of hash ``suffix`` of every other live node that has it, by node."""
         try:
             nodes = [n.decode() for n in await self._redis.smembers(self._k("nodes"))]
             others = [n for n in nodes if n != self.node_id]
             if not others:
-                return 0
+                return {}
             pipe = self._redis.pipeline(transaction=False)
             for node in others:
                 pipe.exists(self._k("node", node))
@@ -246,16 +292,20 @@ class RedisBroker:
             replies = await pipe.execute()
         except _FAULTS as exc:
             raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
-        total = 0
+        found: dict[str, bytes] = {}
         dead = []
-        for node, alive, count in zip(others, replies[::2], replies[1::2], strict=True):
-            if alive:
-                total += int(count or 0)
-            else:
+        for node, alive, value in zip(others, replies[::2], replies[1::2], strict=True):
+            if not alive:
                 dead.append(node)
+            elif value is not None:
+                found[node] = value
         if dead:
             await self._sweep(dead)
-        return total
+        return found
+
+    async def _remote_sum(self, suffix: str, field: str) -> int:
+        """The count ``field`` summed over every other live node."""
+        return sum(int(v) for v in (await self._remote_fields(suffix, field)).values())
 
     async def _sweep(self, dead: list[str]) -> None:
         """Forget nodes whose key expired (they died without cleaning up)."""
@@ -263,7 +313,7 @@ class RedisBroker:
             pipe = self._redis.pipeline(transaction=False)
             for node in dead:
                 pipe.srem(self._k("nodes"), node)
-                pipe.delete(self._k("presence", node, "t"), self._k("presence", node, "c"))
+                pipe.delete(*(self._k("presence", node, s) for s in ("t", "c", "m")))
             await pipe.execute()
             log.info("swept dead nodes", extra={"nodes": dead})
 
@@ -273,6 +323,61 @@ class RedisBroker:
     async def channel_connections(self, project_id: str, channel_id: str) -> int:
         local = self.hub.channel_connections(project_id, channel_id)
         return local + await self._remote_sum("c", _channel_field(project_id, channel_id))
+
+    async def channel_presence(self, project_id: str, channel_id: str) -> dict[str, NodePresence]:
+        shares = {self.node_id: self.hub.presence.local(project_id, channel_id)}
+        remote = await self._remote_fields("m", _channel_field(project_id, channel_id))
+        for node, value in remote.items():
+            try:
+                shares[node] = _share_decoder.decode(value)
+            except msgspec.DecodeError:
+                log.warning("undecodable presence dropped", extra={"node": node})
+        return shares
+
+    # Presence events.
+
+    def _queue_member(self, event: ev.MemberJoined | ev.MemberLeft) -> None:
+        self._members.append(event)
+        self._members_queued.set()
+
+    async def _send_members(self) -> None:
+        events, self._members = self._members, []
+        if not events:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for event in events:
+            pipe.publish(self.topic, _encoder.encode(event))
+        await pipe.execute()
+
+    async def _publish_members(self) -> None:
+        """Publish presence events in the order the hub queued them, a batch per wakeup."""
+        while True:
+            await self._members_queued.wait()
+            self._members_queued.clear()
+            try:
+                await self._send_members()
+            except _FAULTS as exc:
+                # At most once, like every event: the watches miss this change, while
+                # the presence hashes (rewritten on reconnect) stay right.
+                log.warning("presence events not published", extra={"error": str(exc)})
+
+    async def _check_watched_nodes(self) -> None:
+        """Tell the hub which nodes its presence watches count on have died."""
+        while True:
+            await asyncio.sleep(_WATCH_CHECK_S)
+            nodes = sorted(self.hub.presence.remote_nodes())
+            if not nodes:
+                continue
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for node in nodes:
+                    pipe.exists(self._k("node", node))
+                alive = await pipe.execute()
+            except _FAULTS:
+                continue  # Redis is away: nobody can tell; try again next time
+            for node, live in zip(nodes, alive, strict=True):
+                if not live:
+                    self.hub.presence.node_gone(node)
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -70,6 +70,12 @@ class ClientDispatch(msgspec.Struct):
     d: msgspec.Raw = msgspec.Raw(b"null")
 
 
+class SubscribeData(msgspec.Struct):
+    """SUBSCRIBE's ``d``, which Hop's clients send as ``null`` (or leave out)."""
+
+    presence: bool = False
+
+
 class ClientMessage(msgspec.Struct):
     e: str
     d: msgspec.Raw = msgspec.Raw(b"null")
@@ -80,6 +86,7 @@ _identify_decoder = msgspec.json.Decoder(IdentifyData | None)
 _heartbeat_decoder = msgspec.json.Decoder(HeartbeatData | None)
 _dispatch_decoder = msgspec.json.Decoder(ClientDispatch)
 _message_decoder = msgspec.json.Decoder(ClientMessage)
+_subscribe_decoder = msgspec.json.Decoder(SubscribeData | None)
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], data: bytes | str, what: str) -> Any:
@@ -125,6 +132,19 @@ def decode_heartbeat(raw: msgspec.Raw) -> HeartbeatData | None:
 
 def decode_dispatch(raw: msgspec.Raw) -> ClientDispatch:
     return _decode(_dispatch_decoder, raw, "DISPATCH payload")  # type: ignore[no-any-return]
+
+
+def wants_presence(raw: msgspec.Raw) -> bool:
+    """True if SUBSCRIBE's ``d`` is ``{"presence": true, ...}``.
+
+    Anything else means no, and is never an error: Hop's clients put whatever they like
+    there, and SUBSCRIBE ignored ``d`` before presence existed.
+    """
+    try:
+        data = _subscribe_decoder.decode(raw)
+    except (msgspec.DecodeError, UnicodeError, RecursionError):
+        return False
+    return data is not None and data.presence
 
 
 def decode_message(raw: msgspec.Raw) -> ClientMessage:

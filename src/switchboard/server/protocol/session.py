@@ -53,6 +53,8 @@ class Identify:
 @dataclass(frozen=True, slots=True)
 class Subscribe:
     channel: str
+    presence: bool = False
+    """The client asked for presence dispatches (``d: {"presence": true}``, Switchboard's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +230,7 @@ class LeapSession:
             if not isinstance(channel, str) or not channel:
                 raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, f"{event} needs a channel in c")
             if event == "SUBSCRIBE":
-                self._events.append(Subscribe(channel))
+                self._events.append(Subscribe(channel, frames.wants_presence(dispatch.d)))
             elif event == "UNSUBSCRIBE":
                 self._events.append(Unsubscribe(channel))
             elif event == "MESSAGE":

@@ -1,0 +1,30 @@
+"""Starting a presence watch: the one step of presence that awaits (the cluster snapshot)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from switchboard.server.presence import Key, Presence
+from switchboard.server.service import Service
+
+
+async def start_watch(presence: Presence, service: Service, key: Key) -> None:
+    """Make sure ``key`` is watched on this node, seeded from a snapshot of the cluster.
+
+    The first connection of this node to ask reads the snapshot; events that arrive
+    meanwhile are kept and applied after it (see :mod:`switchboard.server.presence`).
+    Later ones wait for that same snapshot. On return the caller adds its connection
+    with :meth:`Presence.add_watcher`, with no await in between, so it misses nothing.
+    """
+    watch, new = presence.watch(key)
+    if not new:
+        # Shielded: a waiter's cancellation (its socket closing) must not cancel the
+        # snapshot everyone else waits for.
+        await asyncio.shield(watch.ready)
+        return
+    try:
+        shares, states = await service.presence_snapshot(*key)
+    except BaseException:
+        presence.abandon(key)
+        raise
+    presence.seed(key, shares, states)
