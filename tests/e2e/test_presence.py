@@ -204,3 +204,42 @@ async def test_deleting_the_channel_ends_the_watch(node: Server, http: httpx.Asy
         await watcher.nothing(0.3)
     assert node.node is not None
     assert node.node.hub.presence.watches == {}
+
+
+async def test_watchers_asking_at_once_share_one_watch(
+    node: Server, http: httpx.AsyncClient
+) -> None:
+    await ok(http.put("/channels/busy", json={"type": "public"}))
+    tokens = [await make_token(http, {"n": n}) for n in range(3)]
+    newcomer = await make_token(http, {"n": "new"})
+    async with (
+        leap(node.ws_url, node.project_id, tokens[0]) as w0,
+        leap(node.ws_url, node.project_id, tokens[1]) as w1,
+        leap(node.ws_url, node.project_id, tokens[2]) as w2,
+    ):
+        watchers = (w0, w1, w2)
+        # Sent together: the later ones wait for the first one's snapshot.
+        for w in watchers:
+            await w.send({"op": 0, "d": {"c": "busy", "e": "SUBSCRIBE", "d": {"presence": True}}})
+
+        async def until_newcomer(w: Leap) -> None:
+            while True:
+                d = await w.dispatch()
+                if d["e"] == "PRESENCE_JOIN" and d["d"]["member_id"] == member_id(newcomer):
+                    return
+
+        async with leap(node.ws_url, node.project_id, newcomer) as n:
+            await asyncio.sleep(0.2)  # every watcher holds the channel now
+            assert (await n.subscribe("busy"))["e"] == "AVAILABLE"
+            await asyncio.gather(*(until_newcomer(w) for w in watchers))
+            # One watcher unsubscribes: the others hear the newcomer leave; it does not.
+            await w0.unsubscribe("busy")
+            await asyncio.sleep(0.2)
+        for w in (w1, w2):
+            while (d := await w.dispatch())["e"] != "PRESENCE_LEAVE" or d["d"]["member_id"] != (
+                member_id(newcomer)
+            ):
+                pass
+        await w0.nothing(0.3)
+    assert node.node is not None
+    assert node.node.hub.presence.watches == {}

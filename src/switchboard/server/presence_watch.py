@@ -16,15 +16,19 @@ async def start_watch(presence: Presence, service: Service, key: Key) -> None:
     Later ones wait for that same snapshot. On return the caller adds its connection
     with :meth:`Presence.add_watcher`, with no await in between, so it misses nothing.
     """
-    watch, new = presence.watch(key)
-    if not new:
+    while True:
+        watch, new = presence.watch(key)
+        if new:
+            try:
+                shares, states = await service.presence_snapshot(*key)
+            except BaseException:
+                presence.abandon(key)
+                raise
+            presence.seed(key, shares, states)
+            return
         # Shielded: a waiter's cancellation (its socket closing) must not cancel the
         # snapshot everyone else waits for.
         await asyncio.shield(watch.ready)
-        return
-    try:
-        shares, states = await service.presence_snapshot(*key)
-    except BaseException:
-        presence.abandon(key)
-        raise
-    presence.seed(key, shares, states)
+        if presence.watches.get(key) is watch:
+            return
+        # The snapshot failed, or its reader left and the watch was dropped: read anew.
