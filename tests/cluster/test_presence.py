@@ -102,3 +102,46 @@ async def test_presence_sums_nodes_and_a_killed_nodes_members_leave(
         for server in (a, b):
             if server.process is not None and server.process.poll() is None:
                 stop(server)
+
+
+async def test_a_node_taken_for_dead_announces_its_members_again(
+    redis_url: str, tmp_path: Path
+) -> None:
+    import redis.asyncio as aioredis
+
+    from switchboard.server.broker.redis import RedisBroker
+    from tests.conftest import join_node, start_node
+
+    a = await start_node(tmp_path / "a", redis_url=redis_url)
+    b = await join_node(a, tmp_path / "b", redis_url=redis_url)
+    assert a.node is not None and b.node is not None
+    broker_b = b.node.broker
+    assert isinstance(broker_b, RedisBroker)
+    try:
+        async with httpx.AsyncClient(base_url=a.api, headers=a.headers) as via_a:
+            r = await via_a.put("/channels/room", json={"type": "public"})
+            assert r.status_code == 200
+            w = (await via_a.post("/channels/tokens", json={})).json()["data"]["token"]["id"]
+            m = (await via_a.post("/channels/tokens", json={})).json()["data"]["token"]["id"]
+        async with (
+            leap(a.ws_url, a.project_id, w) as watcher,
+            leap(b.ws_url, a.project_id, m) as member,
+        ):
+            await watch(watcher, "room")
+            await watcher.dispatch("PRESENCE_JOIN")  # the watcher itself
+            assert (await member.subscribe("room"))["e"] == "AVAILABLE"
+            assert (await watcher.dispatch("PRESENCE_JOIN"))["d"]["member_id"] == member_id(m)
+            # b stalls past its TTL, as far as Redis can tell: its key is gone.
+            client = aioredis.from_url(redis_url)
+            try:
+                assert await client.delete(f"sb:node:{broker_b.node_id}") == 1
+            finally:
+                await client.aclose()
+            leave = await watcher.dispatch("PRESENCE_LEAVE", timeout=3)
+            assert leave["d"]["member_id"] == member_id(m)
+            # b's next refresh (every TTL / 3 = 5 s) finds its key gone and announces again.
+            join = await watcher.dispatch("PRESENCE_JOIN", timeout=8)
+            assert join["d"]["member_id"] == member_id(m)
+    finally:
+        await b.node.stop()
+        await a.node.stop()

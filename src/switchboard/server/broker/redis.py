@@ -20,7 +20,9 @@ Presence events (``MemberJoined``/``MemberLeft``, one when a token's first conne
 this node joins a channel or its last leaves it) are queued by the hub and published
 by one task in order, pipelined. Nodes with presence watches check every second that
 the nodes their members are on are alive, so a killed node's members leave within the
-TTL (plus that second).
+TTL (plus that second). A node that finds its own key gone when it writes (it stalled
+past the TTL, or Redis restarted empty), or whose link to Redis came back, announces
+all its members again, so watchers that took it for dead see them join again.
 
 Redis faults: publishing raises :class:`~switchboard.exceptions.Unavailable`; the
 reader reconnects with backoff (at most :data:`_RECONNECT_MAX_S` between attempts, so
@@ -222,9 +224,10 @@ class RedisBroker:
     # Presence.
 
     def _reconnected(self) -> None:
-        # Watchers on other nodes may have taken this node for dead while it was away
-        # (its key expired, or Redis restarted empty): once its presence is written
-        # again, its members are announced again; a join a watcher knows changes nothing.
+        # Presence events this node published while Redis was away are lost, and watchers
+        # elsewhere may have taken it for dead: once its presence is written again, its
+        # members are announced again (as they are whenever its key is found missing);
+        # a join a watcher knows already changes nothing.
         self._announce = True
         self._dirty.set()
 
@@ -262,8 +265,12 @@ class RedisBroker:
         t_key = self._k("presence", self.node_id, "t")
         c_key = self._k("presence", self.node_id, "c")
         m_key = self._k("presence", self.node_id, "m")
+        node_key = self._k("node", self.node_id)
         pipe = self._redis.pipeline(transaction=True)
-        pipe.set(self._k("node", self.node_id), "1", px=int(self.ttl * 1000))
+        # Whether the key was still there: if not, other nodes may have taken this one
+        # for dead (its key expired in a stall, or Redis restarted empty).
+        pipe.exists(node_key)
+        pipe.set(node_key, "1", px=int(self.ttl * 1000))
         pipe.sadd(self._k("nodes"), self.node_id)
         pipe.delete(t_key, c_key, m_key)
         if tokens:
@@ -272,8 +279,8 @@ class RedisBroker:
             pipe.hset(c_key, mapping=dict(channels))
         if members:
             pipe.hset(m_key, mapping=members)
-        await pipe.execute()
-        if self._announce:
+        was_alive = (await pipe.execute())[0]
+        if self._announce or not was_alive:
             self._announce = False
             for event in announcements(self.hub.connections.values(), self.node_id):
                 self._queue_member(event)
