@@ -18,9 +18,10 @@ from switchboard.exceptions import (
     PayloadTooLarge,
     Unavailable,
 )
+from switchboard.server import metrics as prometheus
 from switchboard.server.api import channels, console, openapi, tokens
 from switchboard.server.api.auth import REST_LIMIT, SERVICE
-from switchboard.server.api.cors import cors_middleware
+from switchboard.server.api.cors import add_headers, is_preflight, preflight_response
 from switchboard.server.api.draining import Drain
 from switchboard.server.api.envelope import error_response, ok
 from switchboard.server.gateway import Gateway
@@ -68,55 +69,91 @@ def _from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Re
     return error_response(error, headers)
 
 
-@web.middleware
-async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure becomes the JSON error envelope; every request one access-log line."""
-    started = time.perf_counter()
+WEBSOCKET_PATHS = ("/ws", "/1.0/ws")
+
+
+def request_middleware(
+    drain: Drain, *, body_timeout_s: float, cors_origins: tuple[str, ...]
+) -> Middleware:
+    """The one middleware every request passes through.
+
+    In order: CORS preflights, refusal while draining, the body deadline, the handler,
+    every failure as the JSON error envelope, CORS headers, one access-log line.
+
+    One middleware, not a stack of them, on purpose: a WebSocket's handler runs inside
+    the middlewares for the socket's whole life, and each one keeps a suspended
+    coroutine per socket (about 0.3 KiB each, ``bench/memory.py``).
+    """
+
+    @web.middleware
+    async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        websocket = request.path.startswith(WEBSOCKET_PATHS)
+        origin = request.headers.get("Origin") if cors_origins and not websocket else None
+        response: web.StreamResponse
+        if origin is not None and is_preflight(request):
+            response = preflight_response(request, origin, cors_origins)
+        elif websocket:
+            response = await _answer(request, handler)
+        elif drain.draining:
+            response = drain.refusal()
+        else:
+            drain.enter()
+            try:
+                response = await _answer(request, handler, body_timeout_s)
+            finally:
+                drain.leave()
+        if origin is not None:
+            add_headers(response, origin, cors_origins)
+        # Build the record only if it will be written: it costs ~3% of a REST publish.
+        if access_log.isEnabledFor(logging.INFO) and not websocket:
+            access_log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": redact_path(request.path),
+                    "status": response.status,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+        return response
+
+    return handle
+
+
+async def _answer(
+    request: web.Request, handler: Handler, body_timeout_s: float | None = None
+) -> web.StreamResponse:
+    """The handler's response, or the error envelope for whatever it raised."""
     try:
-        response = await handler(request)
+        if body_timeout_s is not None:
+            await _read_body_within(request, body_timeout_s)
+        return await handler(request)
     except APIError as exc:
-        response = error_response(exc)
+        return error_response(exc)
     except web.HTTPException as exc:
-        response = _from_http_exception(exc, request)
+        return _from_http_exception(exc, request)
     except Exception:
         log.exception(
             "unhandled error", extra={"method": request.method, "path": redact_path(request.path)}
         )
-        response = error_response(InternalError("the server failed; the error is in its log"))
-    # Build the record only if it will be written: it costs ~3% of a REST publish.
-    if access_log.isEnabledFor(logging.INFO) and not request.path.startswith(("/ws", "/1.0/ws")):
-        access_log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": redact_path(request.path),
-                "status": response.status,
-                "ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
-    return response
+        return error_response(InternalError("the server failed; the error is in its log"))
 
 
-def body_deadline(timeout: float) -> Middleware:
-    """Read a request's body within ``timeout`` seconds, else answer 408 (slow senders)."""
-
-    @web.middleware
-    async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
-        # A small body usually came in the same packets as the head: nothing to wait
-        # for, and no timer to arm on the hot path.
-        if request.can_read_body and not request.content.is_eof():
-            try:
-                async with asyncio.timeout(timeout):
-                    await request.read()  # kept by aiohttp: the handler's read() returns it
-            except TimeoutError:
-                raise APIError(
-                    f"the request body did not arrive within {timeout:g} s",
-                    status=408,
-                    code="request_timeout",
-                ) from None
-        return await handler(request)
-
-    return deadline
+async def _read_body_within(request: web.Request, seconds: float) -> None:
+    """Read a request's body within ``seconds``, else 408 (slow senders)."""
+    # A small body usually came in the same packets as the head: nothing to wait for,
+    # and no timer to arm on the hot path.
+    if request.can_read_body and not request.content.is_eof():
+        try:
+            async with asyncio.timeout(seconds):
+                await request.read()  # kept by aiohttp: the handler's read() returns it
+        except TimeoutError:
+            raise APIError(
+                f"the request body did not arrive within {seconds:g} s",
+                status=408,
+                code="request_timeout",
+            ) from None
 
 
 def build_app(
@@ -127,18 +164,11 @@ def build_app(
     body_timeout_s: float = 15.0,
     cors_origins: tuple[str, ...] = (),
     rest_requests_per_second: float = 0.0,
+    metrics: bool = False,
 ) -> web.Application:
-    # Outermost first: CORS headers go on every response, errors included; the envelope
-    # middleware turns what the body deadline raises into the JSON envelope.
     drain = Drain()
-    middlewares: list[Middleware] = [
-        drain.middleware,
-        envelope_middleware,
-        body_deadline(body_timeout_s),
-    ]
-    if cors_origins:
-        middlewares.insert(0, cors_middleware(cors_origins))
-    app = web.Application(middlewares=middlewares, client_max_size=max_body)
+    middleware = request_middleware(drain, body_timeout_s=body_timeout_s, cors_origins=cors_origins)
+    app = web.Application(middlewares=[middleware], client_max_size=max_body)
     app[DRAIN] = drain
     app[SERVICE] = service
     app[MAX_BODY] = max_body
@@ -166,5 +196,7 @@ def build_app(
     # Token routes first: /v1/channels/tokens must never be read as a channel ID.
     app.router.add_routes(tokens.routes)
     app.router.add_routes(channels.routes)
+    if metrics:
+        prometheus.setup(app, service, gateway)  # /metrics, for operators (server/metrics.py)
     openapi.setup(app)  # /openapi.json and /docs, from the routes above (api/openapi.py)
     return app

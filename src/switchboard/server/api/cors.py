@@ -12,15 +12,15 @@ are backends. With origins set:
 - credentials (cookies) are never allowed: the API authenticates with the
   ``Authorization`` header, which a preflight lists as allowed.
 
-The WebSocket gateway does not use CORS (browsers do not preflight WebSockets); its
-``Origin`` check uses the same :func:`~switchboard.server.origins.origin_allowed`
-with its own list (``--ws-origin``).
+These are steps of the app's one request middleware (``api/app.py``), not a middleware
+of their own. The WebSocket gateway does not use CORS (browsers do not preflight
+WebSockets); its ``Origin`` check uses the same
+:func:`~switchboard.server.origins.origin_allowed` with its own list (``--ws-origin``).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from switchboard.exceptions import Forbidden
 from switchboard.server.api.envelope import error_response
@@ -32,37 +32,34 @@ EXPOSED_HEADERS = "Retry-After"
 MAX_AGE_S = 600
 
 
-def cors_middleware(origins: tuple[str, ...]) -> Middleware:
-    """The middleware for ``origins``; put it outside the envelope middleware."""
+def is_preflight(request: web.Request) -> bool:
+    return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+
+
+def preflight_response(request: web.Request, origin: str, origins: tuple[str, ...]) -> web.Response:
+    """204 with what the API accepts, or 403 for an origin that is not allowed."""
+    if not origin_allowed(origin, origins):
+        return error_response(Forbidden(f"the origin {origin} may not call this API"))
+    requested = request.headers.get("Access-Control-Request-Headers")
+    response = web.Response(status=204)
+    response.headers.update(
+        {
+            "Access-Control-Allow-Methods": ALLOWED_METHODS,
+            # Echo what the browser asks for: the API ignores headers it does not
+            # read, and authentication is by header, not cookie.
+            "Access-Control-Allow-Headers": requested or ALLOWED_HEADERS,
+            "Access-Control-Max-Age": str(MAX_AGE_S),
+        }
+    )
+    return response
+
+
+def add_headers(response: web.StreamResponse, origin: str, origins: tuple[str, ...]) -> None:
+    """Let a page of ``origin`` read ``response``, if the origin is allowed."""
+    if response.prepared or not origin_allowed(origin, origins):
+        return
     any_origin = "*" in origins
-
-    @web.middleware
-    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if origin is None or request.path.startswith(("/ws", "/1.0/ws")):
-            return await handler(request)
-        allowed = origin_allowed(origin, origins)
-        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            if not allowed:
-                return error_response(Forbidden(f"the origin {origin} may not call this API"))
-            requested = request.headers.get("Access-Control-Request-Headers")
-            response: web.StreamResponse = web.Response(status=204)
-            response.headers.update(
-                {
-                    "Access-Control-Allow-Methods": ALLOWED_METHODS,
-                    # Echo what the browser asks for: the API ignores headers it does
-                    # not read, and authentication is by header, not cookie.
-                    "Access-Control-Allow-Headers": requested or ALLOWED_HEADERS,
-                    "Access-Control-Max-Age": str(MAX_AGE_S),
-                }
-            )
-        else:
-            response = await handler(request)
-        if allowed:
-            response.headers["Access-Control-Allow-Origin"] = "*" if any_origin else origin
-            response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-            if not any_origin:
-                response.headers["Vary"] = "Origin"
-        return response
-
-    return cors
+    response.headers["Access-Control-Allow-Origin"] = "*" if any_origin else origin
+    response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+    if not any_origin:
+        response.headers["Vary"] = "Origin"

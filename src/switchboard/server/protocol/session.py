@@ -93,6 +93,26 @@ class SessionLimits:
 class LeapSession:
     """The protocol state of one connection. See the module docstring."""
 
+    # One per live socket: slots instead of a __dict__ keep an idle connection small
+    # (bench/memory.py).
+    __slots__ = (
+        "_bucket",
+        "_bucket_at",
+        "_events",
+        "_frames",
+        "_outgoing",
+        "_probe_count",
+        "_probe_sent_at",
+        "_probe_tag",
+        "_strikes",
+        "close_code",
+        "close_reason",
+        "last_received",
+        "limits",
+        "opened_at",
+        "state",
+    )
+
     def __init__(self, *, now: float, limits: SessionLimits | None = None) -> None:
         self.limits = limits or SessionLimits()
         self.state = SessionState.AWAITING_IDENTIFY
