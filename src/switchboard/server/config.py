@@ -73,6 +73,9 @@ class Settings:
     """If set, a WebSocket upgrade whose ``Origin`` is not listed is refused with 403
     (``*`` matches any); browsers always send Origin, other clients may send none, and a
     missing Origin is allowed."""
+    metrics: bool = False
+    """Serve ``GET /metrics`` (Prometheus text format, no authentication) on the main
+    port. Off by default: only operators should reach it (docs/metrics.md)."""
 
     @property
     def base_url(self) -> str:

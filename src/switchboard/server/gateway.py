@@ -99,6 +99,7 @@ class GatewayConnection(Connection):
         if self.closing:
             return
         self.closing = True
+        self.hub.close_codes[code] += 1
         self.session.close(code, reason)
         self.hub.detach(self)
         self.cancel_expiry()
@@ -161,9 +162,11 @@ class Gateway:
         self._live: dict[str, GatewayConnection] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self.accepting = True
+        self.sockets_accepted = 0
+        """WebSocket upgrades completed since the start (refused ones included)."""
 
     def stats(self) -> dict[str, int]:
-        return {"sockets": len(self._live)}
+        return {"sockets": len(self._live), "sockets_accepted": self.sockets_accepted}
 
     async def start(self) -> None:
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -210,6 +213,7 @@ class Gateway:
             # with its visitors' tokens. Clients that send no Origin (backends) pass.
             raise Forbidden(f"the origin {origin} may not open a socket here")
         await ws.prepare(request)
+        self.sockets_accepted += 1
         transport = request.transport
         assert transport is not None
         loop = asyncio.get_running_loop()

@@ -23,10 +23,11 @@ The hub knows nothing of HTTP, storage or the Leap handshake; the gateway gives 
 from __future__ import annotations
 
 import asyncio
+import collections
 import struct
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
@@ -156,17 +157,26 @@ class Connection:
 
     def write_queued(self) -> None:
         """Write the queued frames in one call; close with 4000 if the peer is too far behind."""
+        self.hub.bytes_written += self._write_queued()
+
+    def _write_queued(self) -> int:
+        """:meth:`write_queued`, returning the bytes written instead of counting them.
+
+        :meth:`Hub.write_all` sums the result in a local and adds it to the hub's counter
+        once per turn: an attribute update per socket would be paid per recipient.
+        """
         queued = self._queued
         if queued is None:
-            return
+            return 0
         self._queued = None
         transport = self.transport
         if self.closing or transport.is_closing():
-            return
+            return 0
         transport.write(queued)
         if transport.get_write_buffer_size() > self.hub.max_buffered_bytes:
             self.hub.closed_slow += 1
             self.close(CloseCode.UNKNOWN_ERROR, "slow consumer: too many unsent bytes")
+        return len(queued)
 
     def send_payload(self, payload: bytes) -> None:
         self.send(Outgoing(payload))
@@ -190,6 +200,12 @@ class HubStats:
     messages_published: int
     deliveries: int
     closed_slow: int
+    direct_messages: int = 0
+    bytes_written: int = 0
+    """WebSocket bytes (frame headers included) handed to socket transports."""
+    connections_by_scope: dict[str, int] = field(default_factory=dict)
+    close_codes: dict[int, int] = field(default_factory=dict)
+    """Close codes this node sent, counted when it starts a close (see the gateway)."""
 
 
 def leap_channel(project_id: str, channel_id: str, channel_type: str, state: Any) -> dict[str, Any]:
@@ -217,8 +233,12 @@ class Hub:
         self._identifying: dict[str, set[Connection]] = {}
         """Connections whose IDENTIFY is looking their token up, not attached yet."""
         self.messages_published = 0
+        self.direct_messages = 0
         self.deliveries = 0
         self.closed_slow = 0
+        self.bytes_written = 0
+        self.close_codes: collections.Counter[int] = collections.Counter()
+        """Close codes sent, by code; the gateway counts each close it starts."""
         self.activity = Activity()
         """Messages per project per second, for the console's overview."""
         self.on_presence_change: Callable[[], None] | None = None
@@ -246,8 +266,10 @@ class Hub:
         """Write every connection's queued frames now, one ``write`` per connection."""
         self._write_scheduled = False
         to_write, self._to_write = self._to_write, []
+        written = 0
         for conn in to_write:
-            conn.write_queued()
+            written += conn._write_queued()
+        self.bytes_written += written
 
     def _presence_changed(self) -> None:
         if self.on_presence_change is not None:
@@ -368,6 +390,7 @@ class Hub:
             payload = frames.dispatch(
                 None, "DIRECT_MESSAGE", {"e": event.event, "d": event.data}, unicast=False
             )
+            self.direct_messages += 1
             frame = Outgoing(payload)
             for conn in self._token_members(event.project_id, event.token_id):
                 conn.send(frame)
@@ -449,4 +472,10 @@ class Hub:
             messages_published=self.messages_published,
             deliveries=self.deliveries,
             closed_slow=self.closed_slow,
+            direct_messages=self.direct_messages,
+            bytes_written=self.bytes_written,
+            connections_by_scope=dict(
+                collections.Counter(c.scope for c in self.connections.values())
+            ),
+            close_codes=dict(self.close_codes),
         )

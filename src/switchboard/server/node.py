@@ -69,6 +69,7 @@ class Node:
             body_timeout_s=settings.limits.http_body_timeout_s,
             cors_origins=settings.cors_origins,
             rest_requests_per_second=settings.limits.rest_requests_per_second,
+            metrics=settings.metrics,
         )
         self._runner: web.AppRunner | None = None
         self._unserved_socket: socket.socket | None = None

@@ -104,6 +104,19 @@ class Service:
         self.broker = broker
         self.limits = limits
         self._projects: dict[str, Project] = {}
+        # Messages accepted through this node, counted once each after the broker took
+        # them (never per recipient): metrics read them through stats().
+        self.rest_messages = 0
+        self.rest_direct_messages = 0
+        self.client_messages = 0
+
+    def stats(self) -> dict[str, int]:
+        """Messages this node accepted: REST channel and direct messages, client MESSAGEs."""
+        return {
+            "rest_messages": self.rest_messages,
+            "rest_direct_messages": self.rest_direct_messages,
+            "client_messages": self.client_messages,
+        }
 
     def _shared(self, project: Project) -> Project:
         """One Project object per project for every connection (a copy each costs memory).
@@ -302,6 +315,7 @@ class Service:
                 epoch=position.epoch if position else None,
             )
         )
+        self.rest_messages += 1
 
     async def subscribe_token(self, project: Project, channel_id: str, token_id: str) -> None:
         channel = await self._channel(project, channel_id)
@@ -438,6 +452,7 @@ class Service:
         self._check_size(data, "message data")
         await self._token(project, token_id)
         await self.broker.publish(ev.DirectMessage(project.id, token_id, event, data))
+        self.rest_direct_messages += 1
 
     async def is_online(self, token_id: str) -> bool:
         return await self.broker.token_connections(token_id) > 0
@@ -554,3 +569,4 @@ class Service:
                 epoch=position.epoch if position else None,
             )
         )
+        self.client_messages += 1

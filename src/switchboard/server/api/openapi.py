@@ -310,6 +310,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/docs"): Operation(
         "This document as a page", auth=False, content="text/html", tag="meta"
     ),
+    # Only with --metrics; for operators, unauthenticated (docs/metrics.md).
+    ("GET", "/metrics"): Operation(
+        "Prometheus metrics of this node (only with --metrics)",
+        auth=False,
+        content="text/plain",
+        tag="meta",
+    ),
 }
 
 _STATUS_TEXT = {

@@ -152,6 +152,15 @@ _DEFAULT_LIMITS = Limits()
     "clients that send no Origin are not affected.",
 )
 @click.option(
+    "--metrics/--no-metrics",
+    default=False,
+    show_default=True,
+    envvar="SWITCHBOARD_METRICS",
+    show_envvar=True,
+    help="Serve Prometheus metrics at GET /metrics on this port, without authentication: "
+    "keep it off a public listener (docs/metrics.md).",
+)
+@click.option(
     "--history-size",
     default=_DEFAULT_LIMITS.history_size,
     show_default=True,
@@ -207,6 +216,7 @@ def serve(
     http_body_timeout: float,
     cors_origins: tuple[str, ...],
     ws_origins: tuple[str, ...],
+    metrics: bool,
     history_size: int,
     history_ttl: int,
     shutdown_grace: float,
@@ -231,6 +241,7 @@ def serve(
         shutdown_grace_s=shutdown_grace,
         cors_origins=_split(cors_origins),
         ws_origins=_split(ws_origins),
+        metrics=metrics,
         limits=Limits(
             max_payload_bytes=max_payload_bytes,
             client_messages_per_second=client_messages_per_second,
