@@ -160,6 +160,14 @@ def required_for(method: str, route: str) -> Permission | None:
     return ROUTE_PERMISSIONS.get((method, route))
 
 
+def route_mask(method: str, route: str) -> int | None:
+    """The bits any one of which lets a request to ``route`` through (its permission and
+    the flag that stands in for it), as a plain int: the per-request check is then one
+    ``&`` of ints, not IntFlag arithmetic (which builds enum members). None if the route
+    is not in the table."""
+    return _ROUTE_MASKS.get(("GET" if method == "HEAD" else method, route))
+
+
 def allows(granted: int, needed: Permission) -> bool:
     """True if ``granted`` holds ``needed``, or the flag that stands in for it."""
     return bool(granted & (needed | ALIASES.get(needed, NONE)))
@@ -174,3 +182,8 @@ def describe(needed: Permission) -> str:
     """``read_channels``, or ``create_leap_token (or create_channel_token)``."""
     alias = ALIASES.get(needed)
     return name(needed) + (f" (or {name(alias)})" if alias is not None else "")
+
+
+_ROUTE_MASKS: dict[tuple[str, str], int] = {
+    key: int(needed | ALIASES.get(needed, NONE)) for key, needed in ROUTE_PERMISSIONS.items()
+}

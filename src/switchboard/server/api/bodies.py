@@ -152,7 +152,18 @@ def _check_plain_json(body: bytes) -> None:
     equal keys, so without this a body could store invalid UTF-8, a number no decoder
     takes back (``1e400``), or keys that readers resolve differently, and a later
     ``PATCH`` of that state (which decodes it) would fail.
+
+    The fast path, in C: if decoding the body to Python values and encoding them again
+    gives the body back byte for byte (compacted), nothing was lost (two equal keys
+    would have collapsed into one, a number out of range would not decode, strings were
+    checked as UTF-8). Otherwise (escapes, ``1.50``, or a real problem) Python's own
+    parser decides, and names the problem. The fast path is ~3x cheaper on a publish.
     """
+    try:
+        if msgspec.json.encode(msgspec.json.decode(body)) == msgspec.json.format(body, indent=-1):
+            return
+    except (msgspec.DecodeError, RecursionError, UnicodeError):
+        pass
     json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys, parse_float=_finite)
 
 
