@@ -10,8 +10,6 @@ of distinct keys cannot grow memory without bound.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 
 class Bucket:
     """``rate`` tokens per second, at most ``burst`` held; starts full."""
@@ -33,11 +31,9 @@ class Bucket:
         self.tokens -= 1.0
         return True
 
-
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    at: float
+    def wait(self) -> float:
+        """Seconds until the next token, after a :meth:`take` that found none."""
+        return (1.0 - self.tokens) / self.rate
 
 
 class TokenBuckets:
@@ -49,7 +45,7 @@ class TokenBuckets:
         self.rate = rate
         self.burst = burst if burst is not None else max(rate, 1.0)
         self.max_keys = max_keys
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, Bucket] = {}
         self.refused = 0
 
     def take(self, key: str, now: float) -> float:
@@ -58,15 +54,11 @@ class TokenBuckets:
         if bucket is None:
             if len(self._buckets) >= self.max_keys:
                 self._forget(now)
-            bucket = self._buckets[key] = _Bucket(self.burst, now)
-        else:
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
-            bucket.at = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+            bucket = self._buckets[key] = Bucket(self.rate, self.burst, now)
+        if bucket.take(now):
             return 0.0
         self.refused += 1
-        return (1.0 - bucket.tokens) / self.rate
+        return bucket.wait()
 
     def _forget(self, now: float) -> None:
         full_after = self.burst / self.rate

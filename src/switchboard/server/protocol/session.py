@@ -96,10 +96,9 @@ class LeapSession:
     # One per live socket: slots instead of a __dict__ keep an idle connection small
     # (bench/memory.py).
     __slots__ = (
-        "_bucket",
-        "_bucket_at",
         "_events",
         "_frames",
+        "_messages",
         "_outgoing",
         "_probe_count",
         "_probe_sent_at",
@@ -127,9 +126,9 @@ class LeapSession:
         self._probe_tag: str | None = None
         self._probe_sent_at = 0.0
         self._probe_count = 0
-        self._bucket = self.limits.messages_per_second
-        self._bucket_at = now
         limits = self.limits
+        rate = limits.messages_per_second
+        self._messages = Bucket(rate, rate, now)
         self._frames = Bucket(limits.frames_per_second, limits.frames_per_second * 2, now)
         self._strikes = Bucket(limits.messages_per_second, limits.flood_strikes, now)
         self._send(frames.hello(self.limits.heartbeat_interval_ms))
@@ -287,7 +286,7 @@ class LeapSession:
                 )
             )
             return
-        if not self._take_from_bucket(now):
+        if not self._messages.take(now):
             self._send(
                 frames.error_dispatch(
                     channel,
@@ -304,12 +303,3 @@ class LeapSession:
         """Count one refused frame or message; past the allowance, close with 4008."""
         if not self._strikes.take(now):
             self.close(CloseCode.FLOODING, f"too many {what}: over the rate limit for too long")
-
-    def _take_from_bucket(self, now: float) -> bool:
-        rate = self.limits.messages_per_second
-        self._bucket = min(rate, self._bucket + (now - self._bucket_at) * rate)
-        self._bucket_at = now
-        if self._bucket < 1:
-            return False
-        self._bucket -= 1
-        return True
