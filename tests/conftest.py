@@ -3,12 +3,15 @@
 ``node``: a server in the test's own event loop (real sockets on 127.0.0.1, a real
 SQLite file), with a fresh project and its project token. Cheap: start one per test.
 
+``http``: an httpx client for ``node``'s REST API with its project token.
+
 ``spawn_server``: a real ``switchboard serve`` process, for what only a process shows
 (the command line, the banner, SIGTERM, ``kill -9`` and a restart).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -21,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from switchboard.server.config import Limits, Settings
@@ -103,6 +107,27 @@ async def node(tmp_path: Path) -> AsyncIterator[Server]:
     finally:
         assert server.node is not None
         await server.node.stop()
+
+
+@pytest.fixture
+async def http(node: Server) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for ``node``'s REST API (``/v1``), with its project token."""
+    async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as client:
+        yield client
+
+
+async def open_raw(server: Server) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A bare TCP connection to ``server``, for writing HTTP by hand."""
+    host, port = server.base_url.removeprefix("http://").rsplit(":", 1)
+    return await asyncio.open_connection(host, int(port))
+
+
+def json_request_head(method: str, path: str, project_token: str, content_length: int) -> bytes:
+    """The head of an authenticated JSON request, to be followed by its body by hand."""
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {project_token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {content_length}\r\n\r\n"
+    ).encode()
 
 
 _BANNER_ID = re.compile(r"Project ID:\s+(\S+)")

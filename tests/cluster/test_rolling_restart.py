@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server, launch
+from tests.conftest import Server, json_request_head, launch, open_raw
 from tests.e2e.leap import Leap, leap
 
 DRAIN_BOUND_S = 12.0
@@ -212,17 +212,10 @@ async def test_sigterm_finishes_a_rest_call_in_flight(redis_url: str, tmp_path: 
     try:
         with httpx.Client(base_url=a.api, headers=a.headers) as http:
             assert http.put("/channels/room", json={"type": "public"}).is_success
-        host, port = a.base_url.removeprefix("http://").split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
+        reader, writer = await open_raw(a)
         body = json.dumps({"kept": "x" * 1000}).encode()
-        writer.write(
-            b"PUT /v1/channels/room/state HTTP/1.1\r\nHost: x\r\nAuthorization: "
-            + a.project_token.encode()
-            + b"\r\nContent-Type: application/json\r\nContent-Length: "
-            + str(len(body)).encode()
-            + b"\r\n\r\n"
-            + body[:100]
-        )
+        request = json_request_head("PUT", "/v1/channels/room/state", a.project_token, len(body))
+        writer.write(request + body[:100])
         await writer.drain()
         await asyncio.sleep(0.2)
         assert a.process is not None

@@ -94,3 +94,30 @@ async def leap(
         if project_id is not None:
             await client.identify(project_id, token)
         yield client
+
+
+async def stalled_subscriber(
+    port: int, project_id: str, channel: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw socket that completes the handshake, identifies, subscribes to ``channel``
+    and then never reads (a tiny receive buffer, so the server's own buffer fills)."""
+    import socket
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await reader.readuntil(b"\r\n\r\n")
+    for frame in (
+        {"op": 2, "d": {"project_id": project_id}},
+        {"op": 0, "d": {"c": channel, "e": "SUBSCRIBE"}},
+    ):
+        payload = json.dumps(frame).encode()  # masked with a zero key: sent as is
+        writer.write(bytes((0x81, 0x80 | len(payload))) + b"\x00\x00\x00\x00" + payload)
+    await writer.drain()
+    return reader, writer

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.conftest import Server, switchboard_cmd
+from tests.conftest import Server, json_request_head, open_raw, switchboard_cmd
 from tests.e2e.leap import Leap, leap
 
 
@@ -86,11 +86,6 @@ async def test_sockets_that_never_identify_are_closed_4002(spawn_server: object)
     print(f"\nno IDENTIFY: {count} sockets closed with 4002 {took:.2f} s after they opened")
 
 
-async def _raw_http(server: Server) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    host, port = server.base_url.removeprefix("http://").split(":")
-    return await asyncio.open_connection(host, int(port))
-
-
 async def test_slowloris_heads_are_cut_off_and_others_served(spawn_server: object) -> None:
     """200 connections dribble a request head; each is closed at the header timeout."""
     server: Server = spawn_server(None, "--http-header-timeout", "1")  # type: ignore[operator]
@@ -98,7 +93,7 @@ async def test_slowloris_heads_are_cut_off_and_others_served(spawn_server: objec
 
     async def dribble() -> tuple[float, bytes]:
         opened = time.monotonic()  # the server's clock starts when it accepts
-        reader, writer = await _raw_http(server)
+        reader, writer = await open_raw(server)
         writer.write(b"GET /v1/channels HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         answer = b""
         try:
@@ -132,15 +127,10 @@ async def test_slowloris_heads_are_cut_off_and_others_served(spawn_server: objec
 
 async def test_a_slow_body_gets_408_and_writes_nothing(spawn_server: object) -> None:
     server: Server = spawn_server(None, "--http-body-timeout", "1")  # type: ignore[operator]
-    reader, writer = await _raw_http(server)
+    reader, writer = await open_raw(server)
     body = json.dumps({"type": "public"}).encode()
     writer.write(
-        b"PUT /v1/channels/slow HTTP/1.1\r\nHost: x\r\nAuthorization: "
-        + server.project_token.encode()
-        + b"\r\nContent-Type: application/json\r\nContent-Length: "
-        + str(len(body)).encode()
-        + b"\r\n\r\n"
-        + body[:5]
+        json_request_head("PUT", "/v1/channels/slow", server.project_token, len(body)) + body[:5]
     )
     await writer.drain()
     started = time.monotonic()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,13 +14,7 @@ import websockets
 
 from switchboard.server.config import Limits
 from tests.conftest import Server, start_node
-from tests.e2e.leap import Leap, leap
-
-
-@pytest.fixture
-async def http(node: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as client:
-        yield client
+from tests.e2e.leap import Leap, leap, stalled_subscriber
 
 
 async def ok(response: Any) -> Any:
@@ -526,22 +518,7 @@ async def test_a_client_that_never_reads_is_cut_off_and_others_are_served(tmp_pa
         async with httpx.AsyncClient(base_url=server.api, headers=server.headers) as http:
             await make_channel(http, "firehose", "unprotected")
             # The stalled client: a raw socket that completes the handshake, then never reads.
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.setblocking(False)
-            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.node.port))
-            reader, writer = await asyncio.open_connection(sock=sock)
-            writer.write(
-                b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            )
-            await reader.readuntil(b"\r\n\r\n")
-            identify = json.dumps({"op": 2, "d": {"project_id": server.project_id}}).encode()
-            subscribe = json.dumps({"op": 0, "d": {"c": "firehose", "e": "SUBSCRIBE"}}).encode()
-            for payload in (identify, subscribe):
-                mask = b"\x00\x00\x00\x00"
-                writer.write(bytes((0x81, 0x80 | len(payload))) + mask + payload)
-            await writer.drain()
+            _, writer = await stalled_subscriber(server.node.port, server.project_id, "firehose")
             async with leap(server.ws_url, server.project_id) as healthy:
                 await healthy.subscribe("firehose")
                 while server.node.hub.channel_connections(server.project_id, "firehose") < 2:

@@ -10,7 +10,6 @@ one over ``max_frame_bytes`` with 1009 (aiohttp's, as RFC 6455 says).
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -68,12 +67,6 @@ async def outcome(client: Leap) -> int | None:
                 return None
     except websockets.ConnectionClosed as exc:
         return exc.rcvd.code if exc.rcvd else None
-
-
-@pytest.fixture
-async def http(node: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as client:
-        yield client
 
 
 @pytest.mark.timeout(120)

@@ -4,7 +4,6 @@ offsets within an epoch, and nothing new for a channel without it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,6 @@ from tests.conftest import Server, start_node
 from tests.e2e.leap import leap
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-async def http(node: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as client:
-        yield client
 
 
 def data(response: httpx.Response) -> Any:

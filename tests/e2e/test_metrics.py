@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from switchboard.server.api import openapi
 from switchboard.server.config import Limits
 from tests.conftest import ROOT, RedisServer, Server, start_node
-from tests.e2e.leap import leap
+from tests.e2e.leap import leap, stalled_subscriber
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -191,23 +190,7 @@ async def test_a_slow_consumer_close_is_counted(tmp_path: Path) -> None:
         ):
             await ok(await api.put("/channels/firehose", json={"type": "unprotected"}))
             # A raw socket that completes the handshake and subscribes, then never reads.
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.setblocking(False)
-            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.node.port))
-            reader, writer = await asyncio.open_connection(sock=sock)
-            writer.write(
-                b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            )
-            await reader.readuntil(b"\r\n\r\n")
-            for frame in (
-                {"op": 2, "d": {"project_id": server.project_id}},
-                {"op": 0, "d": {"c": "firehose", "e": "SUBSCRIBE"}},
-            ):
-                payload = json.dumps(frame).encode()
-                writer.write(bytes((0x81, 0x80 | len(payload))) + b"\x00\x00\x00\x00" + payload)
-            await writer.drain()
+            _, writer = await stalled_subscriber(server.node.port, server.project_id, "firehose")
             while server.node.hub.channel_connections(server.project_id, "firehose") < 1:
                 await asyncio.sleep(0.01)
             blob = "x" * 60_000

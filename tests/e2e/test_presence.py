@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,25 +11,9 @@ import pytest
 from switchboard.server.presence import member_id
 from tests.conftest import Server
 from tests.e2e.leap import Leap, leap
+from tests.e2e.test_gateway import make_token, ok
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-async def http(node: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as client:
-        yield client
-
-
-async def ok(response: Any) -> Any:
-    r = await response
-    assert r.status_code == 200, r.text
-    return r.json()["data"]
-
-
-async def make_token(http: httpx.AsyncClient, state: dict[str, Any]) -> str:
-    token: str = (await ok(http.post("/channels/tokens", json={"state": state})))["token"]["id"]
-    return token
 
 
 async def presence(http: httpx.AsyncClient, channel: str) -> Any:

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import Server
-
-
-@pytest.fixture
-async def http(node: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as client:
-        yield client
 
 
 def data(response: httpx.Response) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +38,6 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(process: Server) -> N
     assert report.problems == [], "\n".join([report.summary(), *report.problems[:20]])
     # It got past validation and lookups, not only refusals.
     assert report.statuses[200] >= 50, report.statuses
-
-
-@pytest.fixture
-async def http(node: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as client:
-        yield client
 
 
 def refused(response: httpx.Response, status: int = 400) -> str:

@@ -80,7 +80,7 @@ def test_a_subscribe_flood_is_closed_4008() -> None:
 
 
 def test_garbage_counts_against_the_budget_too() -> None:
-    """Undecodable frames close 4005 at once; heartbeats floods end in 4008."""
+    """Frames that carry no dispatch count too: a flood of heartbeats ends in 4008."""
     session = identified()
     heartbeat = json.dumps({"op": 3})
     for i in range(5000):

@@ -5,36 +5,13 @@ Add an implementation to the ``store`` fixture's params and the whole suite runs
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import msgspec
 import pytest
 
 from switchboard.exceptions import Conflict, NotFound, PayloadTooLarge
 from switchboard.server.models import Access, Channel, ChannelType, Project, ProjectTokenInfo, Token
 from switchboard.server.permissions import ALL, Permission
-from switchboard.server.store import SqliteStore, Store
-from switchboard.server.store.redis import RedisStore
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    impl: Store
-    if request.param == "redis":
-        impl = RedisStore(request.getfixturevalue("redis_url"), prefix="test:")
-    else:
-        impl = SqliteStore(tmp_path / "data")
-    await impl.open()
-    try:
-        yield impl
-    finally:
-        await impl.close()
-
-
-@pytest.fixture
-async def project(store: Store) -> Project:
-    return await store.create_project("p")
+from switchboard.server.store import Store
 
 
 def raw(value: object) -> msgspec.Raw:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -12,29 +10,9 @@ import pytest
 from switchboard.exceptions import NotFound
 from switchboard.server.history import HistoryPolicy
 from switchboard.server.models import Channel, ChannelType, Project
-from switchboard.server.store import SqliteStore, Store
-from switchboard.server.store.redis import RedisStore
+from switchboard.server.store import Store
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    impl: Store
-    if request.param == "redis":
-        impl = RedisStore(request.getfixturevalue("redis_url"), prefix="test-history:")
-    else:
-        impl = SqliteStore(tmp_path / "data")
-    await impl.open()
-    try:
-        yield impl
-    finally:
-        await impl.close()
-
-
-@pytest.fixture
-async def project(store: Store) -> Project:
-    return await store.create_project("p")
 
 
 async def make(store: Store, project: Project, channel_id: str = "c") -> None:
