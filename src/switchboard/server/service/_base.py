@@ -1,0 +1,113 @@
+"""The part of :class:`Service` every operation shares: dependencies, checks, lookups."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from switchboard.exceptions import (
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+)
+from switchboard.server import ids
+from switchboard.server.broker import Broker
+from switchboard.server.clock import parse_iso
+from switchboard.server.config import Limits
+from switchboard.server.models import (
+    EMPTY_STATE,
+    Channel,
+    Project,
+    Token,
+)
+from switchboard.server.store import Store
+
+SORT_FIELDS = ("created_at", "id")
+
+
+def is_json_object(raw: msgspec.Raw) -> bool:
+    """True if already-validated JSON bytes hold an object."""
+    return bytes(raw).lstrip()[:1] == b"{"
+
+
+def expired(token: Token, now: datetime | None = None) -> bool:
+    if token.expires_at is None:
+        return False
+    return parse_iso(token.expires_at) <= (now or datetime.now(UTC))
+
+
+class ServiceBase:
+    """What every part of the service shares: the store, the broker, the limits, the checks."""
+
+    def __init__(self, store: Store, broker: Broker, limits: Limits) -> None:
+        self.store = store
+        self.broker = broker
+        self.limits = limits
+        self._projects: dict[str, Project] = {}
+        # Messages accepted through this node, counted once each after the broker took
+        # them (never per recipient): metrics read them through stats().
+        self.rest_messages = 0
+        self.rest_direct_messages = 0
+        self.client_messages = 0
+
+    def stats(self) -> dict[str, int]:
+        """Messages this node accepted: REST channel and direct messages, client MESSAGEs."""
+        return {
+            "rest_messages": self.rest_messages,
+            "rest_direct_messages": self.rest_direct_messages,
+            "client_messages": self.client_messages,
+        }
+
+    def _shared(self, project: Project) -> Project:
+        """One Project object per project for every connection (a copy each costs memory).
+
+        The store stays the authority: a changed record replaces the shared one.
+        """
+        shared = self._projects.get(project.id)
+        if shared != project:
+            self._projects[project.id] = shared = project
+        return shared
+
+    # Checks shared by REST and gateway.
+
+    def _check_state(self, state: msgspec.Raw | None, what: str) -> msgspec.Raw:
+        if state is None:
+            return EMPTY_STATE
+        if not is_json_object(state):
+            raise InvalidRequest(f"{what} must be a JSON object")
+        self._check_size(state, what)
+        return state
+
+    def _check_size(self, data: msgspec.Raw, what: str) -> None:
+        limit = self.limits.max_payload_bytes
+        if len(data) > limit:
+            raise PayloadTooLarge(f"{what} is {len(data)} bytes; the limit is {limit}")
+
+    def _check_event(self, event: str) -> None:
+        if not 1 <= len(event) <= self.limits.max_event_name:
+            raise InvalidRequest(f"event name must be 1 to {self.limits.max_event_name} characters")
+
+    @staticmethod
+    def check_channel_id(channel_id: str) -> None:
+        if channel_id in ids.RESERVED_CHANNEL_IDS:
+            raise InvalidRequest(f"channel ID {channel_id!r} is reserved")
+        if not ids.is_valid_channel_id(channel_id):
+            raise InvalidRequest("channel ID must be 1 to 128 characters of A-Z a-z 0-9 _ . : @ -")
+
+    async def _channel(self, project: Project, channel_id: str) -> Channel:
+        channel = await self.store.get_channel(project.id, channel_id)
+        if channel is None:
+            raise NotFound(f"no channel {channel_id!r} in this project")
+        return channel
+
+    async def _require_channel(self, project: Project, channel_id: str) -> None:
+        """Like :meth:`_channel` where only existence matters: the state is not read."""
+        if not await self.store.channel_exists(project.id, channel_id):
+            raise NotFound(f"no channel {channel_id!r} in this project")
+
+    async def _token(self, project: Project, token_id: str) -> Token:
+        token = await self.store.get_token(project.id, token_id)
+        if token is None:
+            raise NotFound(f"no token {ids.redact(token_id)!r} in this project")
+        return token

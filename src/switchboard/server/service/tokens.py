@@ -1,0 +1,100 @@
+"""Leap tokens: create, read, update, delete, direct messages, online."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from switchboard.exceptions import (
+    InvalidRequest,
+)
+from switchboard.server import ids
+from switchboard.server.broker import events as ev
+from switchboard.server.clock import format_iso, now_iso, parse_iso
+from switchboard.server.models import (
+    Project,
+    Token,
+)
+from switchboard.server.service._base import ServiceBase
+from switchboard.server.store import UNCHANGED, Unchanged
+
+
+class TokenOperations(ServiceBase):
+    """The REST API's token operations."""
+
+    def _expiry(self, value: str | None, *, allow_past: bool) -> str | None:
+        if value is None:
+            return None
+        try:
+            moment = parse_iso(value)
+        except ValueError:
+            raise InvalidRequest(f"expires_at {value!r} is not an ISO 8601 timestamp") from None
+        if not allow_past and moment <= datetime.now(UTC):
+            raise InvalidRequest("expires_at must be in the future")
+        return format_iso(moment)
+
+    async def create_token(
+        self, project: Project, state: msgspec.Raw | None = None, expires_at: str | None = None
+    ) -> Token:
+        token = Token(
+            project.id,
+            ids.new_leap_token(),
+            self._check_state(state, "token state"),
+            now_iso(),
+            self._expiry(expires_at, allow_past=False),
+        )
+        return await self.store.create_token(token)
+
+    async def get_token(self, project: Project, token_id: str) -> Token:
+        return await self._token(project, token_id)
+
+    async def list_tokens(self, project: Project) -> list[Token]:
+        return await self.store.list_tokens(project.id)
+
+    async def update_token(
+        self,
+        project: Project,
+        token_id: str,
+        *,
+        state: msgspec.Raw | Unchanged | None = UNCHANGED,
+        expires_at: str | Unchanged | None = UNCHANGED,
+    ) -> Token:
+        """Replace the token's state and/or move its expiry (a past one cuts it off now)."""
+        new_state: msgspec.Raw | Unchanged = (
+            state if isinstance(state, Unchanged) else self._check_state(state, "token state")
+        )
+        new_expiry: str | Unchanged | None = (
+            expires_at
+            if isinstance(expires_at, Unchanged)
+            else self._expiry(expires_at, allow_past=True)
+        )
+        token = await self.store.update_token(
+            project.id, token_id, state=new_state, expires_at=new_expiry
+        )
+        await self.broker.publish(
+            ev.TokenUpdated(
+                project.id,
+                token.id,
+                token.state,
+                token.expires_at,
+                state_changed=not isinstance(new_state, Unchanged),
+            )
+        )
+        return token
+
+    async def delete_token(self, project: Project, token_id: str) -> None:
+        await self.store.delete_token(project.id, token_id)
+        await self.broker.publish(ev.TokenDeleted(project.id, token_id))
+
+    async def direct_message(
+        self, project: Project, token_id: str, event: str, data: msgspec.Raw
+    ) -> None:
+        self._check_event(event)
+        self._check_size(data, "message data")
+        await self._token(project, token_id)
+        await self.broker.publish(ev.DirectMessage(project.id, token_id, event, data))
+        self.rest_direct_messages += 1
+
+    async def is_online(self, token_id: str) -> bool:
+        return await self.broker.token_connections(token_id) > 0
