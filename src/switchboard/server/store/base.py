@@ -160,3 +160,20 @@ class Store(Protocol):
     ) -> HistoryPage | None:
         """Up to ``limit`` kept messages with an offset above ``since``, oldest first;
         None if history is off. Raises NotFound."""
+
+    # Project settings (JSON documents by key: ``webhooks`` …) and the webhook delivery
+    # log; deleting a project deletes both.
+    async def get_project_setting(self, project_id: str, key: str) -> msgspec.Raw | None: ...
+    async def set_project_setting(
+        self, project_id: str, key: str, value: msgspec.Raw | None
+    ) -> None:
+        """Replace (or, with None, remove) one setting. Raises NotFound without the project."""
+
+    async def project_settings(self, project_id: str) -> dict[str, msgspec.Raw]:
+        """Every setting of the project, by key (``switchboard export``)."""
+
+    async def add_webhook_delivery(self, project_id: str, entry: bytes, keep: int) -> None:
+        """Log one delivery attempt (a JSON document), keeping the last ``keep``."""
+
+    async def webhook_deliveries(self, project_id: str, limit: int) -> list[msgspec.Raw]:
+        """The last ``limit`` logged attempts, newest first."""

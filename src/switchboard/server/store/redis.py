@@ -17,6 +17,7 @@ Keys, all under one prefix (default ``sb:``)::
     subs:{project}:{channel}     zset  token ids subscribed, by time
     tsubs:{token}                zset  channel ids the token is subscribed to, by time
     hist:…, hstream:…            channel history (``store/redis_history.py``)
+    settings:…, whlog:…          project settings, webhook log (``store/redis_settings.py``)
 
 Every operation that touches more than one key is one Lua script, so it happens whole
 or not at all. A state patch merges in Python (Lua's JSON would rewrite numbers and
@@ -53,6 +54,7 @@ from switchboard.server.permissions import ALL, Permission, from_bits
 from switchboard.server.redis_pool import open_client
 from switchboard.server.store.base import UNCHANGED, Unchanged
 from switchboard.server.store.redis_history import HISTORY_SCRIPTS, RedisHistory
+from switchboard.server.store.redis_settings import SETTINGS_SCRIPTS, RedisSettings
 
 _CREATE_PROJECT = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
@@ -167,7 +169,7 @@ def _permissions(value: bytes | None) -> Permission:
     return from_bits(int(value)) if value else ALL
 
 
-class RedisStore(RedisHistory):
+class RedisStore(RedisHistory, RedisSettings):
     """The :class:`~switchboard.server.store.Store` of a cluster (see the module docstring)."""
 
     def __init__(self, url: str, *, prefix: str = "sb:", timeout: float = 2.0) -> None:
@@ -203,6 +205,7 @@ class RedisStore(RedisHistory):
             ("add_subscription", _ADD_SUBSCRIPTION),
             ("remove_subscription", _REMOVE_SUBSCRIPTION),
             *HISTORY_SCRIPTS,
+            *SETTINGS_SCRIPTS,
         ]:
             self._scripts[name] = self._redis.register_script(source)
         try:

@@ -39,12 +39,15 @@ from switchboard.server.models import (
 from switchboard.server.permissions import ALL, Permission, from_bits
 from switchboard.server.store.base import UNCHANGED, Unchanged
 from switchboard.server.store.sqlite_history import HISTORY_SCHEMA, SqliteHistory
+from switchboard.server.store.sqlite_settings import SETTINGS_SCHEMA, SqliteSettings
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: the first schema. 2: ``project_tokens.permissions`` (older tokens get every flag).
-3: channel history (``sqlite_history.HISTORY_SCHEMA``, new tables only)."""
+3: channel history (``sqlite_history.HISTORY_SCHEMA``, new tables only).
+4: project settings and the webhook delivery log (``sqlite_settings.SETTINGS_SCHEMA``,
+new tables only)."""
 
 _SCHEMA = (
     """
@@ -90,6 +93,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 CREATE INDEX IF NOT EXISTS subscriptions_by_token ON subscriptions(token_id);
 """
     + HISTORY_SCHEMA
+    + SETTINGS_SCHEMA
 )
 
 _CHANNEL_COLUMNS = "project_id, id, type, state, created_at"
@@ -119,7 +123,7 @@ def _project_token(row: tuple[Any, ...]) -> ProjectTokenInfo:
     return ProjectTokenInfo(row[0], row[1], row[2], row[3], row[4], from_bits(row[5]))
 
 
-class SqliteStore(SqliteHistory):
+class SqliteStore(SqliteHistory, SqliteSettings):
     """The embedded :class:`~switchboard.server.store.Store` (see the module docstring)."""
 
     def __init__(self, data_dir: Path) -> None:
