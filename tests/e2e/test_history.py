@@ -91,6 +91,63 @@ async def test_bad_history_settings_are_400(http: httpx.AsyncClient) -> None:
     assert (await http.get("/channels/h/messages")).status_code == 400
 
 
+async def test_the_policy_is_shown_on_channels_that_keep_history(http: httpx.AsyncClient) -> None:
+    made = data(await http.put("/channels/h", json={"type": "public", "history": {"size": 5}}))
+    assert made["channel"]["history"] == {"size": 5, "ttl_s": 300}
+    plain = data(await http.put("/channels/plain", json={"type": "public"}))
+    # A channel without history has exactly Hop's keys.
+    assert set(plain["channel"]) == {"id", "project", "state", "type", "capabilities", "created_at"}
+    assert data(await http.get("/channels/h"))["channel"]["history"] == {"size": 5, "ttl_s": 300}
+    assert "history" not in data(await http.get("/channels/plain"))["channel"]
+    listed = data(await http.get("/channels"))["channels"]
+    assert {c["id"]: c.get("history") for c in listed} == {
+        "h": {"size": 5, "ttl_s": 300},
+        "plain": None,
+    }
+
+
+async def test_the_policy_changes_after_creation(http: httpx.AsyncClient) -> None:
+    data(await http.put("/channels/h", json={"type": "public"}))
+    changed = data(await http.patch("/channels/h", json={"history": {"size": 3, "ttl_s": 60}}))
+    assert changed["channel"]["history"] == {"size": 3, "ttl_s": 60}
+    assert changed["channel"]["id"] == "h" and changed["channel"]["type"] == "public"
+    for n in range(4):
+        await publish(http, "h", n)
+    first = await history(http, "h")
+    assert [m["d"] for m in first["messages"]] == [1, 2, 3]
+    # New bounds: the same epoch, the kept messages stay (trimmed at the next publish).
+    data(await http.patch("/channels/h", json={"history": {"size": 10}}))
+    assert data(await http.get("/channels/h"))["channel"]["history"] == {"size": 10, "ttl_s": 300}
+    await publish(http, "h", 4)
+    again = await history(http, "h")
+    assert again["epoch"] == first["epoch"]
+    assert [m["offset"] for m in again["messages"]] == [2, 3, 4, 5]
+    # Off: the messages go; on again: a new epoch from offset 1.
+    off = data(await http.patch("/channels/h", json={"history": None}))
+    assert "history" not in off["channel"]
+    assert (await http.get("/channels/h/messages")).status_code == 400
+    await publish(http, "h", 5)
+    data(await http.patch("/channels/h", json={"history": {"size": 3}}))
+    fresh = await history(http, "h")
+    assert fresh["epoch"] != first["epoch"]
+    assert (fresh["messages"], fresh["top_offset"]) == ([], 0)
+    data(await http.patch("/channels/h", json={"history": {"size": 0}}))
+    assert (await http.get("/channels/h/messages")).status_code == 400
+    # Nothing present, nothing changed.
+    assert "history" not in data(await http.patch("/channels/h", json={}))["channel"]
+
+
+async def test_bad_policy_changes(http: httpx.AsyncClient) -> None:
+    data(await http.put("/channels/h", json={"type": "public", "history": {"size": 5}}))
+    for bad in ({"history": {"size": -1}}, {"history": {"ttl_s": 5}}, {"type": "private"}, []):
+        response = await http.patch("/channels/h", json=bad)
+        assert response.status_code == 400, bad
+        assert response.json()["success"] is False
+    assert data(await http.get("/channels/h"))["channel"]["history"] == {"size": 5, "ttl_s": 300}
+    response = await http.patch("/channels/nope", json={"history": {"size": 5}})
+    assert response.status_code == 404
+
+
 async def test_server_default_applies_to_channels_without_their_own(tmp_path: Path) -> None:
     server = await start_node(tmp_path / "d", limits=Limits(history_size=3, history_ttl_s=60))
     try:

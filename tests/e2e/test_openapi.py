@@ -164,6 +164,10 @@ async def test_real_responses_match_the_document(
     await walk("POST", ch + "/messages", path=hist, json={"e": "x", "d": [1]})
     await walk("GET", ch + "/messages", path=hist, params={"since": 0, "limit": 10})
     await walk("GET", ch + "/messages", 400, path=game)
+    await walk("PATCH", ch, path=hist, json={"history": {"size": 9}})
+    await walk("PATCH", ch, 400, path=hist, json={"type": "private"})
+    await walk("GET", ch, path=hist)
+    await walk("GET", "/v1/channels", params={"pageSize": 10})
     token = (await walk("POST", "/v1/channels/tokens", json={"state": {"u": 1}}))["token"]["id"]
     await walk("POST", "/v1/channels/tokens")
     sub = {"channel_id": "game", "token": token}

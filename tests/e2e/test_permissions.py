@@ -69,6 +69,14 @@ CASES = [
         missing_path="/channels/nope",
     ),
     Case(
+        P.CREATE_CHANNEL,
+        "PATCH",
+        "/v1/channels/{channel_id}",
+        "/channels/c",
+        {"history": {"size": 3}},
+        "/channels/nope",
+    ),
+    Case(
         P.READ_CHANNELS,
         "GET",
         "/v1/channels/{channel_id}/state",
@@ -212,6 +220,7 @@ class World:
             c["id"]: (
                 c["type"],
                 c["state"],
+                c.get("history"),
                 [t["id"] for t in (await get(f"/channels/{c['id']}/tokens"))["tokens"]],
             )
             for c in channels

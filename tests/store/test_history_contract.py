@@ -153,3 +153,20 @@ async def test_concurrent_appends_get_distinct_ordered_offsets(
     # Each append's offset names the message it stored.
     for n, position in enumerate(positions):
         assert position is not None and by_offset[position.offset] == bytes(data(n))
+
+
+async def test_policies_of_many_channels_in_one_read(store: Store, project: Project) -> None:
+    for channel_id in ("a", "b", "c"):
+        await make(store, project, channel_id)
+    await store.set_history_policy(project.id, "a", HistoryPolicy(10, 60))
+    await store.set_history_policy(project.id, "c", HistoryPolicy(3, 5))
+    found = await store.history_policies(project.id, ["a", "b", "c", "nope"])
+    assert found == {"a": HistoryPolicy(10, 60), "c": HistoryPolicy(3, 5)}
+    assert await store.history_policies(project.id, []) == {}
+    other = await store.create_project("other")
+    assert await store.history_policies(other.id, ["a", "c"]) == {}
+    many = [f"m{n}" for n in range(1200)]  # past one statement's chunk
+    for channel_id in many[::100]:
+        await make(store, project, channel_id)
+        await store.set_history_policy(project.id, channel_id, HistoryPolicy(1, 1))
+    assert set(await store.history_policies(project.id, many)) == set(many[::100])

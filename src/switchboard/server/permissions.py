@@ -112,6 +112,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("PUT", "/v1/channels/{channel_id}"): Permission.CREATE_CHANNEL,
     ("GET", "/v1/channels/{channel_id}"): Permission.READ_CHANNELS,
     ("DELETE", "/v1/channels/{channel_id}"): Permission.DELETE_CHANNELS,
+    # Switchboard's own: a channel's history policy, which creating it sets too.
+    ("PATCH", "/v1/channels/{channel_id}"): Permission.CREATE_CHANNEL,
     ("GET", "/v1/channels/{channel_id}/state"): Permission.READ_CHANNELS,
     ("PUT", "/v1/channels/{channel_id}/state"): Permission.UPDATE_CHANNEL_STATE,
     ("PATCH", "/v1/channels/{channel_id}/state"): Permission.UPDATE_CHANNEL_STATE,

@@ -79,6 +79,14 @@ class ChannelBody(msgspec.Struct):
     """Absent: the server's default (``--history-size``, off unless set); null: none."""
 
 
+class ChannelUpdateBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``PATCH /v1/channels/:id``: only the fields present change (Switchboard's own)."""
+
+    history: HistoryBody | msgspec.UnsetType | None = msgspec.UNSET
+    """New bounds (the epoch and kept messages stay); null or ``size: 0``: none, which
+    drops the kept messages, and turning it on again starts a new epoch."""
+
+
 class MessageBody(msgspec.Struct):
     """A message to a channel or a token: event ``e``, data ``d`` (``null`` if absent)."""
 

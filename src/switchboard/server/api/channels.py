@@ -31,16 +31,19 @@ async def list_channels(request: web.Request) -> web.Response:
         sort_by=query.get("sortBy", "created_at"),
         descending=order == "desc",
     )
+    policies = await request.app[SERVICE].history_policies(project, page.items)
     return ok(
         {
-            "channels": [channel_view(c, project) for c in page.items],
+            "channels": [channel_view(c, project, policies.get(c.id)) for c in page.items],
             "page_size": page_size,
             "total_count": page.total,
         }
     )
 
 
-def _history(body: bodies.ChannelBody) -> HistoryPolicy | Unchanged | None:
+def _history(
+    body: bodies.ChannelBody | bodies.ChannelUpdateBody,
+) -> HistoryPolicy | Unchanged | None:
     if body.history is None:
         return None
     if isinstance(body.history, msgspec.UnsetType):
@@ -52,31 +55,48 @@ def _history(body: bodies.ChannelBody) -> HistoryPolicy | Unchanged | None:
 async def create_channel(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     body = bodies.decode(await request.read(), bodies.ChannelBody)
-    channel = await request.app[SERVICE].create_channel(
-        project, body.type, None, bodies.optional(body.state), _history(body)
+    service = request.app[SERVICE]
+    history = service.history_of_new_channel(_history(body))
+    channel = await service.create_channel(
+        project, body.type, None, bodies.optional(body.state), history
     )
-    return ok({"channel": channel_view(channel, project)})
+    return ok({"channel": channel_view(channel, project, history)})
 
 
 @routes.put("/v1/channels/{channel_id}")
 async def create_channel_with_id(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     body = bodies.decode(await request.read(), bodies.ChannelBody)
-    channel = await request.app[SERVICE].create_channel(
+    service = request.app[SERVICE]
+    history = service.history_of_new_channel(_history(body))
+    channel = await service.create_channel(
         project,
         body.type,
         request.match_info["channel_id"],
         bodies.optional(body.state),
-        _history(body),
+        history,
     )
-    return ok({"channel": channel_view(channel, project)})
+    return ok({"channel": channel_view(channel, project, history)})
 
 
 @routes.get("/v1/channels/{channel_id}")
 async def get_channel(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
-    channel = await request.app[SERVICE].get_channel(project, request.match_info["channel_id"])
-    return ok({"channel": channel_view(channel, project)})
+    channel, history = await request.app[SERVICE].channel_and_history(
+        project, request.match_info["channel_id"]
+    )
+    return ok({"channel": channel_view(channel, project, history)})
+
+
+@routes.patch("/v1/channels/{channel_id}")
+async def update_channel(request: web.Request) -> web.Response:
+    """Switchboard's own: change a channel's history policy (docs/history.md)."""
+    project = await authenticated_project(request)
+    body = bodies.decode(await request.read(), bodies.ChannelUpdateBody)
+    channel, history = await request.app[SERVICE].update_channel(
+        project, request.match_info["channel_id"], history=_history(body)
+    )
+    return ok({"channel": channel_view(channel, project, history)})
 
 
 @routes.delete("/v1/channels/{channel_id}")

@@ -235,6 +235,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", _CH): Operation("Get a channel", ChannelData),
     ("DELETE", _CH): Operation("Delete a channel", Empty),
+    ("PATCH", _CH): Operation(
+        "Change a channel's history policy (only the fields present change)",
+        ChannelData,
+        bodies.ChannelUpdateBody,
+        description="Switchboard's own (Hop has no history): docs/history.md.",
+    ),
     ("GET", _CH + "/state"): Operation("Get a channel's state", StateData),
     ("PUT", _CH + "/state"): Operation(
         "Replace a channel's state (the body is the state)", Empty, bodies.StateObject

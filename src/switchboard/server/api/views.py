@@ -15,7 +15,7 @@ import msgspec
 
 from switchboard._channel_type import ChannelType
 from switchboard.server.clock import format_ms
-from switchboard.server.history import HistoryPage
+from switchboard.server.history import HistoryPage, HistoryPolicy
 from switchboard.server.models import Channel, Project, Token
 
 Timestamp = Annotated[
@@ -34,8 +34,19 @@ class ProjectView(msgspec.Struct, forbid_unknown_fields=True):
     created_at: Timestamp
 
 
+class HistorySettingsView(msgspec.Struct, forbid_unknown_fields=True):
+    """A channel's history bounds: the last ``size`` messages at most ``ttl_s`` old."""
+
+    size: int
+    ttl_s: int
+
+
 class ChannelView(msgspec.Struct, forbid_unknown_fields=True):
-    """A channel with its project and state."""
+    """A channel with its project and state.
+
+    ``history`` (Switchboard's own) is there only on a channel that keeps history, so a
+    channel without it has exactly Hop's keys.
+    """
 
     id: str
     project: ProjectView
@@ -43,6 +54,7 @@ class ChannelView(msgspec.Struct, forbid_unknown_fields=True):
     type: ChannelType
     capabilities: Literal[0]
     created_at: Timestamp
+    history: HistorySettingsView | msgspec.UnsetType = msgspec.UNSET
 
 
 class TokenView(msgspec.Struct, forbid_unknown_fields=True):
@@ -95,9 +107,17 @@ def project_view(project: Project) -> ProjectView:
     return ProjectView(project.id, project.name, project.name, "regular", project.created_at)
 
 
-def channel_view(channel: Channel, project: Project) -> ChannelView:
+def channel_view(
+    channel: Channel, project: Project, history: HistoryPolicy | None = None
+) -> ChannelView:
     return ChannelView(
-        channel.id, project_view(project), channel.state, channel.type, 0, channel.created_at
+        channel.id,
+        project_view(project),
+        channel.state,
+        channel.type,
+        0,
+        channel.created_at,
+        msgspec.UNSET if history is None else HistorySettingsView(history.size, history.ttl_s),
     )
 
 

@@ -52,14 +52,53 @@ class ChannelOperations(ServiceBase):
         channel = Channel(
             project.id, channel_id, kind, self._check_state(state, "state"), now_iso()
         )
-        if isinstance(history, Unchanged):
-            history = check_policy(self.limits.history_size, self.limits.history_ttl_s)
+        history = self.history_of_new_channel(history)
         channel = await self.store.create_channel(channel)
         if history is not None:
             # A second write: a publish in between keeps no history, and nobody can
             # hold an offset of this channel yet, so nothing is missed.
             await self.store.set_history_policy(project.id, channel.id, history)
         return channel
+
+    def history_of_new_channel(
+        self, history: HistoryPolicy | Unchanged | None
+    ) -> HistoryPolicy | None:
+        """The policy a channel created with ``history`` gets: UNCHANGED is the server's
+        default at this moment."""
+        if isinstance(history, Unchanged):
+            return check_policy(self.limits.history_size, self.limits.history_ttl_s)
+        return history
+
+    async def channel_and_history(
+        self, project: Project, channel_id: str
+    ) -> tuple[Channel, HistoryPolicy | None]:
+        """The channel and its history policy (None: it keeps none). Raises NotFound."""
+        channel = await self._channel(project, channel_id)
+        policies = await self.store.history_policies(project.id, [channel_id])
+        return channel, policies.get(channel_id)
+
+    async def history_policies(
+        self, project: Project, channels: list[Channel]
+    ) -> dict[str, HistoryPolicy]:
+        """The policies of those of ``channels`` that keep history, in one read."""
+        return await self.store.history_policies(project.id, [c.id for c in channels])
+
+    async def update_channel(
+        self,
+        project: Project,
+        channel_id: str,
+        *,
+        history: HistoryPolicy | Unchanged | None = UNCHANGED,
+    ) -> tuple[Channel, HistoryPolicy | None]:
+        """Change a channel's settings (today its history policy); return the channel and
+        its policy. Raises NotFound.
+
+        New bounds keep the epoch and the kept messages (trimmed at the next publish);
+        None drops them, and history turned on again starts a new epoch.
+        """
+        if not isinstance(history, Unchanged):
+            await self.store.set_history_policy(project.id, channel_id, history)
+        return await self.channel_and_history(project, channel_id)
 
     async def read_history(
         self, project: Project, channel_id: str, *, since: int, limit: int

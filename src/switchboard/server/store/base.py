@@ -145,6 +145,12 @@ class Store(Protocol):
     async def history_policy(self, project_id: str, channel_id: str) -> HistoryPolicy | None:
         """The channel's policy, None if history is off. Raises NotFound."""
 
+    async def history_policies(
+        self, project_id: str, channel_ids: list[str]
+    ) -> dict[str, HistoryPolicy]:
+        """The policies of those of the channels that keep history, in one read (a page
+        of channels shows them). Channels without history, or none at all, are left out."""
+
     async def append_message(
         self, project_id: str, channel_id: str, event: str, data: msgspec.Raw
     ) -> StreamPosition | None:

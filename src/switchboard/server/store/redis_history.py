@@ -20,6 +20,7 @@ made again starts a new epoch.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -159,6 +160,9 @@ class RedisHistory:
 
         async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any: ...
         def _k(self, *parts: str) -> str: ...
+        def _translate(self) -> contextlib.AbstractAsyncContextManager[None]: ...
+        @property
+        def redis(self) -> Any: ...
 
     def history_keys(self, project_id: str, channel_id: str) -> list[str]:
         """The channel's hash, then its history hash and stream (deleted with it)."""
@@ -184,6 +188,22 @@ class RedisHistory:
         if result == -1:
             raise _not_found(channel_id)
         return None if result == 0 else HistoryPolicy(int(result[0]), int(result[1]))
+
+    async def history_policies(
+        self, project_id: str, channel_ids: list[str]
+    ) -> dict[str, HistoryPolicy]:
+        if not channel_ids:
+            return {}
+        async with self._translate():
+            pipe = self.redis.pipeline(transaction=False)
+            for channel_id in channel_ids:
+                pipe.hmget(self._k("hist", project_id, channel_id), "size", "ttl_s")
+            replies = await pipe.execute()
+        return {
+            channel_id: HistoryPolicy(int(size), int(ttl_s))
+            for channel_id, (size, ttl_s) in zip(channel_ids, replies, strict=True)
+            if size is not None
+        }
 
     async def append_message(
         self, project_id: str, channel_id: str, event: str, data: msgspec.Raw

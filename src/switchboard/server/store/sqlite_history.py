@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS history_messages (
 """Added in schema 3; ``CREATE … IF NOT EXISTS`` is the whole migration from 2."""
 
 _WHERE = "WHERE project_id = ? AND channel_id = ?"
+_IN_CHUNK = 500
+"""Channel IDs per ``IN (…)`` of one statement (SQLite bounds a statement's parameters)."""
 
 
 def _now_ms() -> int:
@@ -113,6 +115,23 @@ class SqliteHistory:
     async def history_policy(self, project_id: str, channel_id: str) -> HistoryPolicy | None:
         row = self._read(lambda db: _policy_row(db, project_id, channel_id))
         return None if row is None else HistoryPolicy(row[0], row[1])
+
+    async def history_policies(
+        self, project_id: str, channel_ids: list[str]
+    ) -> dict[str, HistoryPolicy]:
+        def run(db: sqlite3.Connection) -> dict[str, HistoryPolicy]:
+            found: dict[str, HistoryPolicy] = {}
+            for start in range(0, len(channel_ids), _IN_CHUNK):
+                chunk = channel_ids[start : start + _IN_CHUNK]
+                rows = db.execute(
+                    "SELECT channel_id, size, ttl_s FROM channel_history WHERE project_id = ? "
+                    f"AND channel_id IN ({', '.join('?' * len(chunk))})",
+                    (project_id, *chunk),
+                )
+                found.update((row[0], HistoryPolicy(row[1], row[2])) for row in rows)
+            return found
+
+        return self._read(run)
 
     async def append_message(
         self, project_id: str, channel_id: str, event: str, data: msgspec.Raw
