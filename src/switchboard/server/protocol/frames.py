@@ -55,9 +55,26 @@ class ClientFrame(msgspec.Struct):
     d: msgspec.Raw = msgspec.Raw(b"null")
 
 
+class Since(msgspec.Struct, frozen=True):
+    """A client's position in a channel's history (Switchboard's): the last ``offset`` it
+    saw within ``epoch``. ``epoch`` None: no position yet (tell me where the history is)."""
+
+    offset: int = 0
+    epoch: str | None = None
+
+
+MAX_EXPIRY_NOTICE_S = 24 * 3600.0
+"""The longest notice a client may ask for before its token expires."""
+
+
 class IdentifyData(msgspec.Struct):
     project_id: str
     token: str | None = None
+    expiry_notice: float | None = None
+    """Switchboard's: send ``TOKEN_EXPIRING`` this many seconds before the token expires."""
+    recover: dict[str, Since] | None = None
+    """Switchboard's: recover these INIT channels from these positions (present, even
+    empty: report the position of every INIT channel that keeps history)."""
 
 
 class HeartbeatData(msgspec.Struct):
@@ -70,10 +87,10 @@ class ClientDispatch(msgspec.Struct):
     d: msgspec.Raw = msgspec.Raw(b"null")
 
 
-class SubscribeData(msgspec.Struct):
-    """SUBSCRIBE's ``d``, which Hop's clients send as ``null`` (or leave out)."""
+class TokenRefreshData(msgspec.Struct):
+    """TOKEN_REFRESH's ``d`` (Switchboard's)."""
 
-    presence: bool = False
+    token: str
 
 
 class ClientMessage(msgspec.Struct):
@@ -86,7 +103,8 @@ _identify_decoder = msgspec.json.Decoder(IdentifyData | None)
 _heartbeat_decoder = msgspec.json.Decoder(HeartbeatData | None)
 _dispatch_decoder = msgspec.json.Decoder(ClientDispatch)
 _message_decoder = msgspec.json.Decoder(ClientMessage)
-_subscribe_decoder = msgspec.json.Decoder(SubscribeData | None)
+_loose_decoder = msgspec.json.Decoder()
+_refresh_decoder = msgspec.json.Decoder(TokenRefreshData)
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], data: bytes | str, what: str) -> Any:
@@ -120,10 +138,18 @@ def decode_frame(data: bytes | str) -> ClientFrame:
 
 
 def decode_identify(raw: msgspec.Raw) -> IdentifyData:
-    data = _decode(_identify_decoder, raw, "IDENTIFY payload")
+    data: IdentifyData | None = _decode(_identify_decoder, raw, "IDENTIFY payload")
     if data is None:
         raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, "IDENTIFY needs d.project_id")
-    return data  # type: ignore[no-any-return]
+    notice = data.expiry_notice
+    if notice is not None and not 0 < notice <= MAX_EXPIRY_NOTICE_S:
+        raise ProtocolViolation(
+            CloseCode.INVALID_PAYLOAD,
+            f"IDENTIFY expiry_notice must be over 0 and at most {MAX_EXPIRY_NOTICE_S:g} seconds",
+        )
+    if data.recover and any(s.offset < 0 for s in data.recover.values()):
+        raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, "IDENTIFY recover offsets must be >= 0")
+    return data
 
 
 def decode_heartbeat(raw: msgspec.Raw) -> HeartbeatData | None:
@@ -134,17 +160,39 @@ def decode_dispatch(raw: msgspec.Raw) -> ClientDispatch:
     return _decode(_dispatch_decoder, raw, "DISPATCH payload")  # type: ignore[no-any-return]
 
 
-def wants_presence(raw: msgspec.Raw) -> bool:
-    """True if SUBSCRIBE's ``d`` is ``{"presence": true, ...}``.
+def decode_subscribe(raw: msgspec.Raw) -> tuple[bool, Since | None]:
+    """SUBSCRIBE's ``d``: whether it asks for presence (``{"presence": true}``) and the
+    history position it asks to recover from (``{"since": {"offset", "epoch"}}``).
 
-    Anything else means no, and is never an error: Hop's clients put whatever they like
-    there, and SUBSCRIBE ignored ``d`` before presence existed.
+    Either key may be there, or both. Anything else means a plain subscribe and is
+    never an error: Hop's clients put whatever they like in ``d`` (``null``), and
+    SUBSCRIBE ignored it before these extensions; a ``since`` of the wrong shape is
+    ignored the same way.
     """
     try:
-        data = _subscribe_decoder.decode(raw)
+        data = _loose_decoder.decode(raw)
     except (msgspec.DecodeError, UnicodeError, RecursionError):
-        return False
-    return data is not None and data.presence
+        return False, None
+    if not isinstance(data, dict):
+        return False, None
+    presence = data.get("presence") is True
+    since = data.get("since")
+    if not isinstance(since, dict):
+        return presence, None
+    offset, epoch = since.get("offset", 0), since.get("epoch")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        return presence, None
+    if epoch is not None and not isinstance(epoch, str):
+        return presence, None
+    return presence, Since(offset, epoch or None)
+
+
+def decode_token_refresh(raw: msgspec.Raw) -> str | None:
+    """TOKEN_REFRESH's token, or None if ``d`` is not ``{"token": "…"}``."""
+    try:
+        return _refresh_decoder.decode(raw).token or None
+    except (msgspec.DecodeError, UnicodeError, RecursionError):
+        return None
 
 
 def decode_message(raw: msgspec.Raw) -> ClientMessage:
@@ -185,3 +233,51 @@ def dispatch(channel: str | None, event: str, data: Any, *, unicast: bool) -> by
 def error_dispatch(channel: str | None, code: str, message: str) -> bytes:
     """The ``ERROR`` dispatch: a refused client action that does not end the connection."""
     return dispatch(channel, "ERROR", {"code": code, "message": message}, unicast=True)
+
+
+def token_expiring(expires_at: str, expires_in_ms: int) -> bytes:
+    """``TOKEN_EXPIRING`` (Switchboard's): the notice a client asked for in IDENTIFY."""
+    return dispatch(
+        None,
+        "TOKEN_EXPIRING",
+        {"expires_at": expires_at, "expires_in_ms": expires_in_ms},
+        unicast=True,
+    )
+
+
+def token_refreshed(expires_at: str | None) -> bytes:
+    """``TOKEN_REFRESHED`` (Switchboard's): the answer to a good ``TOKEN_REFRESH``."""
+    return dispatch(None, "TOKEN_REFRESHED", {"expires_at": expires_at}, unicast=True)
+
+
+def refresh_error(code: str, message: str) -> bytes:
+    """The ``ERROR`` answering a refused ``TOKEN_REFRESH``; ``request`` names what it answers."""
+    return dispatch(
+        None,
+        "ERROR",
+        {"code": code, "message": message, "request": "TOKEN_REFRESH"},
+        unicast=True,
+    )
+
+
+def replayed_message(channel: str, event: str, data: Any, offset: int, epoch: str) -> bytes:
+    """A ``MESSAGE`` sent again by a history recovery: ``u: true`` (to this connection
+    alone) tells it from a live one, which is always ``u: false``."""
+    return dispatch(
+        channel, "MESSAGE", {"e": event, "d": data, "offset": offset, "epoch": epoch}, unicast=True
+    )
+
+
+def recovery(
+    channel: str,
+    *,
+    recovered: bool,
+    epoch: str | None,
+    top_offset: int | None,
+    reason: str | None = None,
+) -> bytes:
+    """``RECOVERY`` (Switchboard's): how a recovery ended; live messages follow it."""
+    d: dict[str, Any] = {"recovered": recovered, "epoch": epoch, "top_offset": top_offset}
+    if reason is not None:
+        d["reason"] = reason
+    return dispatch(channel, "RECOVERY", d, unicast=True)

@@ -14,7 +14,7 @@ per-connection rate and size limits on client-published messages, and floods (40
 a budget on frames of every kind, with strikes for what it refuses.
 
 What it hands to the application as events: :class:`Identify`, :class:`Subscribe`,
-:class:`Unsubscribe` and :class:`ClientPublish`. The application answers an
+:class:`Unsubscribe`, :class:`ClientPublish` and (Switchboard's) :class:`RefreshToken`. The application answers an
 :class:`Identify` with :meth:`~LeapSession.accept` or :meth:`~LeapSession.close`.
 """
 
@@ -28,7 +28,7 @@ import msgspec
 
 from switchboard.exceptions import ProtocolViolation
 from switchboard.server.protocol import frames
-from switchboard.server.protocol.frames import CloseCode, Op
+from switchboard.server.protocol.frames import CloseCode, Op, Since
 from switchboard.server.ratelimit import Bucket
 
 
@@ -48,6 +48,11 @@ class Identify:
     project_id: str
     token: str | None
     """``None`` for a tokenless connection (absent, ``null`` and ``""`` all mean none)."""
+    expiry_notice_s: float | None = None
+    """Switchboard's: send ``TOKEN_EXPIRING`` this long before the token expires."""
+    recover: dict[str, Since] | None = None
+    """Switchboard's: history positions of channels the client expects in INIT (``None``:
+    no recovery asked for; ``{}``: only report where each INIT channel's history is)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,18 @@ class Subscribe:
     channel: str
     presence: bool = False
     """The client asked for presence dispatches (``d: {"presence": true}``, Switchboard's)."""
+    since: Since | None = None
+    """Switchboard's: recover the channel's history after this position
+    (``d: {"since": {"offset", "epoch"}}``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    """Switchboard's ``TOKEN_REFRESH``: the client presents its token again, to move the
+    connection's expiry to the token's current one without reconnecting."""
+
+    token: str | None
+    """None when ``d`` was not ``{"token": "…"}`` (answered with an ``ERROR``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +87,7 @@ class ClientPublish:
     """The message's ``d`` exactly as the client sent it."""
 
 
-Event = Identify | Subscribe | Unsubscribe | ClientPublish
+Event = Identify | Subscribe | Unsubscribe | ClientPublish | RefreshToken
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +242,14 @@ class LeapSession:
                 raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, "already identified")
             identify = frames.decode_identify(frame.d)
             self.state = SessionState.IDENTIFYING
-            self._events.append(Identify(identify.project_id, identify.token or None))
+            self._events.append(
+                Identify(
+                    identify.project_id,
+                    identify.token or None,
+                    identify.expiry_notice,
+                    identify.recover,
+                )
+            )
         elif op == Op.DISPATCH:
             if self.state is not SessionState.OPEN:
                 raise ProtocolViolation(CloseCode.NOT_AUTHENTICATED, "dispatch before IDENTIFY")
@@ -249,7 +273,8 @@ class LeapSession:
             if not isinstance(channel, str) or not channel:
                 raise ProtocolViolation(CloseCode.INVALID_PAYLOAD, f"{event} needs a channel in c")
             if event == "SUBSCRIBE":
-                self._events.append(Subscribe(channel, frames.wants_presence(dispatch.d)))
+                presence, since = frames.decode_subscribe(dispatch.d)
+                self._events.append(Subscribe(channel, presence, since))
             elif event == "UNSUBSCRIBE":
                 self._events.append(Unsubscribe(channel))
             elif event == "MESSAGE":
@@ -263,6 +288,8 @@ class LeapSession:
                         "set state through the server API",
                     )
                 )
+        elif event == "TOKEN_REFRESH":
+            self._events.append(RefreshToken(frames.decode_token_refresh(dispatch.d)))
         # Anything else (pipe rooms, future events) is ignored, as SPEC §3 says.
 
     def _receive_message(self, channel: str, message: frames.ClientMessage, now: float) -> None:

@@ -27,11 +27,23 @@ from __future__ import annotations
 
 from switchboard.server.service._base import SORT_FIELDS, expired, is_json_object
 from switchboard.server.service.channels import ChannelOperations
+from switchboard.server.service.history_reads import HistoryReads, Recovery
 from switchboard.server.service.leap import Identity, LeapOperations, Subscription
+from switchboard.server.service.lifecycle import LifecycleOperations
 from switchboard.server.service.tokens import TokenOperations
 
-__all__ = ["SORT_FIELDS", "Identity", "Service", "Subscription", "expired", "is_json_object"]
+__all__ = [
+    "SORT_FIELDS",
+    "Identity",
+    "Recovery",
+    "Service",
+    "Subscription",
+    "expired",
+    "is_json_object",
+]
 
 
-class Service(ChannelOperations, TokenOperations, LeapOperations):
+class Service(
+    ChannelOperations, TokenOperations, LeapOperations, LifecycleOperations, HistoryReads
+):
     """See the module docstring."""
