@@ -11,7 +11,13 @@ import httpx
 import msgspec
 import pytest
 
-from switchboard import AsyncSwitchboard, InvalidRequest
+from switchboard import (
+    AsyncSwitchboard,
+    HistorySettings,
+    InvalidRequest,
+    NotFound,
+    Switchboard,
+)
 from switchboard.server.api.views import HistoryView
 from switchboard.server.config import Limits
 from switchboard.server.permissions import Permission
@@ -220,3 +226,32 @@ async def test_python_sdks(node: Server) -> None:
         assert [m.offset for m in rest.messages] == [5] and rest.epoch == page.epoch
         with pytest.raises(InvalidRequest):
             await sb.channels.get_messages("plain")
+        # The policy, read and changed.
+        assert (await sb.channels.get("h")).history == HistorySettings(size=3, ttl=60)
+        assert (await sb.channels.get("plain")).history is None
+        assert {c.id: c.history for c in await sb.channels.get_all()} == {
+            "h": HistorySettings(3, 60),
+            "plain": None,
+        }
+        changed = await sb.channels.set_history("h", 10)
+        assert changed.history == HistorySettings(10, 300) and changed.id == "h"
+        assert (await sb.channels.get_messages("h")).epoch == page.epoch
+        assert (await sb.channels.set_history("h", 0)).history is None
+        turned_on = await sb.channels.set_history("plain", 5, ttl=30)
+        assert turned_on.history == HistorySettings(5, 30)
+        with pytest.raises(NotFound):
+            await sb.channels.set_history("nope", 5)
+        with pytest.raises(TypeError):
+            await sb.channels.set_history("h", -1)
+
+
+async def test_the_sync_sdk_sets_history(node: Server) -> None:
+    def run() -> None:
+        with Switchboard(node.project_token, base_url=node.base_url) as sb:
+            sb.channels.create("public", "h")
+            assert sb.channels.set_history("h", 4, ttl=20).history == HistorySettings(4, 20)
+            assert sb.channels.get("h").history == HistorySettings(4, 20)
+            sb.channels.publish_message("h", "m", 1)
+            assert [m.data for m in sb.channels.get_messages("h").messages] == [1]
+
+    await asyncio.to_thread(run)  # the server runs in this test's event loop

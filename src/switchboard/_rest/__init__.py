@@ -8,7 +8,15 @@ how to wait and how to send many calls.
 """
 
 from switchboard._rest._async_api import AsyncChannelsAPI, AsyncSwitchboard, AsyncTokensAPI
-from switchboard._rest._models import Channel, ChannelType, History, HistoryMessage, Stats, Token
+from switchboard._rest._models import (
+    Channel,
+    ChannelType,
+    History,
+    HistoryMessage,
+    HistorySettings,
+    Stats,
+    Token,
+)
 from switchboard._rest._presence import ChannelPresence, PresenceMember
 from switchboard._rest._sync_api import ChannelsAPI, Switchboard, TokensAPI
 
@@ -22,6 +30,7 @@ __all__ = [
     "ChannelsAPI",
     "History",
     "HistoryMessage",
+    "HistorySettings",
     "PresenceMember",
     "Stats",
     "Switchboard",

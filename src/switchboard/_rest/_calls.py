@@ -346,6 +346,13 @@ def history_body(size: object, ttl: object) -> dict[str, int]:
     return body
 
 
+def set_channel_history(channel: object, size: object, ttl: object) -> Call[Channel]:
+    fields = {"history": history_body(size, ttl)}
+    path = f"/channels/{channel_id(channel)}"
+    # Setting the same policy twice leaves the same policy (and epoch).
+    return Call("PATCH", path, _channel, encode_json(fields, "history"), idempotent=True)
+
+
 def _history(data: dict[str, Any]) -> History:
     return History.from_json(data)
 

@@ -15,7 +15,15 @@ from typing import Any
 
 from switchboard._channel_type import ChannelType
 
-__all__ = ["Channel", "ChannelType", "History", "HistoryMessage", "Stats", "Token"]
+__all__ = [
+    "Channel",
+    "ChannelType",
+    "History",
+    "HistoryMessage",
+    "HistorySettings",
+    "Stats",
+    "Token",
+]
 
 
 def parse_time(value: object) -> datetime:
@@ -38,6 +46,20 @@ def _state(record: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class HistorySettings:
+    """How much history a channel keeps (Switchboard's own): the last ``size``
+    messages that are at most ``ttl`` seconds old."""
+
+    size: int
+    ttl: int
+
+    @classmethod
+    def from_json(cls, value: object) -> HistorySettings:
+        record = _object(value, "history")
+        return cls(size=int(record["size"]), ttl=int(record["ttl_s"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Channel:
     """A channel of the project."""
 
@@ -48,6 +70,8 @@ class Channel:
     created_at: datetime
     project_id: str
     capabilities: int = 0
+    history: HistorySettings | None = None
+    """What history the channel keeps; None: none (or a server without history)."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """The record exactly as the server sent it."""
 
@@ -55,6 +79,7 @@ class Channel:
     def from_json(cls, value: object) -> Channel:
         record = _object(value, "channel")
         project = record.get("project")
+        history = record.get("history")
         project_id = (
             str(project["id"]) if isinstance(project, dict) else str(record.get("project_id", ""))
         )
@@ -65,6 +90,7 @@ class Channel:
             created_at=parse_time(record["created_at"]),
             project_id=project_id,
             capabilities=int(record.get("capabilities") or 0),
+            history=None if history is None else HistorySettings.from_json(history),
             raw=record,
         )
 

@@ -241,6 +241,19 @@ class ChannelsAPI:
         """
         return self._transport.send(calls.channel_history(channel, since, limit))
 
+    def set_history(self, channel: ChannelRef, size: int, ttl: int | None = None) -> Channel:
+        """Change what history the channel keeps (Switchboard's own, not Hop's); return
+        the channel, with its new ``history``.
+
+        Args:
+            size: messages kept (1 to 10 000); 0 keeps none and drops those kept.
+            ttl: seconds a kept message stays (the server's default: 300).
+
+        New bounds keep the history's epoch and its messages; turning history off and
+        on again starts a new epoch.
+        """
+        return self._transport.send(calls.set_channel_history(channel, size, ttl))
+
     def get_stats(self, channel: ChannelRef) -> Stats:
         """Live numbers of the channel: ``stats.online_count``."""
         return self._transport.send(calls.channel_stats(channel))
