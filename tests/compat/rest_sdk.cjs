@@ -152,4 +152,16 @@ async function restricted() {
   await attempt('restricted_get_after', async () => (await ch.get('mine')).id);
 }
 
-main({ channels, foreign, restricted });
+async function history() {
+  // A channel with history (made over REST beforehand) carries a `history` key Hop's
+  // channels lack: the SDK returns it along, and its methods work on such a channel.
+  const ch = hop().channels;
+  await attempt('history_get', () => ch.get('kept'));
+  await attempt('history_get_all', () => ch.getAll());
+  const kept = await ch.get('kept');
+  await attempt('history_bound_publish', () => kept.publishMessage('MOVE', { x: 1 }));
+  await attempt('history_bound_set_state', () => kept.setState({ round: 2 }));
+  await attempt('history_state_read', async () => (await ch.get('kept')).state);
+}
+
+main({ channels, foreign, restricted, history });

@@ -294,3 +294,22 @@ async def test_a_missing_permission_is_a_hop_api_error(node: Server, js: JS) -> 
         assert permission in error["message"], error
         assert error["data"]["error"]["permission"] == permission
     assert steps["restricted_get_after"] == "mine"  # the refused delete deleted nothing
+
+
+async def test_a_channel_with_history_reads_and_works_in_hop_s_sdk(node: Server, js: JS) -> None:
+    """Switchboard's ``history`` key on a channel (docs/history.md) breaks nothing in
+    @onehop/js: the channel comes back with it, and its bound methods work."""
+    async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as http:
+        r = await http.put("/channels/kept", json={"type": "public", "history": {"size": 5}})
+        assert r.status_code == 200, r.text
+        steps = await js.run("rest_sdk.cjs", "history", node)
+        kept = channel_fields(dict(steps["history_get"]))
+        assert kept["history"] == {"size": 5, "ttl_s": 300}
+        assert kept["id"] == "kept" and kept["type"] == "public"
+        [listed] = steps["history_get_all"]
+        assert channel_fields(dict(listed))["history"] == {"size": 5, "ttl_s": 300}
+        assert steps.undefined("history_bound_publish")
+        assert steps.undefined("history_bound_set_state")
+        assert steps["history_state_read"] == {"round": 2}
+        messages = (await http.get("/channels/kept/messages")).json()["data"]["messages"]
+        assert [(m["offset"], m["e"], m["d"]) for m in messages] == [(1, "MOVE", {"x": 1})]
