@@ -176,3 +176,47 @@ async def chromium(request: pytest.FixtureRequest) -> AsyncIterator[ChatBrowser]
             if any(report.failed for report in reports.values()):
                 await chat.screenshots(ARTIFACTS, request.node.name)
             await browser.close()
+
+
+@pytest.fixture
+async def dev_server(tmp_path: Path) -> AsyncIterator[Callable[[str], Awaitable[str]]]:
+    """``await dev_server(backend_url)``: ``npm run dev`` (Vite's dev server) proxying /api there."""
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def start(backend_url: str) -> str:
+        require_all()
+        port = free_port()
+        log = tmp_path / f"vite-{port}.log"
+        with log.open("wb") as stderr:
+            proc = await asyncio.create_subprocess_exec(
+                *vite("--host", "127.0.0.1", "--port", str(port), "--strictPort"),
+                "--clearScreen",
+                "false",
+                cwd=APP,
+                env={**os.environ, "BACKEND_URL": backend_url, "NO_COLOR": "1"},
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+            )
+        procs.append(proc)
+        assert proc.stdout is not None
+        seen: list[str] = []
+        # Vite prints its URLs once it listens.
+        while not any(f":{port}/" in line for line in seen):
+            try:
+                line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            except TimeoutError:
+                line = b""
+            assert line, f"vite exited or hung: {''.join(seen)}\n{log.read_text()}"
+            seen.append(line.decode(errors="replace"))
+        return f"http://127.0.0.1:{port}/"
+
+    yield start
+    for proc in procs:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()

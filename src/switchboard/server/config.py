@@ -77,6 +77,17 @@ class Settings:
     """Serve ``GET /metrics`` (Prometheus text format, no authentication) on the main
     port. Off by default: only operators should reach it (docs/metrics.md)."""
 
+    webhook_timeout_s: float = 5.0
+    """Per webhook attempt: connect, send and the whole answer (docs/webhooks.md)."""
+    webhook_retries: int = 5
+    """Attempts after the first before a webhook is given up on."""
+    webhook_retry_base_s: float = 1.0
+    """The first wait between attempts; it doubles each time (with jitter, at most 60 s)."""
+    webhook_authorize_timeout_s: float = 3.0
+    """How long a SUBSCRIBE waits for the app's subscribe hook before it is refused."""
+    webhook_log_size: int = 100
+    """Delivery attempts kept per project for ``GET /v1/webhooks/deliveries``."""
+
     @property
     def base_url(self) -> str:
         if self.public_url:

@@ -250,6 +250,9 @@ class Hub:
         (the broker's hook: it carries the event to every node)."""
         self.presence = Presence(lambda: self.node_id, self._member_changed, self._send_to)
         """Who is subscribed where on this node, and the presence watches."""
+        self.on_occupancy: Callable[[str, str, str, int], None] | None = None
+        """Called with (project, ``t``, token, ±1) when a token's first connection here
+        is attached or its last detached (the webhooks' hook; channels: Presence's)."""
         self._to_write: list[Connection] = []
         self._write_scheduled = False
 
@@ -290,7 +293,10 @@ class Hub:
     def attach(self, conn: Connection) -> None:
         self.connections[conn.cid] = conn
         if conn.token_id is not None:
-            self._by_token.setdefault(conn.token_id, set()).add(conn)
+            members = self._by_token.setdefault(conn.token_id, set())
+            members.add(conn)
+            if len(members) == 1 and self.on_occupancy is not None:
+                self.on_occupancy(conn.project_id, "t", conn.token_id, 1)
         self._presence_changed()
 
     def detach(self, conn: Connection) -> None:
@@ -302,6 +308,8 @@ class Hub:
         conn.channels.clear()
         if conn.token_id is not None:
             self._discard(self._by_token, conn.token_id, conn)
+            if conn.token_id not in self._by_token and self.on_occupancy is not None:
+                self.on_occupancy(conn.project_id, "t", conn.token_id, -1)
         self._presence_changed()
 
     def watch_token(self, conn: Connection, token_id: str) -> None:

@@ -15,6 +15,7 @@ from switchboard import __version__
 from switchboard.exceptions import Conflict
 from switchboard.server.api import build_app
 from switchboard.server.api.app import DRAIN
+from switchboard.server.api.webhooks import WEBHOOKS
 from switchboard.server.broker import Broker, LocalBroker
 from switchboard.server.config import Settings
 from switchboard.server.gateway import Gateway
@@ -22,6 +23,7 @@ from switchboard.server.hub import Hub
 from switchboard.server.models import Project
 from switchboard.server.service import Service
 from switchboard.server.store import SqliteStore, Store
+from switchboard.server.webhooks import SenderOptions, Webhooks, WebhookSettings
 
 log = logging.getLogger("switchboard.node")
 
@@ -42,6 +44,31 @@ def open_broker(settings: Settings, hub: Hub) -> Broker:
 
         return RedisBroker(settings.redis_url, hub, prefix=settings.redis_prefix)
     return LocalBroker(hub)
+
+
+def open_webhooks(settings: Settings, store: Store, broker: Broker) -> Webhooks:
+    """In-process with the embedded store; a Redis stream shared by the cluster with Redis."""
+    options = SenderOptions(
+        timeout_s=settings.webhook_timeout_s,
+        retries=settings.webhook_retries,
+        retry_base_s=settings.webhook_retry_base_s,
+        authorize_timeout_s=settings.webhook_authorize_timeout_s,
+    )
+    config = WebhookSettings(store, log_size=settings.webhook_log_size)
+    if settings.redis_url:
+        from switchboard.server.broker.redis import RedisBroker
+        from switchboard.server.webhooks.queue import RedisQueue
+
+        assert isinstance(broker, RedisBroker)
+        queue = RedisQueue(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            node_id=broker.node_id,
+            # An event is claimed from a node only once it cannot still be sending it.
+            claim_after_s=2 * options.worst_case_s + 10,
+        )
+        return Webhooks(config, queue, options)
+    return Webhooks.local(config, options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +98,11 @@ class Node:
             rest_requests_per_second=settings.limits.rest_requests_per_second,
             metrics=settings.metrics,
         )
+        self.webhooks = open_webhooks(settings, self.store, self.broker)
+        self.service.webhooks = self.webhooks
+        self.hub.on_occupancy = self.webhooks.occupancy_changed
+        self.hub.presence.on_occupancy = self.webhooks.occupancy_changed
+        self.app[WEBHOOKS] = self.webhooks
         self._runner: web.AppRunner | None = None
         self._unserved_socket: socket.socket | None = None
         self.port = settings.port
@@ -104,6 +136,7 @@ class Node:
         self._unserved_socket = sock
         await self.store.open()
         await self.broker.start()
+        await self.webhooks.start()
         if not await self.store.list_projects():
             try:
                 project, secret = await self.service.create_project("default")
@@ -156,6 +189,8 @@ class Node:
             log.warning("REST calls still running at shutdown", extra={"calls": drain.in_flight})
         if self._runner is not None:
             await self._runner.cleanup()
+        # The offline and vacated events of the sockets just closed reach the queue.
+        await self.webhooks.stop(grace)
         await self.broker.stop()
         await self.store.close()
         log.info(

@@ -24,6 +24,7 @@ from switchboard.exceptions import InvalidRequest
 __all__ = [
     "ALIASES",
     "ALL",
+    "FULL_ACCESS_ROUTES",
     "LEAP_PUBLISH",
     "LEAP_SUBSCRIBE",
     "NONE",
@@ -139,6 +140,20 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     # The console's overview: channel and token totals, live counts.
     ("GET", "/v1/stats"): Permission.READ_CHANNELS,
 }
+
+FULL_ACCESS_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {
+        # Webhooks (Switchboard's own): whoever sets the URL receives every event and
+        # message of the project, and decides private subscriptions, so no single flag
+        # is enough. Only a token with every permission may read or change them.
+        ("GET", "/v1/webhooks"),
+        ("PUT", "/v1/webhooks"),
+        ("DELETE", "/v1/webhooks"),
+        ("POST", "/v1/webhooks/secret"),
+        ("GET", "/v1/webhooks/deliveries"),
+    }
+)
+"""Routes that need every permission (``ALL``) rather than one flag."""
 
 ALIASES: dict[Permission, Permission] = {
     # Hop keeps an older "channel token" flag for what its SDK now calls a leap token;

@@ -124,6 +124,9 @@ class Presence:
         self._tokens: dict[Key, Counter[str]] = {}
         self._tokenless: Counter[Key] = Counter()
         self.watches: dict[Key, Watch] = {}
+        self.on_occupancy: Callable[[str, str, str, int], None] | None = None
+        """Called with (project, ``c``, channel, ±1) when a channel gets its first
+        subscriber on this node or loses its last (project-scope ones do not count)."""
 
     # This node's subscriptions.
 
@@ -132,6 +135,8 @@ class Presence:
         if conn.scope == "project":
             return
         key = (conn.project_id, channel_id)
+        if self.on_occupancy is not None and key not in self._tokens and key not in self._tokenless:
+            self.on_occupancy(conn.project_id, "c", channel_id, 1)
         token_id = conn.token_id
         if token_id is None:
             self._tokenless[key] += 1
@@ -156,6 +161,7 @@ class Presence:
             self._tokenless[key] -= 1
             if self._tokenless[key] <= 0:
                 del self._tokenless[key]
+                self._vacated(key)
             return
         counts = self._tokens.get(key)
         if counts is None or not counts[token_id]:
@@ -165,11 +171,16 @@ class Presence:
             del counts[token_id]
             if not counts:
                 del self._tokens[key]
+                self._vacated(key)
             self._emit(
                 ev.MemberLeft(
                     conn.project_id, channel_id, token_id, conn.metadata or NULL, self._node_id()
                 )
             )
+
+    def _vacated(self, key: Key) -> None:
+        if self.on_occupancy is not None and key not in self._tokens and key not in self._tokenless:
+            self.on_occupancy(key[0], "c", key[1], -1)
 
     def local(self, project_id: str, channel_id: str) -> NodePresence:
         """This node's share of one channel's presence."""

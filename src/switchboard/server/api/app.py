@@ -20,7 +20,7 @@ from switchboard.exceptions import (
     Unavailable,
 )
 from switchboard.server import metrics as prometheus
-from switchboard.server.api import channels, console, openapi, tokens
+from switchboard.server.api import channels, console, openapi, tokens, webhooks
 from switchboard.server.api.auth import REST_LIMIT, SERVICE
 from switchboard.server.api.cors import add_headers, is_preflight, preflight_response
 from switchboard.server.api.draining import Drain
@@ -201,6 +201,7 @@ def build_app(
     # Token routes first: /v1/channels/tokens must never be read as a channel ID.
     app.router.add_routes(tokens.routes)
     app.router.add_routes(channels.routes)
+    app.router.add_routes(webhooks.routes)
     if metrics:
         prometheus.setup(app, service, gateway)  # /metrics, for operators (server/metrics.py)
     openapi.setup(app)  # /openapi.json and /docs, from the routes above (api/openapi.py)

@@ -38,6 +38,13 @@ async def authenticated_project(request: web.Request) -> Project:
 def _check_permission(request: web.Request, granted: permissions.Permission) -> None:
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else request.path
+    if (request.method, route) in permissions.FULL_ACCESS_ROUTES:
+        if int(granted) & permissions.ALL != permissions.ALL:
+            raise MissingPermission(
+                f"{request.method} {route} needs a project token with every permission (all)",
+                permission="all",
+            )
+        return
     mask = permissions.route_mask(request.method, route)
     if mask is None:
         # A route someone added without declaring its permission: refused, never open.

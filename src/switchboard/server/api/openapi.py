@@ -25,6 +25,7 @@ from aiohttp import web
 from switchboard import __version__
 from switchboard.server import ids
 from switchboard.server.api import bodies
+from switchboard.server.api import webhooks as wh
 from switchboard.server.api.bodies import QUERY_INT_MAX
 from switchboard.server.api.views import (
     ChannelView,
@@ -290,6 +291,32 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         Empty,
         bodies.MessageBody,
         tag="tokens",
+    ),
+    # Webhooks (Switchboard's own): a token with every permission (docs/webhooks.md).
+    ("GET", "/v1/webhooks"): Operation(
+        "The project's webhook configuration (the secret by its hint)",
+        wh.WebhooksData,
+        tag="webhooks",
+    ),
+    ("PUT", "/v1/webhooks"): Operation(
+        "Set the webhook configuration; the first one answers with its signing secret",
+        wh.WebhooksData,
+        wh.WebhooksBody,
+        tag="webhooks",
+    ),
+    ("DELETE", "/v1/webhooks"): Operation(
+        "Remove the webhook configuration", Empty, tag="webhooks"
+    ),
+    ("POST", "/v1/webhooks/secret"): Operation(
+        "A new signing secret (the old one stops signing at once)",
+        wh.SecretData,
+        tag="webhooks",
+    ),
+    ("GET", "/v1/webhooks/deliveries"): Operation(
+        "The last delivery attempts, newest first",
+        wh.DeliveryList,
+        query=(Query("limit", {"type": "integer", "minimum": 1}, "1 to the log size (50).", True),),
+        tag="webhooks",
     ),
     # Not JSON: listed so the document has every route, described by their content.
     ("GET", "/ws"): Operation(

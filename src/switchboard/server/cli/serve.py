@@ -9,6 +9,7 @@ import click
 from switchboard.exceptions import APIError
 from switchboard.server import logs
 from switchboard.server.cli._options import store_options
+from switchboard.server.cli._webhook_options import webhook_options
 from switchboard.server.config import Limits, Settings
 from switchboard.server.node import run
 
@@ -179,6 +180,7 @@ _DEFAULT_LIMITS = Limits()
     show_envvar=True,
     help="Seconds such a channel keeps a message, with --history-size.",
 )
+@webhook_options
 @click.option(
     "--shutdown-grace",
     default=Settings().shutdown_grace_s,
@@ -219,6 +221,11 @@ def serve(
     metrics: bool,
     history_size: int,
     history_ttl: int,
+    webhook_timeout: float,
+    webhook_retries: int,
+    webhook_retry_base: float,
+    webhook_authorize_timeout: float,
+    webhook_log_size: int,
     shutdown_grace: float,
     log_level: str,
 ) -> None:
@@ -242,6 +249,11 @@ def serve(
         cors_origins=_split(cors_origins),
         ws_origins=_split(ws_origins),
         metrics=metrics,
+        webhook_timeout_s=webhook_timeout,
+        webhook_retries=webhook_retries,
+        webhook_retry_base_s=webhook_retry_base,
+        webhook_authorize_timeout_s=webhook_authorize_timeout,
+        webhook_log_size=webhook_log_size,
         limits=Limits(
             max_payload_bytes=max_payload_bytes,
             client_messages_per_second=client_messages_per_second,

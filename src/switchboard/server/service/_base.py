@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -22,6 +23,9 @@ from switchboard.server.models import (
     Token,
 )
 from switchboard.server.store import Store
+
+if TYPE_CHECKING:
+    from switchboard.server.webhooks import Webhooks
 
 SORT_FIELDS = ("created_at", "id")
 
@@ -50,6 +54,9 @@ class ServiceBase:
         self.rest_messages = 0
         self.rest_direct_messages = 0
         self.client_messages = 0
+        self.webhooks: Webhooks | None = None
+        """Told of every accepted message, and asked about private subscriptions a token
+        was not granted; set by the node (``switchboard.server.webhooks``)."""
 
     def stats(self) -> dict[str, int]:
         """Messages this node accepted: REST channel and direct messages, client MESSAGEs."""

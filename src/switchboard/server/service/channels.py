@@ -174,6 +174,15 @@ class ChannelOperations(ServiceBase):
             )
         )
         self.rest_messages += 1
+        if self.webhooks is not None:
+            self.webhooks.message_published(
+                project.id,
+                channel_id,
+                event,
+                data,
+                source="rest",
+                offset=position.offset if position else None,
+            )
 
     async def subscribe_token(self, project: Project, channel_id: str, token_id: str) -> None:
         channel = await self._channel(project, channel_id)

@@ -107,8 +107,15 @@ class LeapOperations(ProjectOperations):
         if token is None:
             return Subscription(None, "NOT_GRANTED")
         if channel.type is ChannelType.PRIVATE:
-            granted = await self.store.is_subscribed(project.id, channel_id, token.id)
-            return Subscription(channel) if granted else Subscription(None, "NOT_GRANTED")
+            if await self.store.is_subscribed(project.id, channel_id, token.id):
+                return Subscription(channel)
+            # Not granted by the backend: the app's subscribe hook may still say yes, for
+            # this connection only (it grants nothing durable).
+            if self.webhooks is not None and await self.webhooks.authorize(
+                project, channel_id, token, origin_cid
+            ):
+                return Subscription(channel)
+            return Subscription(None, "NOT_GRANTED")
         if await self.store.add_subscription(project.id, channel_id, token.id):
             await self.broker.publish(
                 ev.TokenSubscribed(
@@ -164,3 +171,13 @@ class LeapOperations(ProjectOperations):
             )
         )
         self.client_messages += 1
+        if self.webhooks is not None:
+            self.webhooks.message_published(
+                identity.project.id,
+                channel_id,
+                event,
+                data,
+                source="client",
+                token_id=identity.token_id,
+                offset=position.offset if position else None,
+            )
