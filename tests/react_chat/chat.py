@@ -37,6 +37,7 @@ class User:
     page: Any
     console: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
     sockets: list[LeapSocket] = field(default_factory=list)
 
     def _on_websocket(self, ws: Any) -> None:
@@ -52,13 +53,17 @@ class User:
         ws.on("framesent", sent)
         ws.on("close", lambda _ws: setattr(socket, "closed", True))
 
-    async def sign_in(self, url: str) -> None:
-        """Open the app at ``url``, join with this user's name, wait until connected."""
-        from playwright.async_api import expect
-
+    async def join(self, url: str) -> None:
+        """Open the app at ``url`` and join with this user's name."""
         await self.page.goto(url)
         await self.page.get_by_label("Your name").fill(self.name)
         await self.page.get_by_role("button", name="Join").click()
+
+    async def sign_in(self, url: str) -> None:
+        """Join, and wait until connected with the room available."""
+        from playwright.async_api import expect
+
+        await self.join(url)
         await expect(self.connection).to_have_text("connected")
         await expect(self.subscription).to_have_text("available")
 
@@ -122,6 +127,7 @@ class ChatBrowser:
         user = User(name, await context.new_page())
         user.page.on("console", lambda message: user.console.append(message.text))
         user.page.on("pageerror", lambda error: user.errors.append(str(error)))
+        user.page.on("request", lambda request: user.requests.append(request.url))
         user.page.on("websocket", user._on_websocket)
         self.users.append(user)
         return user

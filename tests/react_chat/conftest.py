@@ -104,11 +104,11 @@ StartBackend = Callable[..., Awaitable[Backend]]
 
 @pytest.fixture
 async def start_backend(built_app: Path, tmp_path: Path) -> AsyncIterator[StartBackend]:
-    """``await start_backend(server, *extra)``: the README's one command, against ``server``."""
+    """``await start_backend(server, *extra, port=None)``: the README's one command."""
     started: list[Backend] = []
 
-    async def start(server: Server, *extra: str) -> Backend:
-        port = free_port()
+    async def start(server: Server, *extra: str, port: int | None = None) -> Backend:
+        port = port or free_port()
         log = tmp_path / f"backend-{port}.log"
         with log.open("wb") as stderr:
             proc = await asyncio.create_subprocess_exec(

@@ -59,8 +59,10 @@ async def test_two_users_chat_and_one_is_revoked(
     await chat_both_ways(alice, bob, "1")
     await expect(bob.direct).to_have_count(0)
 
-    # The page never subscribed: the private room came with INIT, through the token.
+    # The page never subscribed: the private room came with INIT, through the token. And it
+    # never called Switchboard's REST API (so no CORS setting is needed): only its backend.
     for user in (alice, bob):
+        assert [url for url in user.requests if not url.startswith(backend.url)] == []
         assert [s.url for s in user.sockets] == [server.ws_url]
         assert user.sockets[0].dispatches("SUBSCRIBE") == []
         assert [d["c"] for d in user.sockets[0].dispatches("MESSAGE")] == ["chat"]
