@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import msgspec
 import pytest
 
 from switchboard.exceptions import NotFound
-from switchboard.server.history import HistoryPolicy
+from switchboard.server.history import HistoryMessage, HistoryPolicy
 from switchboard.server.models import Channel, ChannelType, Project
 from switchboard.server.store import Store
 
@@ -170,3 +171,47 @@ async def test_policies_of_many_channels_in_one_read(store: Store, project: Proj
         await make(store, project, channel_id)
         await store.set_history_policy(project.id, channel_id, HistoryPolicy(1, 1))
     assert set(await store.history_policies(project.id, many)) == set(many[::100])
+
+
+def kept(offset: int, n: int, created_ms: int) -> HistoryMessage:
+    return HistoryMessage(offset, "e", data(n), created_ms)
+
+
+async def test_put_history_keeps_offsets_epoch_and_dates(store: Store, project: Project) -> None:
+    await make(store, project)
+    now_ms = int(time.time() * 1000)
+    messages = [kept(5, 5, now_ms - 3000), kept(6, 6, now_ms - 2000), kept(7, 7, now_ms - 1000)]
+    await store.put_history(project.id, "c", HistoryPolicy(10, 60), "feedbeef", 7, messages)
+    assert await store.history_policy(project.id, "c") == HistoryPolicy(10, 60)
+    page = await store.read_history(project.id, "c", 0, 10)
+    assert page is not None
+    assert (page.epoch, page.top, page.first) == ("feedbeef", 7, 5)
+    assert page.messages == messages
+    # Publishing goes on from there, in the same epoch.
+    position = await store.append_message(project.id, "c", "e", data(8))
+    assert position is not None and (position.offset, position.epoch) == (8, "feedbeef")
+
+
+async def test_put_history_replaces_and_applies_the_bounds(store: Store, project: Project) -> None:
+    await make(store, project)
+    await store.set_history_policy(project.id, "c", HistoryPolicy(10, 60))
+    for n in range(3):
+        await store.append_message(project.id, "c", "e", data(n))
+    now_ms = int(time.time() * 1000)
+    messages = [
+        kept(1, 1, now_ms - 120_000),  # older than ttl_s: not served
+        kept(2, 2, now_ms - 1000),  # below the size bound (top 4, size 2): not kept
+        kept(3, 3, now_ms - 1000),
+        kept(4, 4, now_ms - 500),
+    ]
+    await store.put_history(project.id, "c", HistoryPolicy(2, 60), "0badcafe", 4, messages)
+    page = await store.read_history(project.id, "c", 0, 10)
+    assert page is not None
+    assert (page.epoch, page.top, page.first) == ("0badcafe", 4, 3)
+    assert [m.offset for m in page.messages] == [3, 4]
+    # No messages at all: an empty history at that top.
+    await store.put_history(project.id, "c", HistoryPolicy(5, 60), "00000001", 9, [])
+    page = await store.read_history(project.id, "c", 0, 10)
+    assert page is not None and (page.messages, page.top, page.first) == ([], 9, 10)
+    with pytest.raises(NotFound):
+        await store.put_history(project.id, "nope", HistoryPolicy(5, 60), "e", 0, [])

@@ -12,6 +12,7 @@ import pytest
 
 from switchboard.exceptions import Conflict, InvalidRequest
 from switchboard.server import ids
+from switchboard.server.history import HistoryPolicy
 from switchboard.server.models import ChannelType, Token
 from switchboard.server.permissions import ALL, Permission
 from switchboard.server.store import SqliteStore
@@ -54,6 +55,11 @@ async def fill(store: SqliteStore) -> str:
     )
     await store.add_subscription(project.id, "ch0", "leap_token_x")
     await store.add_subscription(project.id, "ch2", "leap_token_x")
+    # History: ch0 keeps its last 3 of 5 messages, ch1 keeps history but has none yet.
+    await store.set_history_policy(project.id, "ch0", HistoryPolicy(3, 600))
+    for n in range(5):
+        await store.append_message(project.id, "ch0", "m", msgspec.Raw(b'{"n": %d}' % n))
+    await store.set_history_policy(project.id, "ch1", HistoryPolicy(10, 60))
     await store.create_project("empty")
     return project.id
 
@@ -81,6 +87,8 @@ async def test_sqlite_to_redis_and_back(tmp_path: Path, redis_url: str) -> None:
             "channels": 3,
             "tokens": 1,
             "subscriptions": 2,
+            "histories": 2,
+            "history_messages": 3,
         }
         assert comparable(await export_store(redis_store)) == comparable(dump)
         await import_store(back, await export_store(redis_store))
@@ -96,6 +104,17 @@ async def test_sqlite_to_redis_and_back(tmp_path: Path, redis_url: str) -> None:
             access = await store.find_project_by_token(ids.hash_secret("ptk_c"))
             assert access is not None
             assert access.permissions == Permission.READ_CHANNELS | Permission.MESSAGE_TOKEN
+        # History moves with its epoch and offsets: readers' positions still hold, and
+        # the next message gets the next offset.
+        before = await source.read_history(project_id, "ch0", 0, 10)
+        assert before is not None and [m.offset for m in before.messages] == [3, 4, 5]
+        for store in (redis_store, back):
+            after = await store.read_history(project_id, "ch0", 0, 10)
+            assert after == before
+            assert await store.history_policy(project_id, "ch1") == HistoryPolicy(10, 60)
+            assert await store.history_policy(project_id, "ch2") is None
+            position = await store.append_message(project_id, "ch0", "m", msgspec.Raw(b"6"))
+            assert position is not None and (position.offset, position.epoch) == (6, before.epoch)
         # A second import is refused whole.
         with pytest.raises(Conflict):
             await import_store(redis_store, dump)
@@ -126,6 +145,10 @@ def test_cli_round_trip(tmp_path: Path, redis_url: str) -> None:
     garbage.write_text('{"format": "other"}')
     bad = run("import", str(garbage), "--data", str(tmp_path / "c"))
     assert bad.returncode != 0 and "not a Switchboard export" in bad.stderr
+
+
+def _m(offset: int) -> dict[str, Any]:
+    return {"offset": offset, "e": "m", "d": offset, "created_ms": 1_800_000_000_000}
 
 
 def _dump(version: int, permissions: Any = None) -> bytes:
@@ -171,5 +194,50 @@ async def test_an_unknown_permission_in_a_dump_imports_nothing(tmp_path: Path) -
 
 
 def test_a_dump_of_a_newer_version_is_refused() -> None:
-    with pytest.raises(InvalidRequest, match="version 1 or 2"):
-        decode_dump(_dump(3))
+    with pytest.raises(InvalidRequest, match="version 1 or 2 or 3"):
+        decode_dump(_dump(4))
+
+
+def _with_channel(dump: bytes, channel: dict[str, Any]) -> bytes:
+    data = json.loads(dump)
+    data["projects"][0]["channels"] = [channel]
+    return json.dumps(data).encode()
+
+
+CHANNEL = {"id": "c", "type": "public", "state": {}, "created_at": "2026-01-01T00:00:00.000Z"}
+
+
+async def test_a_version_2_dump_s_channels_keep_no_history(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "a")
+    await store.open()
+    try:
+        await import_store(store, decode_dump(_with_channel(_dump(2), CHANNEL)))
+        assert await store.history_policy("project_1", "c") is None
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        {"size": 0, "ttl_s": 60, "epoch": "e", "top": 0},
+        {"size": 5, "ttl_s": 0, "epoch": "e", "top": 0},
+        {"size": 5, "ttl_s": 60, "epoch": "", "top": 0},
+        {"size": 5, "ttl_s": 60, "epoch": "e", "top": 1, "messages": [_m(2)]},
+        {"size": 5, "ttl_s": 60, "epoch": "e", "top": 3, "messages": [_m(2), _m(1)]},
+        {"size": 5, "ttl_s": 60, "epoch": "e", "top": 3, "messages": [_m(2), _m(2)]},
+        {"size": 5, "ttl_s": 60, "epoch": "e", "top": 3, "messages": [_m(0)]},
+    ],
+)
+async def test_a_history_no_store_could_hold_imports_nothing(
+    tmp_path: Path, history: dict[str, Any]
+) -> None:
+    store = SqliteStore(tmp_path / "a")
+    await store.open()
+    try:
+        dump = decode_dump(_with_channel(_dump(3), {**CHANNEL, "history": history}))
+        with pytest.raises(InvalidRequest, match=r"channel 'c'.*nothing imported"):
+            await import_store(store, dump)
+        assert await store.list_projects() == []
+    finally:
+        await store.close()

@@ -11,6 +11,12 @@ in the target already, or that names a permission this Switchboard does not know
 Version 2 carries each project token's permissions by name; a version-1 dump (made
 before permissions) is still read, its tokens getting every permission as they had.
 Older Switchboards refuse a version-2 dump rather than widen its restricted tokens.
+
+Version 3 carries each channel's history (docs/history.md): its policy, epoch, top
+offset and the messages still kept, each with its offset and date, so clients that
+hold an ``(offset, epoch)`` of the old store go on reading after the move, and the next
+message gets the next offset. A version-1 or -2 dump has no history: its channels
+keep none. Older Switchboards refuse a version-3 dump rather than drop the history.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ import msgspec
 from switchboard.exceptions import Conflict, InvalidRequest
 from switchboard.server import permissions
 from switchboard.server.clock import now_iso
+from switchboard.server.history import MAX_PAGE, HistoryMessage, HistoryPolicy, check_policy
 from switchboard.server.models import Channel, ChannelType, Project, ProjectTokenInfo, Token
 from switchboard.server.store import Store
 
 FORMAT = "switchboard-export"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 class ProjectTokenDump(msgspec.Struct):
@@ -38,11 +45,31 @@ class ProjectTokenDump(msgspec.Struct):
     """Permission names (``switchboard.server.permissions``); absent (version 1) = all."""
 
 
+class HistoryMessageDump(msgspec.Struct):
+    offset: int
+    e: str
+    d: msgspec.Raw
+    created_ms: int
+    """Milliseconds since the Unix epoch: the message ages on from there."""
+
+
+class HistoryDump(msgspec.Struct):
+    size: int
+    ttl_s: int
+    epoch: str
+    top: int
+    """The latest offset given; the next message gets ``top + 1``."""
+    messages: list[HistoryMessageDump] = []
+    """The messages kept when exported, oldest first."""
+
+
 class ChannelDump(msgspec.Struct):
     id: str
     type: ChannelType
     state: msgspec.Raw
     created_at: str
+    history: HistoryDump | None = None
+    """None: the channel keeps no history (and every channel of a version-1/2 dump)."""
 
 
 class TokenDump(msgspec.Struct):
@@ -88,6 +115,7 @@ async def export_store(store: Store) -> Dump:
             channels += page.items
             if len(page.items) < _PAGE:
                 break
+        histories = await _export_histories(store, project.id, channels)
         tokens = []
         for token in await store.list_tokens(project.id):
             subscribed = await store.token_channels(project.id, token.id)
@@ -116,11 +144,54 @@ async def export_store(store: Store) -> Dump:
                     )
                     for info, secret_hash in await store.project_token_hashes(project.id)
                 ],
-                [ChannelDump(c.id, c.type, c.state, c.created_at) for c in channels],
+                [
+                    ChannelDump(c.id, c.type, c.state, c.created_at, histories.get(c.id))
+                    for c in channels
+                ],
                 tokens,
             )
         )
     return Dump(FORMAT, VERSION, now_iso(), projects)
+
+
+async def _export_histories(
+    store: Store, project_id: str, channels: list[Channel]
+) -> dict[str, HistoryDump]:
+    found: dict[str, HistoryDump] = {}
+    policies = await store.history_policies(project_id, [c.id for c in channels])
+    for channel_id, policy in policies.items():
+        messages: list[HistoryMessageDump] = []
+        since = 0
+        while True:
+            page = await store.read_history(project_id, channel_id, since, MAX_PAGE)
+            if page is None:  # turned off meanwhile
+                break
+            messages += [
+                HistoryMessageDump(m.offset, m.event, m.data, m.created_ms) for m in page.messages
+            ]
+            if not page.messages or page.messages[-1].offset >= page.top:
+                found[channel_id] = HistoryDump(
+                    policy.size, policy.ttl_s, page.epoch, page.top, messages
+                )
+                break
+            since = page.messages[-1].offset
+    return found
+
+
+def _check_history(channel: ChannelDump) -> None:
+    """Refuse (before anything is written) a history no store could hold."""
+    history = channel.history
+    if history is None:
+        return
+    if check_policy(history.size, history.ttl_s) is None:
+        raise InvalidRequest("a history's size must be 1 or more (a channel without has none)")
+    if not history.epoch or history.top < 0:
+        raise InvalidRequest("a history needs an epoch and a top offset of 0 or more")
+    offsets = [m.offset for m in history.messages]
+    if offsets != sorted(set(offsets)) or (
+        offsets and not 1 <= offsets[0] <= offsets[-1] <= history.top
+    ):
+        raise InvalidRequest("history offsets must ascend, from 1 to the top offset")
 
 
 def decode_dump(data: bytes) -> Dump:
@@ -158,7 +229,22 @@ async def import_store(store: Store, dump: Dump) -> dict[str, int]:
                 raise InvalidRequest(
                     f"project token {project_token.id}: {exc.message}; nothing imported"
                 ) from None
-    counts = {"projects": 0, "project_tokens": 0, "channels": 0, "tokens": 0, "subscriptions": 0}
+        for channel in project.channels:
+            try:
+                _check_history(channel)
+            except InvalidRequest as exc:
+                raise InvalidRequest(
+                    f"channel {channel.id!r}: {exc.message}; nothing imported"
+                ) from None
+    counts = {
+        "projects": 0,
+        "project_tokens": 0,
+        "channels": 0,
+        "tokens": 0,
+        "subscriptions": 0,
+        "histories": 0,
+        "history_messages": 0,
+    }
     for p in dump.projects:
         await store.put_project(Project(p.id, p.name, p.created_at))
         counts["projects"] += 1
@@ -171,6 +257,14 @@ async def import_store(store: Store, dump: Dump) -> dict[str, int]:
         for c in p.channels:
             await store.create_channel(Channel(p.id, c.id, c.type, c.state, c.created_at))
             counts["channels"] += 1
+            if c.history is not None:
+                h = c.history
+                messages = [HistoryMessage(m.offset, m.e, m.d, m.created_ms) for m in h.messages]
+                await store.put_history(
+                    p.id, c.id, HistoryPolicy(h.size, h.ttl_s), h.epoch, h.top, messages
+                )
+                counts["histories"] += 1
+                counts["history_messages"] += len(messages)
         for token in p.tokens:
             await store.create_token(
                 Token(p.id, token.id, token.state, token.created_at, token.expires_at)

@@ -7,7 +7,12 @@ from typing import Any, Protocol
 
 import msgspec
 
-from switchboard.server.history import HistoryPage, HistoryPolicy, StreamPosition
+from switchboard.server.history import (
+    HistoryMessage,
+    HistoryPage,
+    HistoryPolicy,
+    StreamPosition,
+)
 from switchboard.server.models import Access, Channel, Page, Project, ProjectTokenInfo, Token
 from switchboard.server.permissions import ALL, Permission
 
@@ -166,6 +171,23 @@ class Store(Protocol):
     ) -> HistoryPage | None:
         """Up to ``limit`` kept messages with an offset above ``since``, oldest first;
         None if history is off. Raises NotFound."""
+
+    async def put_history(
+        self,
+        project_id: str,
+        channel_id: str,
+        policy: HistoryPolicy,
+        epoch: str,
+        top: int,
+        messages: list[HistoryMessage],
+    ) -> None:
+        """Replace the channel's history with this one whole (``switchboard import``):
+        policy, epoch, top offset and the messages with their own offsets and dates.
+
+        ``messages`` are in ascending offset order, each offset from 1 to ``top``; those
+        below the size bound are not kept. The next append gets ``top + 1`` in ``epoch``.
+        Raises NotFound.
+        """
 
     # Project settings (JSON documents by key: ``webhooks`` …) and the webhook delivery
     # log; deleting a project deletes both.

@@ -128,11 +128,24 @@ if not meta[1] then return 0 end
 return meta
 """
 
+# KEYS as above. ARGV: size, ttl_s, epoch, top, then offset, t, e, d of each message.
+_PUT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[2], 'size', ARGV[1], 'ttl_s', ARGV[2], 'epoch', ARGV[3], 'top', ARGV[4])
+for i = 5, #ARGV, 4 do
+  redis.call('XADD', KEYS[3], ARGV[i] .. '-0', 't', ARGV[i + 1], 'e', ARGV[i + 2], 'd', ARGV[i + 3])
+end
+if #ARGV > 4 then redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2]) * 1000) end
+return 1
+"""
+
 HISTORY_SCRIPTS = [
     ("history_set_policy", _SET_POLICY),
     ("history_policy", _POLICY),
     ("history_append", _APPEND),
     ("history_read", _READ),
+    ("history_put", _PUT),
 ]
 """Registered by ``RedisStore.open`` with its own scripts."""
 
@@ -229,3 +242,21 @@ class RedisHistory:
             return None
         epoch, top, first, entries = result
         return HistoryPage([_message(e) for e in entries], bytes(epoch).decode(), top, first)
+
+    async def put_history(
+        self,
+        project_id: str,
+        channel_id: str,
+        policy: HistoryPolicy,
+        epoch: str,
+        top: int,
+        messages: list[HistoryMessage],
+    ) -> None:
+        args: list[Any] = [policy.size, policy.ttl_s, epoch, top]
+        lowest = top - policy.size + 1
+        for m in messages:
+            if m.offset >= lowest:
+                args += [m.offset, m.created_ms, m.event, bytes(m.data)]
+        result = await self._run("history_put", self.history_keys(project_id, channel_id), args)
+        if result == -1:
+            raise _not_found(channel_id)

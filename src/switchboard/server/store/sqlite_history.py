@@ -189,3 +189,36 @@ class SqliteHistory:
             return HistoryPage(messages, epoch, top, first)
 
         return self._read(run)
+
+    async def put_history(
+        self,
+        project_id: str,
+        channel_id: str,
+        policy: HistoryPolicy,
+        epoch: str,
+        top: int,
+        messages: list[HistoryMessage],
+    ) -> None:
+        lowest = top - policy.size + 1
+        rows = [
+            (project_id, channel_id, m.offset, m.event, bytes(m.data), m.created_ms)
+            for m in messages
+            if m.offset >= lowest
+        ]
+
+        def run(db: sqlite3.Connection) -> None:
+            _policy_row(db, project_id, channel_id)  # NotFound
+            # The old history's messages go with its row (ON DELETE CASCADE).
+            db.execute(f"DELETE FROM channel_history {_WHERE}", (project_id, channel_id))
+            db.execute(
+                "INSERT INTO channel_history (project_id, channel_id, size, ttl_s, epoch, top) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (project_id, channel_id, policy.size, policy.ttl_s, epoch, top),
+            )
+            db.executemany(
+                "INSERT INTO history_messages "
+                "(project_id, channel_id, seq, event, data, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        await self._write(run)
