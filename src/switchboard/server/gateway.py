@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import secrets
@@ -32,16 +33,18 @@ from switchboard.server.hub import Connection, Hub, leap_channel
 from switchboard.server.origins import origin_allowed
 from switchboard.server.presence_watch import start_watch
 from switchboard.server.protocol import frames
-from switchboard.server.protocol.frames import CloseCode
+from switchboard.server.protocol.frames import CloseCode, Since
 from switchboard.server.protocol.session import (
     ClientPublish,
     Identify,
     LeapSession,
+    RefreshToken,
     SessionLimits,
     SessionState,
     Subscribe,
     Unsubscribe,
 )
+from switchboard.server.recovery import recover
 from switchboard.server.service import Identity, Service
 
 log = logging.getLogger("switchboard.gateway")
@@ -54,10 +57,32 @@ def _new_cid() -> str:
     return f"{_cid_prefix}-{next(_cid_counter)}"
 
 
+class _Expiry:
+    """A connection's token expiry: the 4001 at the moment it passes, and the
+    ``TOKEN_EXPIRING`` notice before it if the client asked for one (Switchboard's).
+
+    Made only for a connection whose token expires or that asked for a notice, so an
+    idle connection pays one empty slot for it.
+    """
+
+    __slots__ = ("close_timer", "notice_s", "notice_timer")
+
+    def __init__(self, notice_s: float | None) -> None:
+        self.notice_s = notice_s
+        self.close_timer: asyncio.TimerHandle | None = None
+        self.notice_timer: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        for timer in (self.close_timer, self.notice_timer):
+            if timer is not None:
+                timer.cancel()
+        self.close_timer = self.notice_timer = None
+
+
 class GatewayConnection(Connection):
     """A hub connection that knows its socket, so it can close and expire."""
 
-    __slots__ = ("_close_task", "_expiry_timer", "identity", "session", "ws")
+    __slots__ = ("_close_task", "_expiry", "identity", "session", "ws")
 
     def __init__(
         self,
@@ -79,7 +104,7 @@ class GatewayConnection(Connection):
         self.ws = ws
         self.session = session
         self.identity: Identity | None = None
-        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._expiry: _Expiry | None = None
         self._close_task: asyncio.Task[None] | None = None
 
     def flush(self) -> None:
@@ -121,22 +146,43 @@ class GatewayConnection(Connection):
         if self._close_task is not None:
             await self._close_task
 
+    def want_expiry_notice(self, notice_s: float) -> None:
+        """Send ``TOKEN_EXPIRING`` ``notice_s`` seconds before the token expires (from the
+        next :meth:`expiry_changed` on, which IDENTIFY makes right after)."""
+        self._expiry = _Expiry(notice_s)
+
     def expiry_changed(self, expires_at: str | None) -> None:
-        self.cancel_expiry()
-        if expires_at is None:
+        expiry = self._expiry
+        if expiry is None:
+            if expires_at is None:
+                return
+            expiry = self._expiry = _Expiry(None)
+        expiry.cancel()
+        if expires_at is None or self.closing:
             return
         delay = (parse_iso(expires_at) - datetime.now(UTC)).total_seconds()
         if delay <= 0:
             self.close(CloseCode.INVALID_AUTH, "token expired")
             return
-        self._expiry_timer = asyncio.get_running_loop().call_later(
+        loop = asyncio.get_running_loop()
+        expiry.close_timer = loop.call_later(
             delay, self.close, CloseCode.INVALID_AUTH, "token expired"
         )
+        if expiry.notice_s is not None:
+            # At once if less than the notice is left (after the INIT, which is queued
+            # before this callback can run).
+            expiry.notice_timer = loop.call_later(
+                max(0.0, delay - expiry.notice_s), self._notify_expiring, expires_at
+            )
+
+    def _notify_expiring(self, expires_at: str) -> None:
+        left = (parse_iso(expires_at) - datetime.now(UTC)).total_seconds()
+        self.session.send(frames.token_expiring(expires_at, max(0, round(left * 1000))))
+        self.flush()
 
     def cancel_expiry(self) -> None:
-        if self._expiry_timer is not None:
-            self._expiry_timer.cancel()
-            self._expiry_timer = None
+        if self._expiry is not None:
+            self._expiry.cancel()
 
 
 _CLOSE_GRACE_S = 5.0
@@ -267,7 +313,9 @@ class Gateway:
             if isinstance(event, Identify):
                 await self._identify(conn, event)
             elif isinstance(event, Subscribe):
-                await self._subscribe(conn, event.channel, event.presence)
+                await self._subscribe(conn, event.channel, event.presence, event.since)
+            elif isinstance(event, RefreshToken):
+                await self._refresh(conn, event)
             elif isinstance(event, Unsubscribe):
                 assert conn.identity is not None
                 self.hub.leave(conn, event.channel)
@@ -338,7 +386,12 @@ class Gateway:
         self.hub.attach(conn)
         for channel in channels:
             self.hub.join(conn, channel.id)
+        # Recovery (Switchboard's): every INIT channel is held from its join, so what is
+        # published while its history is read comes after the replay, once.
+        holds = [self.hub.hold(conn, c.id) for c in channels] if event.recover is not None else []
         if identity.token is not None:
+            if event.expiry_notice_s is not None:
+                conn.want_expiry_notice(event.expiry_notice_s)
             conn.expiry_changed(identity.token.expires_at)
         session.accept(
             {
@@ -361,8 +414,42 @@ class Gateway:
                 "token": ids.redact(conn.token_id),
             },
         )
+        positions = event.recover or {}
+        try:
+            for hold in holds:
+                if conn.closing:
+                    break
+                since = positions.get(hold.channel_id)
+                await recover(
+                    self.hub, self.service, hold, since, report_no_history=since is not None
+                )
+                conn.flush()
+        finally:
+            for hold in holds:
+                self.hub.release(hold, [], None, None)  # those not reached (idempotent)
 
-    async def _subscribe(self, conn: GatewayConnection, channel_id: str, presence: bool) -> None:
+    async def _refresh(self, conn: GatewayConnection, event: RefreshToken) -> None:
+        """``TOKEN_REFRESH``: take the token's current expiry (see service/lifecycle.py)."""
+        assert conn.identity is not None
+        try:
+            token = await self.service.refresh_token(conn.identity, event.token)
+        except Unauthorized as exc:
+            # The token is gone or expired: what its deletion or expiry does anyway.
+            conn.session.close(CloseCode.INVALID_AUTH, exc.message)
+            return
+        except APIError as exc:
+            # A refresh that cannot be right (no token, another token): said, not closed.
+            conn.session.send(frames.refresh_error(exc.code, exc.message))
+            return
+        if conn.closing:
+            return
+        conn.identity = dataclasses.replace(conn.identity, token=token)
+        conn.expiry_changed(token.expires_at)
+        conn.session.send(frames.token_refreshed(token.expires_at))
+
+    async def _subscribe(
+        self, conn: GatewayConnection, channel_id: str, presence: bool, since: Since | None = None
+    ) -> None:
         assert conn.identity is not None
         result = await self.service.subscribe(conn.identity, channel_id, conn.cid)
         if conn.closing:
@@ -388,6 +475,8 @@ class Gateway:
                 return
         # Join and answer with no await in between: no broadcast can slip ahead of AVAILABLE.
         self.hub.join(conn, channel.id)
+        # Recovery: held from the join, so nothing live comes between AVAILABLE and the replay.
+        hold = self.hub.hold(conn, channel.id) if since is not None else None
         conn.session.send(
             frames.dispatch(
                 channel.id,
@@ -412,3 +501,6 @@ class Gateway:
                 )
             )
         conn.flush()
+        if hold is not None:
+            await recover(self.hub, self.service, hold, since, report_no_history=True)
+            conn.flush()

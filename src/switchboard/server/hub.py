@@ -222,6 +222,27 @@ def leap_channel(project_id: str, channel_id: str, channel_type: str, state: Any
 _UNAVAILABLE_GRACEFUL = msgspec.json.encode({"graceful": True})
 
 
+class Hold:
+    """One connection's live frames of one channel, held while its history is replayed.
+
+    Made by :meth:`Hub.hold` and ended by :meth:`Hub.release` (history recovery, Switchboard's).
+    While held the connection is out of the channel's fan-out set, so the broadcast path
+    does no per-recipient work for it; the hub queues what the channel broadcasts here,
+    with each message's offset, and :meth:`Hub.release` writes the replay first, then
+    these, without the ones the replay holds.
+    """
+
+    __slots__ = ("buffer", "channel_id", "conn", "ended")
+
+    def __init__(self, conn: Connection, channel_id: str) -> None:
+        self.conn = conn
+        self.channel_id = channel_id
+        self.buffer: list[tuple[int | None, str | None, bytes]] = []
+        """(offset, epoch, payload) of each frame the channel broadcast meanwhile."""
+        self.ended = False
+        """The subscription ended meanwhile (channel deleted, grant removed, closed)."""
+
+
 class Hub:
     """See the module docstring."""
 
@@ -232,6 +253,8 @@ class Hub:
         self._by_token: dict[str, set[Connection]] = {}
         self._identifying: dict[str, set[Connection]] = {}
         """Connections whose IDENTIFY is looking their token up, not attached yet."""
+        self._held: dict[tuple[str, str], list[Hold]] = {}
+        """Channels whose live frames are held for some connections (see :class:`Hold`)."""
         self.messages_published = 0
         self.direct_messages = 0
         self.deliveries = 0
@@ -330,8 +353,74 @@ class Hub:
         if channel_id not in conn.channels:
             conn.channels.add(channel_id)
             self.presence.joined(conn, channel_id)
-        self._by_channel.setdefault((conn.project_id, channel_id), set()).add(conn)
+        key = (conn.project_id, channel_id)
+        if not (self._held and self._holding(key, conn)):
+            self._by_channel.setdefault(key, set()).add(conn)
         self._presence_changed()
+
+    # History recovery: holding a channel's live frames for one connection.
+
+    def hold(self, conn: Connection, channel_id: str) -> Hold:
+        """Hold ``conn``'s live frames of ``channel_id`` (which it must have joined)
+        until :meth:`release`; see :class:`Hold`."""
+        key = (conn.project_id, channel_id)
+        hold = Hold(conn, channel_id)
+        self._held.setdefault(key, []).append(hold)
+        members = self._by_channel.get(key)
+        if members is not None:
+            members.discard(conn)
+            if not members:
+                del self._by_channel[key]
+        return hold
+
+    def release(
+        self, hold: Hold, replay: list[bytes], through: int | None, epoch: str | None
+    ) -> None:
+        """End ``hold``: queue ``replay``, then the held frames, and put the connection
+        back in the channel's fan-out set, with no await in between. Idempotent.
+
+        A held message of ``epoch`` at or below offset ``through`` is in the replay (or
+        the client had it) and is left out. Nothing is queued if the subscription ended
+        meanwhile.
+        """
+        conn = hold.conn
+        key = (conn.project_id, hold.channel_id)
+        holds = self._held.get(key)
+        if holds is None or hold not in holds:
+            return  # released already
+        holds.remove(hold)
+        if not holds:
+            del self._held[key]
+        if hold.ended or conn.closing or hold.channel_id not in conn.channels:
+            return
+        for payload in replay:
+            conn.send_payload(payload)
+        for offset, message_epoch, payload in hold.buffer:
+            if (
+                through is not None
+                and offset is not None
+                and offset <= through
+                and message_epoch == epoch
+            ):
+                continue
+            conn.send_payload(payload)
+        if conn.cid in self.connections and not self._holding(key, conn):
+            self._by_channel.setdefault(key, set()).add(conn)
+
+    def _holding(self, key: tuple[str, str], conn: Connection) -> bool:
+        return any(h.conn is conn for h in self._held.get(key, ()))
+
+    def _buffer_held(
+        self,
+        key: tuple[str, str],
+        payload: bytes,
+        offset: int | None = None,
+        epoch: str | None = None,
+        exclude_cid: str | None = None,
+    ) -> None:
+        for hold in self._held.get(key, ()):
+            if hold.conn.cid != exclude_cid and not hold.ended:
+                hold.buffer.append((offset, epoch, payload))
 
     def leave(self, conn: Connection, channel_id: str) -> bool:
         if channel_id not in conn.channels:
@@ -393,6 +482,14 @@ class Hub:
                 message["epoch"] = event.epoch
             payload = frames.dispatch(event.channel_id, "MESSAGE", message, unicast=False)
             self.broadcast(event.project_id, event.channel_id, payload, event.exclude_cid)
+            if self._held:  # once per publish, never per recipient
+                self._buffer_held(
+                    (event.project_id, event.channel_id),
+                    payload,
+                    event.offset,
+                    event.epoch,
+                    event.exclude_cid,
+                )
         elif isinstance(event, ev.DirectMessage):
             self.activity.count(event.project_id)
             payload = frames.dispatch(
@@ -408,6 +505,8 @@ class Hub:
                 event.channel_id, "STATE_UPDATE", {"state": event.state}, unicast=False
             )
             self.broadcast(event.project_id, event.channel_id, payload)
+            if self._held:
+                self._buffer_held((event.project_id, event.channel_id), payload)
         elif isinstance(event, ev.ChannelDeleted):
             key = (event.project_id, event.channel_id)
             payload = frames.dispatch(
@@ -415,6 +514,11 @@ class Hub:
             )
             frame = Outgoing(payload)
             self.presence.drop_channel(key)
+            for hold in self._held.get(key, ()):
+                # Its replay and held frames are of the channel now deleted: dropped.
+                hold.ended = True
+                self.leave(hold.conn, event.channel_id)
+                hold.conn.send(frame)
             for conn in list(self._by_channel.get(key, ())):
                 self.leave(conn, event.channel_id)
                 conn.send(frame)

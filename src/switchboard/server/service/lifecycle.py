@@ -22,9 +22,9 @@ class LifecycleOperations(ServiceBase):
     async def refresh_token(self, identity: Identity, secret: str | None) -> Token:
         """The connection's token as stored now, for a ``TOKEN_REFRESH`` presenting ``secret``.
 
-        Raises InvalidRequest (no token, not this connection's token) or Unauthorized (the
-        token was deleted or has expired); the connection stays open either way, and an
-        expired one is closed with 4001 at its expiry as usual.
+        Raises InvalidRequest (no token, not this connection's token: the gateway answers
+        with an ``ERROR`` and keeps the connection) or Unauthorized (the token was deleted
+        or has expired: closed with 4001, as its deletion or expiry would).
         """
         current = identity.token
         if current is None:

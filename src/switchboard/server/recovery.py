@@ -1,0 +1,76 @@
+"""History recovery on a connection: replay what it missed, then go live, exactly once.
+
+The one step of recovery that awaits is the history read. The connection's live frames
+of the channel are held by the hub from the moment it joins (or asks) until the replay
+is queued (:meth:`Hub.hold` / :meth:`Hub.release`), so a message published while the
+history is read reaches the client once, in offset order: either in the replay, or
+after it from the hold (the hold's copy of a message the replay carries is left out).
+See ``docs/protocol.md``, "History recovery".
+"""
+
+from __future__ import annotations
+
+import logging
+
+from switchboard.exceptions import APIError, NotFound
+from switchboard.server.hub import Hold, Hub
+from switchboard.server.protocol import frames
+from switchboard.server.protocol.frames import Since
+from switchboard.server.service import Service
+
+log = logging.getLogger("switchboard.gateway")
+
+
+async def recover(
+    hub: Hub, service: Service, hold: Hold, since: Since | None, *, report_no_history: bool
+) -> None:
+    """Read the history of ``hold``'s channel after ``since`` and release the hold with
+    the replay and a ``RECOVERY`` dispatch.
+
+    ``report_no_history``: answer a channel without history with ``RECOVERY
+    {recovered: false, reason: "no_history"}`` (when the client asked for that channel
+    by name); otherwise such a channel gets nothing.
+    """
+    conn = hold.conn
+    channel_id = hold.channel_id
+    replay: list[bytes] = []
+    through: int | None = None
+    epoch: str | None = None
+    try:
+        result = await service.recover_history(conn.project_id, channel_id, since)
+    except NotFound:
+        # Deleted meanwhile: its ChannelDeleted event ends the subscription.
+        pass
+    except APIError as exc:
+        log.info(
+            "history recovery failed",
+            extra={"cid": conn.cid, "channel": channel_id, "reason": exc.message},
+        )
+        replay.append(
+            frames.recovery(
+                channel_id, recovered=False, epoch=None, top_offset=None, reason="unavailable"
+            )
+        )
+    else:
+        epoch, through = result.epoch, result.through
+        if result.epoch is not None:
+            for message in result.messages:
+                replay.append(
+                    frames.replayed_message(
+                        channel_id, message.event, message.data, message.offset, result.epoch
+                    )
+                )
+        if result.reason != "no_history" or report_no_history:
+            replay.append(
+                frames.recovery(
+                    channel_id,
+                    recovered=result.recovered,
+                    epoch=result.epoch,
+                    top_offset=result.top,
+                    reason=result.reason,
+                )
+            )
+    finally:
+        # Always released, also when the read raised something else: the connection must
+        # not stay out of the channel's fan-out.
+        hub.release(hold, replay, through, epoch)
