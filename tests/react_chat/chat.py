@@ -37,8 +37,14 @@ class User:
     page: Any
     console: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     sockets: list[LeapSocket] = field(default_factory=list)
+
+    def _on_console(self, message: Any) -> None:
+        self.console.append(message.text)
+        if message.type in ("error", "warning"):
+            self.warnings.append(message.text)
 
     def _on_websocket(self, ws: Any) -> None:
         if "/ws" not in ws.url or "token=" in ws.url:  # not Vite's own dev socket
@@ -125,7 +131,7 @@ class ChatBrowser:
         context = await self.browser.new_context(viewport={"width": 1000, "height": 800})
         context.set_default_timeout(10_000)
         user = User(name, await context.new_page())
-        user.page.on("console", lambda message: user.console.append(message.text))
+        user.page.on("console", user._on_console)
         user.page.on("pageerror", lambda error: user.errors.append(str(error)))
         user.page.on("request", lambda request: user.requests.append(request.url))
         user.page.on("websocket", user._on_websocket)

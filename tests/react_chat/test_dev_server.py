@@ -3,7 +3,8 @@
 The dev server serves the sources through Vite's dependency pre-bundling, a different
 path from `vite build` for @onehop/client's CommonJS dependency (eventemitter3), so it
 gets its own test: alice on the dev server (its /api proxied to the backend), bob on the
-built page the backend serves, talking in both directions.
+built page the backend serves, talking in both directions. React's development build
+runs here too, and its console must stay free of warnings.
 """
 
 from __future__ import annotations
@@ -40,3 +41,6 @@ async def test_dev_server_page_talks_to_the_built_page(
     await expect(alice.direct.last).to_have_text("bob to you: psst")
     await expect(alice.members).to_have_text(["alice", "bob"])
     assert alice.errors == [] and bob.errors == []
+    # React's development build warns about misused hooks; @onehop/react 1.6.5 (built for
+    # React 18) gives it nothing to say under React 19 and StrictMode.
+    assert alice.warnings == [], alice.warnings
