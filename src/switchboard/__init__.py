@@ -32,6 +32,7 @@ from switchboard.exceptions import (
     RateLimited,
     SubscriptionRefused,
     SwitchboardError,
+    TokenRefreshFailed,
     Unauthorized,
     Unavailable,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "Switchboard",
     "SwitchboardError",
     "Token",
+    "TokenRefreshFailed",
     "Unauthorized",
     "Unavailable",
     "__version__",

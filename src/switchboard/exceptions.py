@@ -18,6 +18,7 @@ The tree::
     └── ClientError                 raised by the realtime client (``switchboard.client``)
         ├── AuthenticationFailed    the server closed with 4001; the client stops
         ├── SubscriptionRefused     SUBSCRIBE answered with UNAVAILABLE: ``error_code``
+        ├── TokenRefreshFailed      TOKEN_REFRESH answered with ERROR: ``code``, ``message``
         └── ConnectionClosed        the connection ended while a call waited on it
 
 The server raises the :class:`APIError` subclasses from its service layer; the REST
@@ -48,6 +49,7 @@ __all__ = [
     "RateLimited",
     "SubscriptionRefused",
     "SwitchboardError",
+    "TokenRefreshFailed",
     "Unauthorized",
     "Unavailable",
     "api_error_for",
@@ -249,6 +251,21 @@ class SubscriptionRefused(ClientError):
         super().__init__(f"subscription to {channel!r} refused: {error_code}")
         self.channel = channel
         self.error_code = error_code
+
+
+class TokenRefreshFailed(ClientError):
+    """The server refused a token refresh (Switchboard's ``TOKEN_REFRESH``); the
+    connection stays open.
+
+    Attributes:
+        code: the server's error code (``invalid_request``: not this connection's token).
+        message: the server's explanation.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"token refresh refused: {code}: {message}")
+        self.code = code
+        self.message = message
 
 
 class ConnectionClosed(ClientError):
