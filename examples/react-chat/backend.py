@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -187,7 +188,7 @@ async def topic(request: web.Request) -> web.Response:
 async def kick(request: web.Request) -> web.Response:
     chat: Chat = request.app[CHAT]
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if given != chat.project_token:
+    if not hmac.compare_digest(given.encode(), chat.project_token.encode()):
         raise Refused(403, "kicking takes the project token")
     await chat.kick(await body_field(request, "name", NAME_MAX))
     return web.json_response({})
