@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import zlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -24,23 +22,18 @@ from websockets.asyncio.client import ClientConnection
 
 from switchboard.client import _wire as wire
 from switchboard.client._backoff import Backoff
-from switchboard.client._events import (
-    Available,
-    DirectMessage,
-    ErrorEvent,
-    Event,
-    Init,
-    Message,
-    PresenceJoin,
-    PresenceLeave,
-    PresenceSnapshot,
-    StateUpdate,
-    TokenStateUpdate,
-    Unavailable,
-    parse_dispatch,
-)
+from switchboard.client._events import ErrorEvent, Event
+from switchboard.client._inbound import Inbound
+from switchboard.client._lifecycle import GetToken
 from switchboard.client._listeners import Broadcast, Listeners, Remove
-from switchboard.client._presence import PresenceTracking
+from switchboard.client._recovery import StreamPosition
+from switchboard.client._state import (
+    ClientStatistics,
+    ConnectionState,
+    Outcome,
+    check_channel,
+    check_event,
+)
 from switchboard.client._subscriptions import Subscriptions
 from switchboard.exceptions import AuthenticationFailed, ClientError, ConnectionClosed
 
@@ -55,59 +48,7 @@ MAX_REDIRECTS = 5
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 
-class ConnectionState(enum.StrEnum):
-    """Where the client is. Compares equal to its string value (``"connected"``)."""
-
-    IDLE = "idle"
-    """Not started, or closed by :meth:`Client.close`."""
-    CONNECTING = "connecting"
-    """Opening the socket."""
-    AUTHENTICATING = "authenticating"
-    """Socket open; waiting for INIT."""
-    CONNECTED = "connected"
-    """INIT received: subscribing and messages work."""
-    ERRORED = "errored"
-    """The connection failed or dropped; the client waits, then reconnects (after a 4001
-    it stops here for good)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ClientStatistics:
-    """Counters since the client started."""
-
-    connections: int
-    """Connections that reached INIT."""
-    heartbeats_sent: int
-    heartbeat_acks: int
-    probes_answered: int
-    """Server heartbeat probes (``{"op":3,"d":{"tag":…}}``) echoed."""
-
-
-@dataclass(slots=True)
-class _Outcome:
-    """How one connection ended."""
-
-    code: int | None
-    reason: str
-
-
-def _check_channel(channel: object) -> str:
-    if not isinstance(channel, str):
-        raise TypeError(f"channel must be a str, got {type(channel).__name__}")
-    if not channel:
-        raise ValueError("channel must not be empty")
-    return channel
-
-
-def _check_event(event: object) -> str:
-    if not isinstance(event, str):
-        raise TypeError(f"event must be a str, got {type(event).__name__}")
-    if not event:
-        raise ValueError("event must not be empty")
-    return event
-
-
-class Client(PresenceTracking):
+class Client(Inbound):
     """A realtime connection to a Switchboard (or Hop) gateway, kept up across drops.
 
     Usually made with :func:`connect`. Reconnects by itself with a jittered backoff;
@@ -124,6 +65,14 @@ class Client(PresenceTracking):
         compression: ``"zlib"`` to have the server compress every frame.
         reconnect_delay: ``(minimum, maximum)`` seconds between reconnect attempts.
         on_connection_state_change: called with each new :class:`ConnectionState`.
+        get_token: (Switchboard's) returns the token to use now, plain or ``async``;
+            called ``refresh_ahead`` seconds before the token expires, and once after
+            a 4001. See :meth:`refresh`.
+        refresh_ahead: seconds before the expiry to call ``get_token``.
+        recover: (Switchboard's) after a reconnect, get what was missed on channels
+            with history (see :meth:`on_recovery_failed`).
+        positions: ``(epoch, offset)`` per channel to recover from, e.g. the
+            :meth:`positions` of an earlier client.
     """
 
     def __init__(
@@ -135,6 +84,10 @@ class Client(PresenceTracking):
         compression: str = "none",
         reconnect_delay: tuple[float, float] = (1.0, 30.0),
         on_connection_state_change: Callable[[ConnectionState], Any] | None = None,
+        get_token: GetToken | None = None,
+        refresh_ahead: float = 30.0,
+        recover: bool = True,
+        positions: dict[str, StreamPosition] | None = None,
     ) -> None:
         if not isinstance(project_id, str):
             raise TypeError(f"project_id must be a str, got {type(project_id).__name__}")
@@ -157,7 +110,11 @@ class Client(PresenceTracking):
         self.compression = compression
         self._url = wire.socket_url(url, compression)
         self._backoff = Backoff(*reconnect_delay)
-        self._subs = Subscriptions()
+        self._init_lifecycle(get_token, refresh_ahead)
+        self._init_recovery(bool(recover))
+        if positions:
+            self._positions.seed(positions)
+        self._subs = Subscriptions(self._positions.since)
         self._state = ConnectionState.IDLE
         self._state_listeners: Listeners[None] = Listeners()
         self._message_listeners: Listeners[tuple[str, str]] = Listeners()
@@ -179,6 +136,10 @@ class Client(PresenceTracking):
         self._send_lock = asyncio.Lock()
         self._echoed_tags: set[str] = set()
         self._redirects = 0
+        self._switching = False
+        """A reconnect to change tokens is under way: no backoff before it."""
+        self._auth_retried = False
+        """get_token was asked after a 4001, and no INIT came since."""
         self._connections = 0
         self._beats = 0
         self._acks = 0
@@ -212,7 +173,7 @@ class Client(PresenceTracking):
 
     def channel_state(self, channel: str) -> dict[str, Any] | None:
         """The latest state of a subscribed channel, or ``None``. Treat it as read-only."""
-        return self._subs.state(_check_channel(channel))
+        return self._subs.state(check_channel(channel))
 
     def statistics(self) -> ClientStatistics:
         return ClientStatistics(self._connections, self._beats, self._acks, self._probes)
@@ -225,18 +186,18 @@ class Client(PresenceTracking):
 
     def on_message(self, channel: str, event: str, callback: Callable[[Any], Any]) -> Remove:
         """Call ``callback(data)`` for each ``event`` message published on ``channel``."""
-        return self._message_listeners.add((_check_channel(channel), _check_event(event)), callback)
+        return self._message_listeners.add((check_channel(channel), check_event(event)), callback)
 
     def on_direct_message(self, event: str, callback: Callable[[Any], Any]) -> Remove:
         """Call ``callback(data)`` for each ``event`` message sent to this client's token."""
-        return self._direct_listeners.add(_check_event(event), callback)
+        return self._direct_listeners.add(check_event(event), callback)
 
     def on_state_update(self, channel: str, callback: Callable[[dict[str, Any]], Any]) -> Remove:
         """Call ``callback(state)`` whenever ``channel``'s state changes (the full new state).
 
         Also called when a (re)connection brings a state different from the one held.
         """
-        return self._state_update_listeners.add(_check_channel(channel), callback)
+        return self._state_update_listeners.add(check_channel(channel), callback)
 
     def on_error(self, callback: Callable[[ErrorEvent], Any]) -> Remove:
         """Call ``callback(error)`` when the server refuses something this client sent
@@ -265,7 +226,7 @@ class Client(PresenceTracking):
         ``presence=True`` (Switchboard only, needs a token): also follow who is on the
         channel, with :meth:`members` and :meth:`on_presence`.
         """
-        _check_channel(channel)
+        check_channel(channel)
         self._check_running()
         future = self._subs.subscribe(channel, presence)
         await self._flush()
@@ -273,7 +234,7 @@ class Client(PresenceTracking):
 
     async def unsubscribe(self, channel: str) -> None:
         """Unsubscribe from a channel (for a token: durably). Stays so across reconnects."""
-        _check_channel(channel)
+        check_channel(channel)
         if self._stopped.is_set():
             return
         self._subs.unsubscribe(channel)
@@ -286,7 +247,7 @@ class Client(PresenceTracking):
         (see :meth:`on_error`) when it will not deliver the message.
         """
         frame = wire.dispatch(
-            _check_channel(channel), "MESSAGE", {"e": _check_event(event), "d": data}
+            check_channel(channel), "MESSAGE", {"e": check_event(event), "d": data}
         )
         await self.wait_connected()
         self._subs.send(frame)
@@ -400,7 +361,12 @@ class Client(PresenceTracking):
             if self._closing:
                 return
             log.info("connection ended (%s %s)", outcome.code, outcome.reason)
+            if self._switching:
+                self._switching = False
+                continue
             if outcome.code == wire.Close.INVALID_AUTH:
+                if await self._token_after_refusal():
+                    continue
                 self._stop(AuthenticationFailed(outcome.reason))
                 return
             self._set_state(ConnectionState.ERRORED)
@@ -408,11 +374,42 @@ class Client(PresenceTracking):
                 continue
             await asyncio.sleep(self._backoff.next())
 
+    def _connected(self) -> None:
+        self._wake.set()
+
     def _lost(self) -> None:
         """The connection is gone: nothing more can be sent on it (idempotent)."""
         self._subs.on_connection_lost()
+        self._refresh_lost()
         if not self._stopped.is_set():
             self._wake.clear()
+
+    async def _token_after_refusal(self) -> bool:
+        """After a 4001: ask ``get_token`` once for a token to try again with."""
+        if self._get_token is None or self._auth_retried:
+            return False
+        self._auth_retried = True
+        try:
+            self.token = await self._fetch_token()
+        except Exception:
+            log.exception("get_token failed after the server refused the token")
+            return False
+        return True
+
+    async def _switch_token(self, token: str) -> None:
+        """Connect as another token: a new IDENTIFY, so a new connection."""
+        self._check_running()
+        self.token = token
+        ws = self._ws
+        if ws is not None:
+            self._switching = True
+            self._lost()
+            await ws.close(1000, "switching tokens")
+        await self.wait_connected()
+
+    async def _send_now(self, frame: str) -> None:
+        self._subs.send(frame)
+        await self._flush()
 
     def _follow(self, reason: str) -> bool:
         """Take the 4006 close reason as the new URL; False if it is not one to follow."""
@@ -428,7 +425,7 @@ class Client(PresenceTracking):
         log.info("redirected to %s", self._url)
         return True
 
-    async def _connection(self) -> _Outcome:
+    async def _connection(self) -> Outcome:
         try:
             async with websockets.connect(
                 self._url,
@@ -444,13 +441,11 @@ class Client(PresenceTracking):
                 finally:
                     self._ws = None
         except websockets.ConnectionClosed as exc:
-            return (
-                _Outcome(exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else _Outcome(None, str(exc))
-            )
+            return Outcome(exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else Outcome(None, str(exc))
         except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
-            return _Outcome(None, f"{type(exc).__name__}: {exc}")
+            return Outcome(None, f"{type(exc).__name__}: {exc}")
 
-    async def _session(self, ws: ClientConnection) -> _Outcome:
+    async def _session(self, ws: ClientConnection) -> Outcome:
         self._set_state(ConnectionState.AUTHENTICATING)
         self._echoed_tags.clear()
         heartbeat: asyncio.Task[None] | None = None
@@ -458,7 +453,13 @@ class Client(PresenceTracking):
             async with asyncio.timeout(HANDSHAKE_TIMEOUT_S) as handshake:
                 hello = wire.decode(await ws.recv())
                 interval = self._heartbeat_interval(hello)
-                await ws.send(wire.identify(self.project_id, self.token))
+                if self.token is None and self._get_token is not None:
+                    self.token = await self._fetch_token()
+                extra = self._lifecycle_identify()
+                recover = self._positions.identify_map()
+                if recover is not None:
+                    extra["recover"] = recover
+                await ws.send(wire.identify(self.project_id, self.token, extra))
                 heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(ws, interval))
                 while not self._subs.connected:
                     await self._receive(ws, await ws.recv())
@@ -467,13 +468,13 @@ class Client(PresenceTracking):
                 await self._receive(ws, await ws.recv())
         except websockets.ConnectionClosed as exc:
             if exc.rcvd is not None:
-                return _Outcome(exc.rcvd.code, exc.rcvd.reason)
-            return _Outcome(None, "connection lost")
+                return Outcome(exc.rcvd.code, exc.rcvd.reason)
+            return Outcome(None, "connection lost")
         except TimeoutError:
-            return _Outcome(None, "no INIT in time")
+            return Outcome(None, "no INIT in time")
         except (ValueError, zlib.error) as exc:
             await ws.close(wire.Close.INVALID_PAYLOAD, "bad frame")
-            return _Outcome(None, f"bad frame: {exc}")
+            return Outcome(None, f"bad frame: {exc}")
         finally:
             # At once, before awaiting anything: no call may queue frames for this socket.
             self._lost()
@@ -519,74 +520,3 @@ class Client(PresenceTracking):
                 # The reader task sees the same close and reconnects; what was lost here
                 # is re-sent after INIT (subscriptions) or was at most once (publishes).
                 pass
-
-    # Frames from the server.
-
-    async def _receive(self, ws: ClientConnection, message: str | bytes) -> None:
-        frame = wire.decode(message)
-        op = frame["op"]
-        d = frame.get("d")
-        if op == wire.Op.DISPATCH:
-            self._dispatch(d)
-        elif op == wire.Op.HEARTBEAT:
-            tag = d.get("tag") if isinstance(d, dict) else None
-            if isinstance(tag, str):
-                self._echoed_tags.add(tag)
-                self._probes += 1
-                self._subs.send(wire.probe_reply(tag))
-        elif op == wire.Op.HEARTBEAT_ACK:
-            tag = d.get("tag") if isinstance(d, dict) else None
-            if isinstance(tag, str) and tag in self._echoed_tags:
-                self._echoed_tags.discard(tag)  # acks our echo of a probe, not a beat
-            else:
-                self._acks += 1
-                self._subs.on_heartbeat_ack()
-        await self._flush(ws)
-
-    def _dispatch(self, d: Any) -> None:
-        event = parse_dispatch(d)
-        if isinstance(event, Init):
-            self._on_init(event)
-        elif isinstance(event, Available):
-            before = self._subs.state(event.channel)
-            if self._subs.on_available(event.channel, event.info):
-                self._state_changed(event.channel, before)
-        elif isinstance(event, Unavailable):
-            self._subs.on_unavailable(event.channel, event.graceful, event.error_code)
-            self._forget_presence(event.channel)
-        elif isinstance(event, PresenceSnapshot | PresenceJoin | PresenceLeave):
-            self._on_presence(event)
-        elif isinstance(event, StateUpdate):
-            if self._subs.on_state_update(event.channel, event.state):
-                self._state_update_listeners.emit(event.channel, event.state)
-        elif isinstance(event, Message):
-            if self._subs.accepts(event.channel):
-                self._message_listeners.emit((event.channel, event.event), event.data)
-        elif isinstance(event, DirectMessage):
-            self._direct_listeners.emit(event.event, event.data)
-        elif isinstance(event, TokenStateUpdate):
-            self.metadata = event.state
-        elif isinstance(event, ErrorEvent):
-            log.info("server refused: %s %s", event.code, event.message)
-            self._error_listeners.emit(None, event)
-        self._events.publish(event)
-
-    def _on_init(self, init: Init) -> None:
-        before = {channel: self._subs.state(channel) for channel in self._subs.channels}
-        self.cid = init.cid
-        self.connection_count = init.connection_count
-        self.scope = init.scope
-        self.metadata = init.metadata
-        self._subs.on_init(init)
-        self._connections += 1
-        self._redirects = 0
-        self._backoff.reset()
-        self._wake.set()
-        for channel in init.channels:
-            self._state_changed(channel.id, before.get(channel.id))
-        self._set_state(ConnectionState.CONNECTED)
-
-    def _state_changed(self, channel: str, before: dict[str, Any] | None) -> None:
-        after = self._subs.state(channel)
-        if after is not None and before is not None and after != before:
-            self._state_update_listeners.emit(channel, after)

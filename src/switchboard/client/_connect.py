@@ -9,6 +9,8 @@ from typing import Any
 
 from switchboard.client import _wire as wire
 from switchboard.client._client import Client, ConnectionState
+from switchboard.client._lifecycle import GetToken
+from switchboard.client._recovery import StreamPosition
 
 __all__ = ["Connect", "connect"]
 
@@ -62,6 +64,10 @@ def connect(
     reconnect_delay: tuple[float, float] = (1.0, 30.0),
     open_timeout: float | None = 10.0,
     on_connection_state_change: Callable[[ConnectionState], Any] | None = None,
+    get_token: GetToken | None = None,
+    refresh_ahead: float = 30.0,
+    recover: bool = True,
+    positions: dict[str, StreamPosition] | None = None,
 ) -> Connect:
     """Connect a realtime client; returns once it is connected (INIT received).
 
@@ -88,5 +94,9 @@ def connect(
         compression=compression,
         reconnect_delay=reconnect_delay,
         on_connection_state_change=on_connection_state_change,
+        get_token=get_token,
+        refresh_ahead=refresh_ahead,
+        recover=recover,
+        positions=positions,
     )
     return Connect(client, open_timeout)

@@ -22,7 +22,10 @@ __all__ = [
     "PresenceJoin",
     "PresenceLeave",
     "PresenceSnapshot",
+    "Recovery",
     "StateUpdate",
+    "TokenExpiring",
+    "TokenRefreshed",
     "TokenStateUpdate",
     "Unavailable",
     "UnknownDispatch",
@@ -107,6 +110,44 @@ class Message:
     channel: str
     event: str
     data: Any
+    offset: int | None = None
+    """Its position in the channel's history (Switchboard's; None: no history)."""
+    epoch: str | None = None
+    recovered: bool = False
+    """Sent again by a history recovery after a reconnect, not live (Switchboard's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """How recovering a channel's missed messages ended (``RECOVERY``, Switchboard's).
+
+    The recovered messages came before it (``Message.recovered``); live ones follow.
+    When ``recovered`` is false the gap could not be filled (``reason``: ``too_old``,
+    ``epoch_changed``, ``offset_ahead``, ``no_history``, ``unavailable``) and the app
+    should reload the channel's state.
+    """
+
+    channel: str
+    recovered: bool
+    reason: str | None
+    epoch: str | None
+    top_offset: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenExpiring:
+    """The token expires soon (``TOKEN_EXPIRING``, Switchboard's; asked for with ``get_token``)."""
+
+    expires_at: str
+    expires_in: float
+    """Seconds left when the server sent it."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRefreshed:
+    """A ``TOKEN_REFRESH`` was taken (``TOKEN_REFRESHED``): the connection's new expiry."""
+
+    expires_at: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +173,8 @@ class ErrorEvent:
     channel: str | None
     code: str
     message: str
+    request: str | None = None
+    """What it answers, when the server says (``"TOKEN_REFRESH"``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +239,9 @@ Event = (
     | PresenceSnapshot
     | PresenceJoin
     | PresenceLeave
+    | Recovery
+    | TokenExpiring
+    | TokenRefreshed
     | UnknownDispatch
 )
 
@@ -212,7 +258,7 @@ def _channel(c: Any) -> str:
     return c
 
 
-def _parse(c: Any, e: str, d: Any) -> Event:
+def _parse(c: Any, e: str, d: Any, unicast: bool) -> Event:
     if e == "INIT":
         data = _object(d)
         metadata = data.get("metadata")
@@ -235,7 +281,26 @@ def _parse(c: Any, e: str, d: Any) -> Event:
         return StateUpdate(_channel(c), _object(_object(d).get("state")))
     if e == "MESSAGE":
         data = _object(d)
-        return Message(_channel(c), str(data["e"]), data.get("d"))
+        offset, epoch = data.get("offset"), data.get("epoch")
+        if not (isinstance(offset, int) and isinstance(epoch, str)) or isinstance(offset, bool):
+            offset = epoch = None
+        return Message(_channel(c), str(data["e"]), data.get("d"), offset, epoch, unicast)
+    if e == "RECOVERY":
+        data = _object(d)
+        reason, epoch, top = data.get("reason"), data.get("epoch"), data.get("top_offset")
+        return Recovery(
+            _channel(c),
+            data.get("recovered") is True,
+            reason if isinstance(reason, str) else None,
+            epoch if isinstance(epoch, str) else None,
+            top if isinstance(top, int) and not isinstance(top, bool) else None,
+        )
+    if e == "TOKEN_EXPIRING":
+        data = _object(d)
+        return TokenExpiring(str(data["expires_at"]), float(data.get("expires_in_ms", 0)) / 1000)
+    if e == "TOKEN_REFRESHED":
+        expires_at = _object(d).get("expires_at")
+        return TokenRefreshed(expires_at if isinstance(expires_at, str) else None)
     if e == "DIRECT_MESSAGE":
         data = _object(d)
         return DirectMessage(str(data["e"]), data.get("d"))
@@ -243,10 +308,12 @@ def _parse(c: Any, e: str, d: Any) -> Event:
         return TokenStateUpdate(_object(_object(d).get("state")))
     if e == "ERROR":
         data = _object(d)
+        request = data.get("request")
         return ErrorEvent(
             c if isinstance(c, str) else None,
             str(data.get("code", "")),
             str(data.get("message", "")),
+            request if isinstance(request, str) else None,
         )
     if e == "PRESENCE":
         members = _object(d).get("presence")
@@ -268,6 +335,6 @@ def parse_dispatch(d: Any) -> Event:
     if not isinstance(e, str):
         return UnknownDispatch(c if isinstance(c, str) else None, "", data, bool(d.get("u")))
     try:
-        return _parse(c, e, data)
+        return _parse(c, e, data, d.get("u") is True)
     except (LookupError, TypeError, ValueError):
         return UnknownDispatch(c if isinstance(c, str) else None, e, data, bool(d.get("u")))

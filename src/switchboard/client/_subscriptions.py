@@ -17,6 +17,9 @@ The reconnect rules:
   unsubscribe. An unsubscribe not confirmed when the connection drops is sent again
   if the next ``INIT`` still lists the channel: a channel unsubscribed before a
   disconnect stays unsubscribed after it.
+- History recovery (Switchboard's own): a SUBSCRIBE that joins a channel carries the
+  position to recover from (``d: {"since": …}``, see ``_recovery.py``); one for a
+  channel the connection holds already does not.
 - Presence (Switchboard's own): a channel subscribed with ``presence=True`` is
   subscribed with ``d: {"presence": true}``. The server forgets that with the socket,
   so after a reconnect such a channel is subscribed again even when ``INIT`` lists it
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from switchboard.client import _wire as wire
@@ -42,7 +46,9 @@ _UNSENT = 0
 class Subscriptions:
     """See the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, since: Callable[[str], dict[str, Any] | None] | None = None) -> None:
+        self._since = since
+        """The history position to recover a channel from when it is joined (Switchboard's)."""
         self.connected = False
         self.durable = False
         """True when the server keeps this client's subscriptions (a token connection)."""
@@ -230,8 +236,14 @@ class Subscriptions:
 
     def _send_subscribe(self, channel: str) -> None:
         self._inflight[channel] += 1
-        data = {"presence": True} if channel in self._presence else None
-        self._outgoing.append(wire.dispatch(channel, "SUBSCRIBE", data))
+        data: dict[str, Any] = {"presence": True} if channel in self._presence else {}
+        # A channel this connection holds already (INIT listed it) was recovered by
+        # IDENTIFY; one it joins now is recovered by this SUBSCRIBE.
+        held = channel in self._states and channel not in self._rejoining
+        since = self._since(channel) if self._since is not None and not held else None
+        if since is not None:
+            data["since"] = since
+        self._outgoing.append(wire.dispatch(channel, "SUBSCRIBE", data or None))
 
     def _send_unsubscribe(self, channel: str) -> None:
         self._outgoing.append(wire.dispatch(channel, "UNSUBSCRIBE"))

@@ -60,10 +60,13 @@ def decode(message: str | bytes) -> dict[str, Any]:
     return frame
 
 
-def identify(project_id: str, token: str | None) -> str:
+def identify(project_id: str, token: str | None, extra: dict[str, Any] | None = None) -> str:
+    """IDENTIFY; ``extra`` holds Switchboard's additions (``expiry_notice``, ``recover``)."""
     d: dict[str, Any] = {"project_id": project_id}
     if token is not None:
         d["token"] = token
+    if extra:
+        d.update(extra)
     return encode({"op": Op.IDENTIFY, "d": d})
 
 

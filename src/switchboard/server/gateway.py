@@ -421,7 +421,11 @@ class Gateway:
                     break
                 since = positions.get(hold.channel_id)
                 await recover(
-                    self.hub, self.service, hold, since, report_no_history=since is not None
+                    self.hub,
+                    self.service,
+                    hold,
+                    since,
+                    report_no_history=since is not None and since.epoch is not None,
                 )
                 conn.flush()
         finally:
@@ -501,6 +505,9 @@ class Gateway:
                 )
             )
         conn.flush()
-        if hold is not None:
-            await recover(self.hub, self.service, hold, since, report_no_history=True)
+        if hold is not None and since is not None:
+            # "No history" is said only to a client that claims a position in one.
+            await recover(
+                self.hub, self.service, hold, since, report_no_history=since.epoch is not None
+            )
             conn.flush()

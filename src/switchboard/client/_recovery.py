@@ -1,0 +1,128 @@
+"""History recovery on the realtime client (Switchboard's; ``docs/protocol.md``, "History
+recovery").
+
+The client remembers, per channel that keeps history, the last position it saw: the
+``offset`` and ``epoch`` of the last ``MESSAGE`` (or of the ``RECOVERY`` that reported
+where the history stood). After a reconnect it asks for what came after that position:
+for a token's durable channels in ``IDENTIFY`` (``recover``), since they come back in
+``INIT`` without a SUBSCRIBE; for the others in the SUBSCRIBE that joins them again
+(``since``). The server replays the missed messages (``MESSAGE`` with ``u: true``) to
+the same listeners as live ones, then says how it went (``RECOVERY``); if the gap
+cannot be filled (too old, another epoch) the listeners of :meth:`on_recovery_failed`
+are called so that the app reloads its state. A message at or below the position held
+(same epoch) is one the client has, and is not delivered twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from switchboard.client._events import Message, Recovery
+from switchboard.client._listeners import Listeners, Remove
+
+__all__ = ["HistoryRecovery", "Positions", "StreamPosition"]
+
+StreamPosition = tuple[str, int]
+"""``(epoch, offset)``: the last message a client saw on a channel with history."""
+
+
+class Positions:
+    """The last position seen per channel, with no I/O (see the module docstring)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._at: dict[str, StreamPosition] = {}
+        self._without: set[str] = set()
+        """Channels the server said keep no history: not asked again."""
+
+    def get(self, channel: str) -> StreamPosition | None:
+        return self._at.get(channel)
+
+    def seed(self, positions: dict[str, StreamPosition]) -> None:
+        self._at.update(positions)
+
+    def snapshot(self) -> dict[str, StreamPosition]:
+        return dict(self._at)
+
+    def forget(self, channel: str) -> None:
+        self._at.pop(channel, None)
+        self._without.discard(channel)
+
+    def identify_map(self) -> dict[str, Any] | None:
+        """IDENTIFY's ``recover``: every position held (``{}`` still asks for positions)."""
+        if not self.enabled:
+            return None
+        return {c: {"offset": o, "epoch": e} for c, (e, o) in sorted(self._at.items())}
+
+    def since(self, channel: str) -> dict[str, Any] | None:
+        """SUBSCRIBE's ``since`` for a channel this connection does not hold yet."""
+        if not self.enabled or channel in self._without:
+            return None
+        at = self._at.get(channel)
+        return {"offset": at[1], "epoch": at[0]} if at else {"offset": 0, "epoch": None}
+
+    def accept(self, message: Message) -> bool:
+        """Record a MESSAGE's position; False if it is one already seen (a duplicate)."""
+        if message.offset is None or message.epoch is None:
+            return True
+        at = self._at.get(message.channel)
+        if at is not None and at[0] == message.epoch and message.offset <= at[1]:
+            return False
+        self._at[message.channel] = (message.epoch, message.offset)
+        self._without.discard(message.channel)
+        return True
+
+    def on_recovery(self, event: Recovery) -> None:
+        if event.reason == "no_history":
+            self._without.add(event.channel)
+            self._at.pop(event.channel, None)
+            return
+        if event.epoch is None or event.top_offset is None:
+            return  # the server could not read it (unavailable): keep, ask next time
+        at = self._at.get(event.channel)
+        if not event.recovered or at is None or at[0] != event.epoch or at[1] < event.top_offset:
+            # A failed recovery starts again from where the history is now.
+            self._at[event.channel] = (event.epoch, event.top_offset)
+
+
+class HistoryRecovery:
+    """The recovery listeners of :class:`~switchboard.client.Client` (mixed in)."""
+
+    _positions: Positions
+
+    def _init_recovery(self, enabled: bool) -> None:
+        self._positions = Positions(enabled)
+        self._recovery_failed_listeners: Listeners[None] = Listeners()
+        self._recovery_listeners: Listeners[str] = Listeners()
+
+    def position(self, channel: str) -> StreamPosition | None:
+        """``(epoch, offset)`` of the last message seen on ``channel`` (with history), or None."""
+        return self._positions.get(channel)
+
+    def positions(self) -> dict[str, StreamPosition]:
+        """Every position held, to keep across restarts (``connect(..., positions=…)``)."""
+        return self._positions.snapshot()
+
+    def on_recovery_failed(self, callback: Callable[[str, str], Any]) -> Remove:
+        """Call ``callback(channel, reason)`` when the messages missed on a channel while
+        disconnected cannot all be had (``too_old``: history trimmed past them;
+        ``epoch_changed``: the channel was made again; ``offset_ahead``; ``unavailable``):
+        the app should reload that channel's state."""
+        return self._recovery_failed_listeners.add(None, callback)
+
+    def on_recovery(self, channel: str, callback: Callable[[Recovery], Any]) -> Remove:
+        """Call ``callback(recovery)`` with each :class:`~switchboard.client.Recovery` of
+        ``channel``, successful or not (after the recovered messages were delivered)."""
+        if not isinstance(channel, str) or not channel:
+            raise TypeError("channel must be a non-empty str")
+        return self._recovery_listeners.add(channel, callback)
+
+    def _on_recovery(self, event: Recovery) -> None:
+        had_position = self._positions.get(event.channel) is not None
+        self._positions.on_recovery(event)
+        self._recovery_listeners.emit(event.channel, event)
+        # No history on a channel never seen with one is no loss; on one that had it
+        # (history turned off since), the gap cannot be filled.
+        if not event.recovered and (event.reason != "no_history" or had_position):
+            self._recovery_failed_listeners.emit(None, event.channel, event.reason or "")
