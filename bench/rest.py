@@ -1,7 +1,7 @@
 """REST: publishes per second through the API, one channel with one subscriber.
 
     .venv/bin/python bench/rest.py [--quick] [--conns 8] [--seconds 4] [--reps 3]
-                                   [--servers switchboard,floor] [--profile]
+                                   [--servers switchboard,floor] [--history SIZE] [--profile]
 
 A load client in its own process holds one subscriber on the channel and runs a closed-loop
 HTTP load on ``--conns`` keep-alive connections: each sends ``POST /v1/channels/bench/messages``
@@ -12,6 +12,10 @@ the next. Reported: requests per second, server CPU µs per request (utime + sti
 For scale, the same load runs against the aiohttp floor's ``POST /publish`` (bench/peers/
 floor_server.py: read the body, write one pre-built frame to the one socket, answer "ok"),
 which is what the HTTP stack alone costs; no auth, no validation, no store.
+
+``--history SIZE`` turns channel history on for the bench's channel (``PATCH
+/v1/channels/bench {"history": {"size": SIZE}}``, docs/history.md) before the runs, so
+every publish is also kept with its offset: run it beside a run without to read the cost.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import time
 from pathlib import Path
 
 from _common import (
+    CHANNEL,
     STARTERS,
+    HttpPool,
     LoadClient,
     Servers,
     Target,
@@ -72,6 +78,14 @@ async def one_run(
     }
 
 
+async def keep_history(target: Target, size: int) -> None:
+    """Turn history on for the bench's channel: every publish is kept from then on."""
+    auth = {"Authorization": target.info["ptk"]}
+    async with HttpPool(target.pub_port, 1) as pool:
+        body = {"history": {"size": size, "ttl_s": 3600}}
+        await pool.json("PATCH", f"/v1/channels/{CHANNEL}", body, auth)
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -91,6 +105,13 @@ async def main() -> int:
         "its own redis-server, its CPU counted with the node's)",
     )
     parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        metavar="SIZE",
+        help="keep the last SIZE messages of the Switchboard channel (default 0: no history)",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="py-spy Switchboard through one more run"
     )
     parser.add_argument(
@@ -103,8 +124,10 @@ async def main() -> int:
 
     print(f"# REST publish benchmark — {time.strftime('%Y-%m-%d %H:%M')}")
     print(f"Machine: {machine_summary()}")
+    kept = f", history size {args.history}" if args.history else ", no history"
     print(
-        f"One channel, one subscriber, {args.conns} keep-alive connections, {reps} x {seconds:g} s.\n"
+        f"One channel{kept}, one subscriber, {args.conns} keep-alive connections, "
+        f"{reps} x {seconds:g} s.\n"
     )
     rows = []
     results: dict[str, float] = {}
@@ -112,6 +135,8 @@ async def main() -> int:
     with Servers() as servers:
         for name in names:
             target = await STARTERS[name](servers)
+            if args.history and name.startswith("switchboard"):
+                await keep_history(target, args.history)
             async with LoadClient() as client:
                 await client.connect(target, 1)
                 await one_run(target, client, args.conns, min(1.0, seconds))  # warm-up
