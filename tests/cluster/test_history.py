@@ -129,3 +129,46 @@ async def test_trimming_is_seen_from_both_nodes(rest: tuple[httpx.AsyncClient, .
     pages = [await history(http, "t") for http in rest]
     assert pages[0] == pages[1]
     assert [m["offset"] for m in pages[0]["messages"]] == [7]
+
+
+async def test_a_policy_change_on_one_node_reaches_client_messages_on_the_other(
+    nodes: tuple[Server, Server], rest: tuple[httpx.AsyncClient, ...]
+) -> None:
+    """Node B skips the store for client MESSAGEs to a channel it knows keeps no
+    history; turning history on through node A must end that on B too (the broker's
+    HistoryChanged event), and turning it off again must be seen as well."""
+    a, b = nodes
+    via_a, _ = rest
+    await ok(via_a.put("/channels/c", json={"type": "public"}))
+    token = (await ok(via_a.post("/channels/tokens", json={})))["token"]["id"]
+    async with (
+        leap(b.ws_url, b.project_id, token) as on_b,
+        leap(a.ws_url, a.project_id, token) as on_a,
+    ):
+        assert (await on_b.subscribe("c"))["e"] == "AVAILABLE"
+        await on_a.dispatch("AVAILABLE")
+        for n in range(3):  # B now knows c keeps no history
+            await on_b.publish("c", "m", n)
+            assert await message(on_a) == {"e": "m", "d": n}
+        await ok(via_a.patch("/channels/c", json={"history": {"size": 100}}))
+        # The event crosses Redis's pub/sub: B may take a message or two published in
+        # the same instant as the change for earlier, but never goes on without offsets.
+        sent, kept = 3, []
+        while not kept:
+            await on_b.publish("c", "m", sent)
+            got = await message(on_a)
+            if "offset" in got:
+                kept.append(got)
+            sent += 1
+            assert sent < 50, "node B never learnt that c keeps history"
+        for _ in range(5):
+            await on_b.publish("c", "m", sent)
+            kept.append(await message(on_a))
+            sent += 1
+        assert [m["offset"] for m in kept] == list(range(1, 7))
+        page = await history(via_a, "c")
+        assert [m["d"] for m in page["messages"]] == [m["d"] for m in kept]
+        # Off again: B's appends find it off (no cache to go stale that way).
+        await ok(via_a.patch("/channels/c", json={"history": None}))
+        await on_b.publish("c", "m", "after")
+        assert await message(on_a) == {"e": "m", "d": "after"}

@@ -202,6 +202,55 @@ async def test_client_messages_get_offsets_too(http: httpx.AsyncClient, node: Se
     assert [(m["e"], m["d"]) for m in page["messages"]] == [("m", 1), ("chat", {"x": 1})]
 
 
+async def test_a_policy_change_reaches_client_messages_at_once(
+    http: httpx.AsyncClient, node: Server
+) -> None:
+    """A client MESSAGE to a channel known to keep no history skips the store; a policy
+    change must end that at once (here one node: the change and the event are one step)."""
+    assert node.node is not None
+    service = node.node.service
+    data(await http.put("/channels/c", json={"type": "public"}))
+    token = data(await http.post("/channels/tokens", json={}))["token"]["id"]
+    async with leap(node.ws_url) as sender, leap(node.ws_url) as reader:
+        await sender.identify(node.project_id, token)
+        await reader.identify(node.project_id, token)
+        await sender.subscribe("c")
+        await reader.dispatch("AVAILABLE")
+        await sender.publish("c", "m", 0)
+        assert (await reader.dispatch("MESSAGE"))["d"] == {"e": "m", "d": 0}
+        assert (node.project_id, "c") in service.no_history  # known: no store read next
+        await sender.publish("c", "m", 1)
+        assert (await reader.dispatch("MESSAGE"))["d"] == {"e": "m", "d": 1}
+        data(await http.patch("/channels/c", json={"history": {"size": 5}}))
+        assert (node.project_id, "c") not in service.no_history
+        await sender.publish("c", "m", 2)
+        on = (await reader.dispatch("MESSAGE"))["d"]
+        assert (on["d"], on["offset"]) == (2, 1)
+        data(await http.patch("/channels/c", json={"history": None}))
+        await sender.publish("c", "m", 3)
+        assert (await reader.dispatch("MESSAGE"))["d"] == {"e": "m", "d": 3}
+        data(await http.patch("/channels/c", json={"history": {"size": 5}}))
+        await sender.publish("c", "m", 4)
+        again = (await reader.dispatch("MESSAGE"))["d"]
+        assert (again["d"], again["offset"]) == (4, 1) and again["epoch"] != on["epoch"]
+        # Known again to keep none, then deleted and made again with history: the new
+        # channel is not taken for the old.
+        data(await http.patch("/channels/c", json={"history": None}))
+        await sender.publish("c", "m", 9)
+        assert (await reader.dispatch("MESSAGE"))["d"] == {"e": "m", "d": 9}
+        assert (node.project_id, "c") in service.no_history
+        data(await http.delete("/channels/c"))
+        data(await http.put("/channels/c", json={"type": "public", "history": {"size": 5}}))
+        await sender.subscribe("c")
+        await reader.dispatch("UNAVAILABLE")
+        await reader.dispatch("AVAILABLE")
+        await sender.publish("c", "m", 5)
+        fresh = (await reader.dispatch("MESSAGE"))["d"]
+        assert (fresh["d"], fresh["offset"]) == (5, 1)
+    page = await history(http, "c")
+    assert [(m["offset"], m["d"]) for m in page["messages"]] == [(1, 5)]
+
+
 async def test_permissions_read_channels(http: httpx.AsyncClient, node: Server) -> None:
     assert node.node is not None
     secret = await node.node.service.create_project_token(

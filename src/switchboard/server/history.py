@@ -88,3 +88,45 @@ def check_policy(size: int, ttl_s: int) -> HistoryPolicy | None:
 def kept_from(policy: HistoryPolicy, top: int, now_ms: int) -> tuple[int, int]:
     """The bounds a stored message must meet to be served: (lowest offset, oldest ms)."""
     return top - policy.size + 1, now_ms - policy.ttl_s * 1000
+
+
+class NoHistoryCache:
+    """The channels this node knows keep no history, so that a client ``MESSAGE`` to
+    one needs no store read (on Redis, a round trip) before it is fanned out.
+
+    An entry is added only from a store read that found history off, and only if no
+    policy changed anywhere while that read was out (:attr:`generation`). Entries go
+    when a policy changes (:meth:`forget`, on the ``HistoryChanged`` broker event every
+    node gets, and at once on the node that made the change) or the channel is deleted,
+    and all of them when the broker loses its connection (events may have been missed).
+    """
+
+    __slots__ = ("_known", "generation", "max_entries")
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._known: set[tuple[str, str]] = set()
+        self.generation = 0
+        """Bumped by every forget and clear; a read begun before a bump is not kept."""
+        self.max_entries = max_entries
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._known
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def add(self, key: tuple[str, str], generation: int) -> None:
+        """Remember ``key`` as keeping no history, from a read begun at ``generation``."""
+        if generation != self.generation:
+            return
+        if len(self._known) >= self.max_entries:
+            self._known.clear()
+        self._known.add(key)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self._known.discard(key)
+        self.generation += 1
+
+    def clear(self) -> None:
+        self._known.clear()
+        self.generation += 1

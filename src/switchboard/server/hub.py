@@ -34,6 +34,7 @@ import msgspec
 
 from switchboard.server.activity import Activity
 from switchboard.server.broker import events as ev
+from switchboard.server.history import NoHistoryCache
 from switchboard.server.presence import Presence
 from switchboard.server.protocol import frames
 from switchboard.server.protocol.frames import CloseCode
@@ -273,6 +274,8 @@ class Hub:
         (the broker's hook: it carries the event to every node)."""
         self.presence = Presence(lambda: self.node_id, self._member_changed, self._send_to)
         """Who is subscribed where on this node, and the presence watches."""
+        self.no_history = NoHistoryCache()
+        """Channels known to keep no history (the service's; kept right by the events)."""
         self.on_occupancy: Callable[[str, str, str, int], None] | None = None
         """Called with (project, ``t``, token, ±1) when a token's first connection here
         is attached or its last detached (the webhooks' hook; channels: Presence's)."""
@@ -509,6 +512,7 @@ class Hub:
                 self._buffer_held((event.project_id, event.channel_id), payload)
         elif isinstance(event, ev.ChannelDeleted):
             key = (event.project_id, event.channel_id)
+            self.no_history.forget(key)
             payload = frames.dispatch(
                 event.channel_id, "UNAVAILABLE", msgspec.Raw(_UNAVAILABLE_GRACEFUL), unicast=False
             )
@@ -567,6 +571,8 @@ class Hub:
                 conn.close(CloseCode.INVALID_AUTH, "token deleted")
         elif isinstance(event, ev.MemberJoined | ev.MemberLeft):
             self.presence.handle(event)
+        elif isinstance(event, ev.HistoryChanged):
+            self.no_history.forget((event.project_id, event.channel_id))
 
     def close_all(self, code: int, reason: str) -> None:
         for conn in list(self.connections.values()):

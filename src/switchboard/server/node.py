@@ -88,6 +88,8 @@ class Node:
         self.hub = Hub(max_buffered_bytes=settings.limits.max_buffered_bytes)
         self.broker: Broker = open_broker(settings, self.hub)
         self.service = Service(self.store, self.broker, settings.limits)
+        # One cache for the service that reads it and the hub that gets the events.
+        self.service.no_history = self.hub.no_history
         self.gateway = Gateway(self.service, self.hub, settings)
         self.app = build_app(
             self.service,

@@ -24,6 +24,13 @@ class ChannelMessage(msgspec.Struct, tag=True, frozen=True):
     """The history's epoch, with ``offset``."""
 
 
+class HistoryChanged(msgspec.Struct, tag=True, frozen=True):
+    """A channel's history policy changed: nodes forget that it kept none."""
+
+    project_id: str
+    channel_id: str
+
+
 class DirectMessage(msgspec.Struct, tag=True, frozen=True):
     """DIRECT_MESSAGE to every connection of a token."""
 
@@ -119,4 +126,5 @@ BrokerEvent = (
     | TokenDeleted
     | MemberJoined
     | MemberLeft
+    | HistoryChanged
 )

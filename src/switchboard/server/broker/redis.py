@@ -211,6 +211,8 @@ class RedisBroker:
             except _FAULTS as exc:
                 self.connected = False
                 self.reconnects += 1
+                # Policy changes published meanwhile are missed: forget what was known.
+                self.hub.no_history.clear()
                 log.warning(
                     "broker disconnected; reconnecting",
                     extra={"error": str(exc), "retry_in_s": delay},
@@ -224,6 +226,9 @@ class RedisBroker:
     # Presence.
 
     def _reconnected(self) -> None:
+        # Events published while the subscription was away were missed: whatever this
+        # node knew of which channels keep no history may be stale (docs/history.md).
+        self.hub.no_history.clear()
         # Presence events this node published while Redis was away are lost, and watchers
         # elsewhere may have taken it for dead: once its presence is written again, its
         # members are announced again (as they are whenever its key is found missing);

@@ -16,6 +16,7 @@ from switchboard.server import ids
 from switchboard.server.broker import Broker
 from switchboard.server.clock import parse_iso
 from switchboard.server.config import Limits
+from switchboard.server.history import NoHistoryCache, StreamPosition
 from switchboard.server.models import (
     EMPTY_STATE,
     Channel,
@@ -57,6 +58,9 @@ class ServiceBase:
         self.webhooks: Webhooks | None = None
         """Told of every accepted message, and asked about private subscriptions a token
         was not granted; set by the node (``switchboard.server.webhooks``)."""
+        self.no_history = NoHistoryCache()
+        """Channels known to keep no history; the node shares its hub's, which the
+        broker's events keep right on every node."""
 
     def stats(self) -> dict[str, int]:
         """Messages this node accepted: REST channel and direct messages, client MESSAGEs."""
@@ -112,6 +116,24 @@ class ServiceBase:
         """Like :meth:`_channel` where only existence matters: the state is not read."""
         if not await self.store.channel_exists(project.id, channel_id):
             raise NotFound(f"no channel {channel_id!r} in this project")
+
+    async def _append(
+        self, project_id: str, channel_id: str, event: str, data: msgspec.Raw, *, trusted: bool
+    ) -> StreamPosition | None:
+        """Keep a published message if the channel keeps history: its position, or None.
+
+        ``trusted``: the caller knows the channel exists (a client's subscription to it),
+        so a channel known to keep no history costs no store read. Otherwise the read is
+        the existence check (NotFound), and a channel found to keep none is remembered.
+        """
+        key = (project_id, channel_id)
+        if trusted and key in self.no_history:
+            return None
+        generation = self.no_history.generation
+        position = await self.store.append_message(project_id, channel_id, event, data)
+        if position is None:
+            self.no_history.add(key, generation)
+        return position
 
     async def _token(self, project: Project, token_id: str) -> Token:
         token = await self.store.get_token(project.id, token_id)

@@ -58,7 +58,14 @@ class ChannelOperations(ServiceBase):
             # A second write: a publish in between keeps no history, and nobody can
             # hold an offset of this channel yet, so nothing is missed.
             await self.store.set_history_policy(project.id, channel.id, history)
+            await self._history_changed(project.id, channel.id)
         return channel
+
+    async def _history_changed(self, project_id: str, channel_id: str) -> None:
+        """After a policy change: forget, here at once and on every node, that the
+        channel kept none."""
+        self.no_history.forget((project_id, channel_id))
+        await self.broker.publish(ev.HistoryChanged(project_id, channel_id))
 
     def history_of_new_channel(
         self, history: HistoryPolicy | Unchanged | None
@@ -98,6 +105,7 @@ class ChannelOperations(ServiceBase):
         """
         if not isinstance(history, Unchanged):
             await self.store.set_history_policy(project.id, channel_id, history)
+            await self._history_changed(project.id, channel_id)
         return await self.channel_and_history(project, channel_id)
 
     async def read_history(
@@ -162,7 +170,7 @@ class ChannelOperations(ServiceBase):
         self._check_event(event)
         self._check_size(data, "message data")
         # The channel's existence check and, with history, the append and its offset.
-        position = await self.store.append_message(project.id, channel_id, event, data)
+        position = await self._append(project.id, channel_id, event, data, trusted=False)
         await self.broker.publish(
             ev.ChannelMessage(
                 project.id,

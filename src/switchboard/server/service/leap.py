@@ -158,7 +158,7 @@ class LeapOperations(ProjectOperations):
                 "the project token lacks the publish_channel_messages permission",
                 permission="publish_channel_messages",
             )
-        position = await self.store.append_message(identity.project.id, channel_id, event, data)
+        position = await self._append(identity.project.id, channel_id, event, data, trusted=True)
         await self.broker.publish(
             ev.ChannelMessage(
                 identity.project.id,
