@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from switchboard.exceptions import NotFound
-from switchboard.server.history import HistoryMessage, HistoryPolicy
+from switchboard.server.history import HistoryMessage, HistoryPolicy, StreamPosition
 from switchboard.server.models import Channel, ChannelType, Project
-from switchboard.server.store import Store
+from switchboard.server.store import SqliteStore, Store
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -215,3 +219,71 @@ async def test_put_history_replaces_and_applies_the_bounds(store: Store, project
     assert page is not None and (page.messages, page.top, page.first) == ([], 9, 10)
     with pytest.raises(NotFound):
         await store.put_history(project.id, "nope", HistoryPolicy(5, 60), "e", 0, [])
+
+
+# Group commit (SQLite only): appends that queue up share one transaction.
+
+
+@pytest.fixture
+async def sqlite(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    impl = SqliteStore(tmp_path / "data")
+    await impl.open()
+    try:
+        yield impl
+    finally:
+        await impl.close()
+
+
+async def test_group_commit_keeps_the_order_appends_were_made(sqlite: SqliteStore) -> None:
+    project = await sqlite.create_project("p")
+    for channel_id in ("a", "b"):
+        await make(sqlite, project, channel_id)
+        await sqlite.set_history_policy(project.id, channel_id, HistoryPolicy(1000, 60))
+    calls = [("a" if n % 3 else "b", n) for n in range(300)]
+    positions = await asyncio.gather(
+        *(sqlite.append_message(project.id, c, "e", data(n)) for c, n in calls)
+    )
+    for channel_id in ("a", "b"):
+        made = [n for c, n in calls if c == channel_id]
+        offsets = [p.offset for (c, _), p in zip(calls, positions, strict=True) if c == channel_id]
+        # Offsets in the order the appends were made, with no gap...
+        assert offsets == list(range(1, len(made) + 1))
+        page = await sqlite.read_history(project.id, channel_id, 0, 1000)
+        assert page is not None
+        # ... and each names the message it stored.
+        assert [bytes(m.data) for m in page.messages] == [bytes(data(n)) for n in made]
+    batches = sqlite.__dict__["_append_batches"]
+    assert batches.appends == 300
+    assert batches.batches < 300  # they did share transactions
+
+
+async def test_group_commit_fails_only_the_append_whose_channel_went(sqlite: SqliteStore) -> None:
+    project = await sqlite.create_project("p")
+    for channel_id in ("a", "b"):
+        await make(sqlite, project, channel_id)
+        await sqlite.set_history_policy(project.id, channel_id, HistoryPolicy(10, 60))
+    await sqlite.append_message(project.id, "a", "e", data(0))
+    batches = sqlite.__dict__["_append_batches"]
+    release = threading.Event()
+
+    def hold_then_delete_b(db: sqlite3.Connection) -> None:
+        assert release.wait(10)
+        db.execute("DELETE FROM channels WHERE project_id = ? AND id = 'b'", (project.id,))
+
+    # The writer thread is busy while three appends queue behind it (their channels
+    # exist when they are made); then b goes, before their batch runs.
+    holder = asyncio.ensure_future(sqlite._write(hold_then_delete_b))
+    appends = [
+        asyncio.ensure_future(sqlite.append_message(project.id, c, "e", data(n)))
+        for n, c in enumerate("aba", start=1)
+    ]
+    while len(batches._queue) < 3:
+        await asyncio.sleep(0)
+    release.set()
+    await holder
+    results = await asyncio.gather(*appends, return_exceptions=True)
+    assert isinstance(results[1], NotFound)
+    assert [(r.offset if isinstance(r, StreamPosition) else r) for r in results[::2]] == [2, 3]
+    assert batches.batches == 2  # the first append's, then the three together
+    page = await sqlite.read_history(project.id, "a", 0, 10)
+    assert page is not None and [m.offset for m in page.messages] == [1, 2, 3]

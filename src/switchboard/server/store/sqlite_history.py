@@ -4,18 +4,23 @@
 its kept messages by offset. Both cascade from ``channels``, so deleting a channel
 deletes its history and a channel made again with the same ID starts a new epoch.
 
-An append is one write transaction: the top offset is read, bumped and the message
-inserted under SQLite's write lock, so offsets follow the order of commits. A publish
-to a channel without history costs one read on the event loop's connection and no
-write.
+An append reads the top offset, bumps it and inserts the message under SQLite's write
+lock, so offsets follow the order of commits. Appends are *group committed*: those that
+queue up while the writer thread is busy go into the next transaction together, in the
+order they were made (one WAL commit for many publishes; a lone append still commits by
+itself at once). Each is answered after its transaction commits. A publish to a channel
+without history costs one read on the event loop's connection and no write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -80,6 +85,106 @@ def _policy_row(
     return None if row[0] is None else (row[0], row[1], row[2], row[3])
 
 
+@dataclass(slots=True)
+class _Append:
+    project_id: str
+    channel_id: str
+    event: str
+    data: bytes
+    future: asyncio.Future[StreamPosition | None] | None = None
+
+
+def _append_one(db: sqlite3.Connection, item: _Append) -> StreamPosition | None:
+    """One append inside the batch's transaction; NotFound changes nothing."""
+    project_id, channel_id = item.project_id, item.channel_id
+    # Read again under the write lock: the policy may have changed meanwhile.
+    row = _policy_row(db, project_id, channel_id)
+    if row is None:
+        return None
+    size, ttl_s, epoch, top = row
+    offset, now = top + 1, _now_ms()
+    db.execute(f"UPDATE channel_history SET top = ? {_WHERE}", (offset, project_id, channel_id))
+    db.execute(
+        "INSERT INTO history_messages "
+        "(project_id, channel_id, seq, event, data, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+        (project_id, channel_id, offset, item.event, item.data, now),
+    )
+    lowest, oldest_ms = kept_from(HistoryPolicy(size, ttl_s), offset, now)
+    db.execute(
+        f"DELETE FROM history_messages {_WHERE} AND (seq < ? OR created_ms < ?)",
+        (project_id, channel_id, lowest, oldest_ms),
+    )
+    return StreamPosition(offset, epoch)
+
+
+class _AppendBatches:
+    """Group commit: appends made while a batch waits for (or holds) the writer thread
+    go into the next transaction together, in the order they were made.
+
+    The queue is a deque the writer thread drains when the batch's transaction starts
+    (``popleft`` and ``append`` are atomic): an append that arrives after the drain
+    began finds no batch waiting and schedules the next one.
+    """
+
+    def __init__(self, write: Callable[[Callable[[sqlite3.Connection], Any]], Any]) -> None:
+        self._write = write
+        self._queue: deque[_Append] = deque()
+        self._waiting = False
+        """A batch is scheduled and has not started draining the queue."""
+        self._tasks: set[asyncio.Future[None]] = set()
+        self.batches = 0
+        self.appends = 0
+        """Transactions committed, and the appends they held (their ratio: batch size)."""
+
+    async def append(self, item: _Append) -> StreamPosition | None:
+        item.future = asyncio.get_running_loop().create_future()
+        self._queue.append(item)
+        if not self._waiting:
+            self._waiting = True
+            task = asyncio.ensure_future(self._commit_batch())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await item.future
+
+    async def _commit_batch(self) -> None:
+        taken: list[_Append] = []
+
+        def run(db: sqlite3.Connection) -> list[StreamPosition | NotFound | None]:
+            self._waiting = False
+            while self._queue:
+                taken.append(self._queue.popleft())
+            results: list[StreamPosition | NotFound | None] = []
+            for item in taken:
+                try:
+                    results.append(_append_one(db, item))
+                except NotFound as exc:  # the channel went meanwhile: only this one fails
+                    results.append(exc)
+            return results
+
+        try:
+            results = await self._write(run)
+        except BaseException as exc:  # the transaction failed whole: so did each append
+            if not taken:  # the store closed before the batch began: nothing was drained
+                self._waiting = False
+                taken += self._queue
+                self._queue.clear()
+            for item in taken:
+                if item.future is not None and not item.future.done():
+                    item.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.batches += 1
+        self.appends += len(taken)
+        for item, result in zip(taken, results, strict=True):
+            if item.future is None or item.future.done():
+                continue
+            if isinstance(result, NotFound):
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)
+
+
 class SqliteHistory:
     """The history methods of :class:`~switchboard.server.store.SqliteStore` (a mixin)."""
 
@@ -139,30 +244,10 @@ class SqliteHistory:
         # The common case, no history, is answered by a read: no trip to the writer.
         if self._read(lambda db: _policy_row(db, project_id, channel_id)) is None:
             return None
-
-        def run(db: sqlite3.Connection) -> StreamPosition | None:
-            # Read again under the write lock: the policy may have changed meanwhile.
-            row = _policy_row(db, project_id, channel_id)
-            if row is None:
-                return None
-            size, ttl_s, epoch, top = row
-            offset, now = top + 1, _now_ms()
-            db.execute(
-                f"UPDATE channel_history SET top = ? {_WHERE}", (offset, project_id, channel_id)
-            )
-            db.execute(
-                "INSERT INTO history_messages "
-                "(project_id, channel_id, seq, event, data, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                (project_id, channel_id, offset, event, bytes(data), now),
-            )
-            lowest, oldest_ms = kept_from(HistoryPolicy(size, ttl_s), offset, now)
-            db.execute(
-                f"DELETE FROM history_messages {_WHERE} AND (seq < ? OR created_ms < ?)",
-                (project_id, channel_id, lowest, oldest_ms),
-            )
-            return StreamPosition(offset, epoch)
-
-        return await self._write(run)
+        batches = self.__dict__.get("_append_batches")
+        if batches is None:
+            batches = self.__dict__["_append_batches"] = _AppendBatches(self._write)
+        return await batches.append(_Append(project_id, channel_id, event, bytes(data)))
 
     async def read_history(
         self, project_id: str, channel_id: str, since: int, limit: int
