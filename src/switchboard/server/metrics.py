@@ -199,7 +199,42 @@ class NodeCollector:
         for code, count in sorted(hub.close_codes.items()):
             closes.add_metric([str(code)], count)
         yield closes
+        yield from self._webhook_metrics()
         yield from self._redis_metrics()
+
+    def _webhook_metrics(self) -> Iterator[Metric]:
+        webhooks = self.service.webhooks
+        if webhooks is None:
+            return
+        stats = webhooks.stats()
+        outcomes = CounterMetricFamily(
+            "switchboard_webhook_attempts",
+            "Webhook delivery attempts this node made, by outcome: delivered (2xx), retried "
+            "(failed, tried again later) or failed (the last attempt failed: given up).",
+            labels=["outcome"],
+        )
+        for outcome in ("delivered", "retried", "failed"):
+            outcomes.add_metric([outcome], stats[outcome])
+        yield outcomes
+        authorize = CounterMetricFamily(
+            "switchboard_webhook_authorizations",
+            "Answers of the app's subscribe hook, by decision.",
+            labels=["decision"],
+        )
+        authorize.add_metric(["granted"], stats["authorize_granted"])
+        authorize.add_metric(["refused"], stats["authorize_refused"])
+        yield authorize
+        yield CounterMetricFamily(
+            "switchboard_webhook_events_dropped",
+            "Webhook events dropped before they were queued (the queue was full or the "
+            "store or Redis could not be reached).",
+            value=stats["dropped"],
+        )
+        yield GaugeMetricFamily(
+            "switchboard_webhook_in_flight",
+            "Webhook events this node is sending or waiting to retry.",
+            value=stats["in_flight"],
+        )
 
     def _redis_metrics(self) -> Iterator[Metric]:
         broker = self.redis_broker
