@@ -13,7 +13,7 @@ from switchboard.server.permissions import ALL, Permission
 from tests.conftest import Server
 from tests.e2e.leap import leap
 from tests.webhooks.conftest import data
-from tests.webhooks.receiver import Receiver, Received
+from tests.webhooks.receiver import Received, Receiver
 
 pytestmark = pytest.mark.timeout(60)
 
