@@ -17,6 +17,8 @@ from switchboard._rest import (
     Stats,
     Switchboard,
     Token,
+    WebhookConfig,
+    WebhookDelivery,
 )
 from switchboard.exceptions import (
     APIError,
@@ -67,5 +69,7 @@ __all__ = [
     "TokenRefreshFailed",
     "Unauthorized",
     "Unavailable",
+    "WebhookConfig",
+    "WebhookDelivery",
     "__version__",
 ]

@@ -7,7 +7,12 @@ client, hand-written) and ``_sync_api`` (the sync client, generated from it by
 how to wait and how to send many calls.
 """
 
-from switchboard._rest._async_api import AsyncChannelsAPI, AsyncSwitchboard, AsyncTokensAPI
+from switchboard._rest._async_api import (
+    AsyncChannelsAPI,
+    AsyncSwitchboard,
+    AsyncTokensAPI,
+    AsyncWebhooksAPI,
+)
 from switchboard._rest._models import (
     Channel,
     ChannelType,
@@ -18,12 +23,14 @@ from switchboard._rest._models import (
     Token,
 )
 from switchboard._rest._presence import ChannelPresence, PresenceMember
-from switchboard._rest._sync_api import ChannelsAPI, Switchboard, TokensAPI
+from switchboard._rest._sync_api import ChannelsAPI, Switchboard, TokensAPI, WebhooksAPI
+from switchboard._rest._webhooks import WebhookConfig, WebhookDelivery
 
 __all__ = [
     "AsyncChannelsAPI",
     "AsyncSwitchboard",
     "AsyncTokensAPI",
+    "AsyncWebhooksAPI",
     "Channel",
     "ChannelPresence",
     "ChannelType",
@@ -36,4 +43,7 @@ __all__ = [
     "Switchboard",
     "Token",
     "TokensAPI",
+    "WebhookConfig",
+    "WebhookDelivery",
+    "WebhooksAPI",
 ]

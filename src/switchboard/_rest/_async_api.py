@@ -17,6 +17,7 @@ import httpx
 
 from switchboard._rest import _calls as calls
 from switchboard._rest import _io_async as io
+from switchboard._rest import _webhooks as webhooks
 from switchboard._rest._calls import Call, ChannelRef, State, TokenRef
 from switchboard._rest._models import Channel, ChannelType, History, Stats, Token
 from switchboard._rest._presence import ChannelPresence, channel_presence
@@ -29,8 +30,9 @@ from switchboard._rest._settings import (
     TimeoutTypes,
     unreachable,
 )
+from switchboard._rest._webhooks import WebhookConfig, WebhookDelivery
 
-__all__ = ["AsyncChannelsAPI", "AsyncSwitchboard", "AsyncTokensAPI"]
+__all__ = ["AsyncChannelsAPI", "AsyncSwitchboard", "AsyncTokensAPI", "AsyncWebhooksAPI"]
 
 T = TypeVar("T")
 
@@ -269,6 +271,41 @@ class AsyncChannelsAPI:
         return await self._transport.send(channel_presence(channel))
 
 
+class AsyncWebhooksAPI:
+    """The project's webhooks (Switchboard's own): ``sb.webhooks``. Every call needs a
+    project token with every permission; docs/webhooks.md."""
+
+    def __init__(self, transport: _AsyncTransport) -> None:
+        self._transport = transport
+
+    async def get(self) -> WebhookConfig | None:
+        """The configuration (its secret only by hint), or None if there is none."""
+        return await self._transport.send(webhooks.get_webhooks())
+
+    async def set(
+        self,
+        url: str | None = None,
+        *,
+        events: Iterable[str] | None = None,
+        authorize_url: str | None = None,
+    ) -> WebhookConfig:
+        """Replace the configuration. The first one's answer carries ``secret``, the
+        signing secret, once; later ones keep it. ``events`` absent: the four lifecycle
+        events (``token.online``/``offline``, ``channel.occupied``/``vacated``)."""
+        return await self._transport.send(webhooks.set_webhooks(url, events, authorize_url))
+
+    async def delete(self) -> None:
+        await self._transport.send(webhooks.delete_webhooks())
+
+    async def rotate_secret(self) -> str:
+        """A new signing secret; the old one stops signing at once."""
+        return await self._transport.send(webhooks.rotate_webhook_secret())
+
+    async def deliveries(self, limit: int = 50) -> list[WebhookDelivery]:
+        """The last delivery attempts, newest first."""
+        return await self._transport.send(webhooks.webhook_deliveries(limit))
+
+
 class AsyncSwitchboard:
     """The server SDK: everything a backend does with the server API.
 
@@ -321,6 +358,8 @@ class AsyncSwitchboard:
         self._transport = _AsyncTransport(settings, http_client)
         self.channels = AsyncChannelsAPI(self._transport)
         """Channels, and their tokens under ``channels.tokens``."""
+        self.webhooks = AsyncWebhooksAPI(self._transport)
+        """The project's webhook configuration and delivery log."""
 
     @property
     def base_url(self) -> str:

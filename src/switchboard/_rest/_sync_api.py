@@ -16,6 +16,7 @@ import httpx
 
 from switchboard._rest import _calls as calls
 from switchboard._rest import _io_sync as io
+from switchboard._rest import _webhooks as webhooks
 from switchboard._rest._calls import Call, ChannelRef, State, TokenRef
 from switchboard._rest._models import Channel, ChannelType, History, Stats, Token
 from switchboard._rest._presence import ChannelPresence, channel_presence
@@ -28,8 +29,9 @@ from switchboard._rest._settings import (
     TimeoutTypes,
     unreachable,
 )
+from switchboard._rest._webhooks import WebhookConfig, WebhookDelivery
 
-__all__ = ["ChannelsAPI", "Switchboard", "TokensAPI"]
+__all__ = ["ChannelsAPI", "Switchboard", "TokensAPI", "WebhooksAPI"]
 
 T = TypeVar("T")
 
@@ -268,6 +270,41 @@ class ChannelsAPI:
         return self._transport.send(channel_presence(channel))
 
 
+class WebhooksAPI:
+    """The project's webhooks (Switchboard's own): ``sb.webhooks``. Every call needs a
+    project token with every permission; docs/webhooks.md."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._transport = transport
+
+    def get(self) -> WebhookConfig | None:
+        """The configuration (its secret only by hint), or None if there is none."""
+        return self._transport.send(webhooks.get_webhooks())
+
+    def set(
+        self,
+        url: str | None = None,
+        *,
+        events: Iterable[str] | None = None,
+        authorize_url: str | None = None,
+    ) -> WebhookConfig:
+        """Replace the configuration. The first one's answer carries ``secret``, the
+        signing secret, once; later ones keep it. ``events`` absent: the four lifecycle
+        events (``token.online``/``offline``, ``channel.occupied``/``vacated``)."""
+        return self._transport.send(webhooks.set_webhooks(url, events, authorize_url))
+
+    def delete(self) -> None:
+        self._transport.send(webhooks.delete_webhooks())
+
+    def rotate_secret(self) -> str:
+        """A new signing secret; the old one stops signing at once."""
+        return self._transport.send(webhooks.rotate_webhook_secret())
+
+    def deliveries(self, limit: int = 50) -> list[WebhookDelivery]:
+        """The last delivery attempts, newest first."""
+        return self._transport.send(webhooks.webhook_deliveries(limit))
+
+
 class Switchboard:
     """The server SDK: everything a backend does with the server API.
 
@@ -320,6 +357,8 @@ class Switchboard:
         self._transport = _Transport(settings, http_client)
         self.channels = ChannelsAPI(self._transport)
         """Channels, and their tokens under ``channels.tokens``."""
+        self.webhooks = WebhooksAPI(self._transport)
+        """The project's webhook configuration and delivery log."""
 
     @property
     def base_url(self) -> str:
