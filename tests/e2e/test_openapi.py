@@ -184,6 +184,16 @@ async def test_real_responses_match_the_document(
     await walk("PATCH", tk, path={"token": token}, json={"expires_at": "2099-01-01T00:00:00Z"})
     await walk("POST", tk + "/messages", path={"token": token}, json={"e": "hi"})
     await walk("GET", "/v1/stats")
+    # Webhooks (Switchboard's own).
+    await walk("GET", "/v1/webhooks")
+    await walk(
+        "PUT", "/v1/webhooks", json={"url": "http://127.0.0.1:9/", "events": ["token.online"]}
+    )
+    await walk("PUT", "/v1/webhooks", 400, json={"url": "ftp://x/"})
+    await walk("POST", "/v1/webhooks/secret")
+    await walk("GET", "/v1/webhooks/deliveries", params={"limit": 5})
+    await walk("DELETE", "/v1/webhooks")
+    await walk("DELETE", "/v1/webhooks", 404)
     await walk("DELETE", tk, path={"token": token})
     await walk("GET", tk, 404, path={"token": token})
     await walk("DELETE", ch, path=game)

@@ -26,6 +26,7 @@ from switchboard.server.node import Node
 from switchboard.server.permissions import ALIASES, ALL, ROUTE_PERMISSIONS, Permission, names
 from switchboard.server.store import SqliteStore
 from switchboard.server.store.redis import RedisStore
+from switchboard.server.store.sqlite import SCHEMA_VERSION
 from tests.conftest import Server, make_settings, switchboard_cmd
 from tests.e2e.leap import leap
 
@@ -508,7 +509,7 @@ async def test_an_old_sqlite_store_is_migrated_with_full_access(tmp_path: Path) 
         await node.stop()
 
     db = sqlite3.connect(data / "switchboard.sqlite3")
-    assert db.execute("PRAGMA user_version").fetchone() == (3,)  # the current schema
+    assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)  # the current one
     assert db.execute("SELECT permissions FROM project_tokens").fetchone() == (int(ALL),)
     db.close()
     # Opening it again (a second process, a restart) migrates nothing twice.
