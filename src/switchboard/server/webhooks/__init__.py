@@ -94,6 +94,9 @@ class Webhooks:
     def occupancy_changed(self, project_id: str, kind: str, subject: str, delta: int) -> None:
         """A token's first (+1) or last (-1) connection on this node (``kind`` ``t``), or
         a channel's first or last subscriber here (``c``)."""
+        known = self.settings.peek(project_id)
+        if known is None or (isinstance(known, WebhookConfig) and not known.wants_occupancy):
+            return
         if len(self._changes) >= MAX_INTAKE:
             self.dropped += 1
             return
@@ -111,6 +114,13 @@ class Webhooks:
         token_id: str | None = None,
         offset: int | None = None,
     ) -> None:
+        # The common case, a project that wants no message events, costs a dict lookup:
+        # the event is built only when it may be wanted.
+        known = self.settings.peek(project_id)
+        if known is None or (
+            isinstance(known, WebhookConfig) and not known.wants(EventType.MESSAGE_PUBLISHED)
+        ):
+            return
         if len(self._messages) >= MAX_INTAKE:
             self.dropped += 1
             return

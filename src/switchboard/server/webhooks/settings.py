@@ -7,6 +7,7 @@ any node applies everywhere within that second (at once on the node that made it
 
 from __future__ import annotations
 
+import enum
 import time
 
 import msgspec
@@ -23,6 +24,13 @@ from switchboard.server.webhooks.config import (
 )
 
 _decoder = msgspec.json.Decoder(WebhookConfig)
+
+
+class Unknown(enum.Enum):
+    UNKNOWN = "unknown"
+
+
+UNKNOWN = Unknown.UNKNOWN
 
 
 class WebhookSettings:
@@ -44,6 +52,14 @@ class WebhookSettings:
         config = None if raw is None else _decoder.decode(raw)
         self._cache[project_id] = (now + self.cache_s, config)
         return config
+
+    def peek(self, project_id: str) -> WebhookConfig | Unknown | None:
+        """The cached configuration without a read: UNKNOWN when the cache cannot say
+        (never read, or read more than ``cache_s`` ago)."""
+        cached = self._cache.get(project_id)
+        if cached is None or cached[0] <= time.monotonic():
+            return UNKNOWN
+        return cached[1]
 
     async def _write(self, project_id: str, config: WebhookConfig | None) -> None:
         value = None if config is None else msgspec.Raw(msgspec.json.encode(config))
