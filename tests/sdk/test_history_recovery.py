@@ -213,6 +213,9 @@ async def test_positions_carry_over_to_a_new_client(sb: AsyncSwitchboard, node: 
         await publish(sb, "feed", 1)
         await feed.messages(1)
         saved = first.positions()
+        assert first.position("feed") == (saved["feed"][0], 1)
+        await first.unsubscribe("feed")
+        assert first.position("feed") is None  # unsubscribed: nothing to recover
     await publish(sb, "feed", 2, 3)
     second = Client(node.project_id, url=node.ws_url, reconnect_delay=FAST, positions=saved)
     async with second:

@@ -238,6 +238,7 @@ class Client(Inbound):
         if self._stopped.is_set():
             return
         self._subs.unsubscribe(channel)
+        self._positions.forget(channel)  # a later subscribe starts afresh, not recovering
         await self._flush()
 
     async def publish(self, channel: str, event: str, data: Any = None) -> None:
