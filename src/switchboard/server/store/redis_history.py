@@ -70,16 +70,20 @@ local top = redis.call('HINCRBY', KEYS[2], 'top', 1)
 local now = now_ms()
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', meta[1], top .. '-0',
            't', now, 'e', ARGV[1], 'd', ARGV[2])
--- Age: MINID at the first of the oldest entries that is young enough. Looking at 64
--- at a time bounds the work; the rest goes at the next appends.
+-- Age: MINID at the first of the oldest entries that is young enough. The oldest entry
+-- alone answers the common case (nothing has aged out: no trim); past it, looking at
+-- 64 at a time bounds the work, and the rest goes at the next appends.
 local cutoff = now - ttl_ms
-local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 64)
-local minid = nil
-for _, entry in ipairs(oldest) do
-  if tonumber(entry[2][2]) >= cutoff then minid = entry[1] break end
+local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
+if tonumber(first[2][2]) < cutoff then
+  local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 64)
+  local minid = nil
+  for _, entry in ipairs(oldest) do
+    if tonumber(entry[2][2]) >= cutoff then minid = entry[1] break end
+  end
+  if minid == nil then minid = (offset_of(oldest[#oldest][1]) + 1) .. '-0' end
+  redis.call('XTRIM', KEYS[3], 'MINID', minid)
 end
-if minid == nil then minid = (offset_of(oldest[#oldest][1]) + 1) .. '-0' end
-redis.call('XTRIM', KEYS[3], 'MINID', minid)
 redis.call('PEXPIRE', KEYS[3], ttl_ms)
 return {top, meta[3]}
 """
