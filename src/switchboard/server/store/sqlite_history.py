@@ -109,10 +109,17 @@ def _append_one(db: sqlite3.Connection, item: _Append) -> StreamPosition | None:
         "(project_id, channel_id, seq, event, data, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
         (project_id, channel_id, offset, item.event, item.data, now),
     )
+    # Trim: everything below the size bound, and the aged-out messages before the first
+    # young one. Both are a range of the primary key: the walk stops at the first young
+    # message (this one at the latest), not at the end of the channel's rows.
     lowest, oldest_ms = kept_from(HistoryPolicy(size, ttl_s), offset, now)
+    (first_young,) = db.execute(
+        f"SELECT seq FROM history_messages {_WHERE} AND created_ms >= ? ORDER BY seq LIMIT 1",
+        (project_id, channel_id, oldest_ms),
+    ).fetchone()
     db.execute(
-        f"DELETE FROM history_messages {_WHERE} AND (seq < ? OR created_ms < ?)",
-        (project_id, channel_id, lowest, oldest_ms),
+        f"DELETE FROM history_messages {_WHERE} AND seq < ?",
+        (project_id, channel_id, max(lowest, first_young)),
     )
     return StreamPosition(offset, epoch)
 
