@@ -1,5 +1,5 @@
 // The console's entry point: sign-in state, the live connection, and the hash router.
-// Routes: #/overview, #/tokens, #/channels, #/channels/<channel id>.
+// Routes: #/overview, #/tokens, #/channels, #/channels/<channel id>, #/webhooks.
 
 import { api, forgetProjectToken, onUnauthorized, projectToken, saveProjectToken } from "./api.js";
 import { Live } from "./live.js";
@@ -9,6 +9,7 @@ import { renderOverview } from "./views/overview.js";
 import { renderTokens } from "./views/tokens.js";
 import { renderChannels } from "./views/channels.js";
 import { renderChannel } from "./views/channel.js";
+import { renderWebhooks } from "./views/webhooks.js";
 
 const main = document.getElementById("main");
 const topbar = document.getElementById("topbar");
@@ -36,6 +37,7 @@ const ROUTES = [
   { pattern: /^#\/tokens$/, nav: "tokens", render: renderTokens },
   { pattern: /^#\/channels$/, nav: "channels", render: renderChannels },
   { pattern: /^#\/channels\/(.+)$/, nav: "channels", render: renderChannel },
+  { pattern: /^#\/webhooks$/, nav: "webhooks", render: renderWebhooks },
 ];
 
 function clearView() {
@@ -70,7 +72,7 @@ function start(project) {
   });
   session.live = live;
   live.start();
-  if (!/^#\/(overview|tokens|channels)/.test(location.hash)) {
+  if (!/^#\/(overview|tokens|channels|webhooks)/.test(location.hash)) {
     history.replaceState(null, "", "#/overview");
   }
   route();
