@@ -60,6 +60,9 @@ async def fill(store: SqliteStore) -> str:
     for n in range(5):
         await store.append_message(project.id, "ch0", "m", msgspec.Raw(b'{"n": %d}' % n))
     await store.set_history_policy(project.id, "ch1", HistoryPolicy(10, 60))
+    # Settings: the webhooks with their signing secret, which must survive the move.
+    webhooks = b'{"url":"http://app.example/h","events":["token.online"],"secret":"whsec_k"}'
+    await store.set_project_setting(project.id, "webhooks", msgspec.Raw(webhooks))
     await store.create_project("empty")
     return project.id
 
@@ -89,6 +92,7 @@ async def test_sqlite_to_redis_and_back(tmp_path: Path, redis_url: str) -> None:
             "subscriptions": 2,
             "histories": 2,
             "history_messages": 3,
+            "settings": 1,
         }
         assert comparable(await export_store(redis_store)) == comparable(dump)
         await import_store(back, await export_store(redis_store))
@@ -117,6 +121,9 @@ async def test_sqlite_to_redis_and_back(tmp_path: Path, redis_url: str) -> None:
             assert await store.history_policy(project_id, "ch2") is None
             position = await store.append_message(project_id, "ch0", "m", msgspec.Raw(b"6"))
             assert position is not None and (position.offset, position.epoch) == (6, before.epoch)
+        for store in (redis_store, back):
+            kept = await store.get_project_setting(project_id, "webhooks")
+            assert kept is not None and b"whsec_k" in bytes(kept)
         # A second import is refused whole.
         with pytest.raises(Conflict):
             await import_store(redis_store, dump)

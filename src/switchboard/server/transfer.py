@@ -17,6 +17,11 @@ offset and the messages still kept, each with its offset and date, so clients th
 hold an ``(offset, epoch)`` of the old store go on reading after the move, and the next
 message gets the next offset. A version-1 or -2 dump has no history: its channels
 keep none. Older Switchboards refuse a version-3 dump rather than drop the history.
+
+Version 3 also carries each project's settings (``Store.project_settings``): its
+webhook configuration, **with its signing secret** (receivers go on verifying after the
+move), and its default history policy. So a dump is a secret: keep it as private as
+the store's backups.
 """
 
 from __future__ import annotations
@@ -88,6 +93,8 @@ class ProjectDump(msgspec.Struct):
     project_tokens: list[ProjectTokenDump] = []
     channels: list[ChannelDump] = []
     tokens: list[TokenDump] = []
+    settings: dict[str, msgspec.Raw] = {}
+    """The project's settings by key (``webhooks``, ``history``); none before version 3."""
 
 
 class Dump(msgspec.Struct):
@@ -149,6 +156,7 @@ async def export_store(store: Store) -> Dump:
                     for c in channels
                 ],
                 tokens,
+                await store.project_settings(project.id),
             )
         )
     return Dump(FORMAT, VERSION, now_iso(), projects)
@@ -244,10 +252,14 @@ async def import_store(store: Store, dump: Dump) -> dict[str, int]:
         "subscriptions": 0,
         "histories": 0,
         "history_messages": 0,
+        "settings": 0,
     }
     for p in dump.projects:
         await store.put_project(Project(p.id, p.name, p.created_at))
         counts["projects"] += 1
+        for key, value in p.settings.items():
+            await store.set_project_setting(p.id, key, value)
+            counts["settings"] += 1
         for t in p.project_tokens:
             info = ProjectTokenInfo(
                 t.id, p.id, t.hint, t.created_at, t.revoked_at, _token_permissions(t)

@@ -30,8 +30,9 @@ from switchboard.server.transfer import decode_dump, export_store, import_store
     help="File to write the JSON dump to.",
 )
 def export_command(data_dir: Path, redis_url: str | None, redis_prefix: str, output: Any) -> None:
-    """Write the whole store (projects, project-token hashes, channels with state, tokens,
-    subscriptions) as JSON, for `switchboard import` into another store."""
+    """Write the whole store (projects, project-token hashes, channels with state and
+    history, tokens, subscriptions, project settings) as JSON, for `switchboard import`
+    into another store. The dump holds webhook signing secrets: keep it private."""
     settings = store_settings(data_dir, redis_url, redis_prefix)
     dump = with_service(settings, lambda s: export_store(s.store))
     output.write(msgspec.json.format(msgspec.json.encode(dump)) + b"\n")
