@@ -184,6 +184,11 @@ async def test_real_responses_match_the_document(
     await walk("PATCH", tk, path={"token": token}, json={"expires_at": "2099-01-01T00:00:00Z"})
     await walk("POST", tk + "/messages", path={"token": token}, json={"e": "hi"})
     await walk("GET", "/v1/stats")
+    # Project settings (Switchboard's own).
+    await walk("GET", "/v1/settings")
+    await walk("PATCH", "/v1/settings", json={"history": {"size": 4, "ttl_s": 30}})
+    await walk("PATCH", "/v1/settings", 400, json={"history": {"size": -1}})
+    await walk("PATCH", "/v1/settings", json={"history": None})
     # Webhooks (Switchboard's own).
     await walk("GET", "/v1/webhooks")
     await walk(

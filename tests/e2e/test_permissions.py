@@ -185,6 +185,8 @@ CASES = [
         "/channels/tokens/leap_token_nope/messages",
     ),
     Case(P.READ_CHANNELS, "GET", "/v1/stats", "/stats"),
+    Case(P.READ_CHANNELS, "GET", "/v1/settings", "/settings"),
+    Case(P.CREATE_CHANNEL, "PATCH", "/v1/settings", "/settings", {"history": {"size": 5}}),
 ]
 
 

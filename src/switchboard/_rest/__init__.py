@@ -9,6 +9,7 @@ how to wait and how to send many calls.
 
 from switchboard._rest._async_api import (
     AsyncChannelsAPI,
+    AsyncSettingsAPI,
     AsyncSwitchboard,
     AsyncTokensAPI,
     AsyncWebhooksAPI,
@@ -23,11 +24,19 @@ from switchboard._rest._models import (
     Token,
 )
 from switchboard._rest._presence import ChannelPresence, PresenceMember
-from switchboard._rest._sync_api import ChannelsAPI, Switchboard, TokensAPI, WebhooksAPI
+from switchboard._rest._project import ProjectSettings
+from switchboard._rest._sync_api import (
+    ChannelsAPI,
+    SettingsAPI,
+    Switchboard,
+    TokensAPI,
+    WebhooksAPI,
+)
 from switchboard._rest._webhooks import WebhookConfig, WebhookDelivery
 
 __all__ = [
     "AsyncChannelsAPI",
+    "AsyncSettingsAPI",
     "AsyncSwitchboard",
     "AsyncTokensAPI",
     "AsyncWebhooksAPI",
@@ -39,6 +48,8 @@ __all__ = [
     "HistoryMessage",
     "HistorySettings",
     "PresenceMember",
+    "ProjectSettings",
+    "SettingsAPI",
     "Stats",
     "Switchboard",
     "Token",

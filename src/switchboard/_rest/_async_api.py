@@ -17,10 +17,12 @@ import httpx
 
 from switchboard._rest import _calls as calls
 from switchboard._rest import _io_async as io
+from switchboard._rest import _project as project
 from switchboard._rest import _webhooks as webhooks
 from switchboard._rest._calls import Call, ChannelRef, State, TokenRef
 from switchboard._rest._models import Channel, ChannelType, History, Stats, Token
 from switchboard._rest._presence import ChannelPresence, channel_presence
+from switchboard._rest._project import ProjectSettings
 from switchboard._rest._settings import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RETRIES,
@@ -32,7 +34,13 @@ from switchboard._rest._settings import (
 )
 from switchboard._rest._webhooks import WebhookConfig, WebhookDelivery
 
-__all__ = ["AsyncChannelsAPI", "AsyncSwitchboard", "AsyncTokensAPI", "AsyncWebhooksAPI"]
+__all__ = [
+    "AsyncChannelsAPI",
+    "AsyncSettingsAPI",
+    "AsyncSwitchboard",
+    "AsyncTokensAPI",
+    "AsyncWebhooksAPI",
+]
 
 T = TypeVar("T")
 
@@ -271,6 +279,26 @@ class AsyncChannelsAPI:
         return await self._transport.send(channel_presence(channel))
 
 
+class AsyncSettingsAPI:
+    """The project's settings (Switchboard's own): ``sb.settings``."""
+
+    def __init__(self, transport: _AsyncTransport) -> None:
+        self._transport = transport
+
+    async def get(self) -> ProjectSettings:
+        return await self._transport.send(project.get_settings())
+
+    async def set_history(self, size: int, *, ttl: int | None = None) -> ProjectSettings:
+        """The history channels created without their own keep: the last ``size``
+        messages (0: none, even if the server has a default), at most ``ttl`` seconds
+        old (300 if not given). Existing channels are not changed."""
+        return await self._transport.send(project.set_history_default(size, ttl))
+
+    async def clear_history(self) -> ProjectSettings:
+        """Remove the project's default: new channels take the server's again."""
+        return await self._transport.send(project.clear_history_default())
+
+
 class AsyncWebhooksAPI:
     """The project's webhooks (Switchboard's own): ``sb.webhooks``. Every call needs a
     project token with every permission; docs/webhooks.md."""
@@ -358,6 +386,8 @@ class AsyncSwitchboard:
         self._transport = _AsyncTransport(settings, http_client)
         self.channels = AsyncChannelsAPI(self._transport)
         """Channels, and their tokens under ``channels.tokens``."""
+        self.settings = AsyncSettingsAPI(self._transport)
+        """The project's settings: the default history of new channels."""
         self.webhooks = AsyncWebhooksAPI(self._transport)
         """The project's webhook configuration and delivery log."""
 

@@ -16,10 +16,12 @@ import httpx
 
 from switchboard._rest import _calls as calls
 from switchboard._rest import _io_sync as io
+from switchboard._rest import _project as project
 from switchboard._rest import _webhooks as webhooks
 from switchboard._rest._calls import Call, ChannelRef, State, TokenRef
 from switchboard._rest._models import Channel, ChannelType, History, Stats, Token
 from switchboard._rest._presence import ChannelPresence, channel_presence
+from switchboard._rest._project import ProjectSettings
 from switchboard._rest._settings import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RETRIES,
@@ -31,7 +33,13 @@ from switchboard._rest._settings import (
 )
 from switchboard._rest._webhooks import WebhookConfig, WebhookDelivery
 
-__all__ = ["ChannelsAPI", "Switchboard", "TokensAPI", "WebhooksAPI"]
+__all__ = [
+    "ChannelsAPI",
+    "SettingsAPI",
+    "Switchboard",
+    "TokensAPI",
+    "WebhooksAPI",
+]
 
 T = TypeVar("T")
 
@@ -270,6 +278,26 @@ class ChannelsAPI:
         return self._transport.send(channel_presence(channel))
 
 
+class SettingsAPI:
+    """The project's settings (Switchboard's own): ``sb.settings``."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._transport = transport
+
+    def get(self) -> ProjectSettings:
+        return self._transport.send(project.get_settings())
+
+    def set_history(self, size: int, *, ttl: int | None = None) -> ProjectSettings:
+        """The history channels created without their own keep: the last ``size``
+        messages (0: none, even if the server has a default), at most ``ttl`` seconds
+        old (300 if not given). Existing channels are not changed."""
+        return self._transport.send(project.set_history_default(size, ttl))
+
+    def clear_history(self) -> ProjectSettings:
+        """Remove the project's default: new channels take the server's again."""
+        return self._transport.send(project.clear_history_default())
+
+
 class WebhooksAPI:
     """The project's webhooks (Switchboard's own): ``sb.webhooks``. Every call needs a
     project token with every permission; docs/webhooks.md."""
@@ -357,6 +385,8 @@ class Switchboard:
         self._transport = _Transport(settings, http_client)
         self.channels = ChannelsAPI(self._transport)
         """Channels, and their tokens under ``channels.tokens``."""
+        self.settings = SettingsAPI(self._transport)
+        """The project's settings: the default history of new channels."""
         self.webhooks = WebhooksAPI(self._transport)
         """The project's webhook configuration and delivery log."""
 

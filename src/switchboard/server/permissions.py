@@ -139,6 +139,10 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("POST", "/v1/channels/tokens/{token}/messages"): Permission.MESSAGE_TOKEN,
     # The console's overview: channel and token totals, live counts.
     ("GET", "/v1/stats"): Permission.READ_CHANNELS,
+    # Project settings (Switchboard's own): the history new channels get, which is what
+    # creating a channel decides.
+    ("GET", "/v1/settings"): Permission.READ_CHANNELS,
+    ("PATCH", "/v1/settings"): Permission.CREATE_CHANNEL,
 }
 
 FULL_ACCESS_ROUTES: frozenset[tuple[str, str]] = frozenset(

@@ -56,7 +56,7 @@ async def create_channel(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     body = bodies.decode(await request.read(), bodies.ChannelBody)
     service = request.app[SERVICE]
-    history = service.history_of_new_channel(_history(body))
+    history = await service.new_channel_history(project, _history(body))
     channel = await service.create_channel(
         project, body.type, None, bodies.optional(body.state), history
     )
@@ -68,7 +68,7 @@ async def create_channel_with_id(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     body = bodies.decode(await request.read(), bodies.ChannelBody)
     service = request.app[SERVICE]
-    history = service.history_of_new_channel(_history(body))
+    history = await service.new_channel_history(project, _history(body))
     channel = await service.create_channel(
         project,
         body.type,

@@ -25,6 +25,7 @@ from aiohttp import web
 from switchboard import __version__
 from switchboard.server import ids
 from switchboard.server.api import bodies
+from switchboard.server.api import settings as project_settings
 from switchboard.server.api import webhooks as wh
 from switchboard.server.api.bodies import QUERY_INT_MAX
 from switchboard.server.api.views import (
@@ -291,6 +292,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         Empty,
         bodies.MessageBody,
         tag="tokens",
+    ),
+    # Project settings (Switchboard's own).
+    ("GET", "/v1/settings"): Operation(
+        "The project's settings: its default history for new channels",
+        project_settings.SettingsData,
+        tag="settings",
+    ),
+    ("PATCH", "/v1/settings"): Operation(
+        "Change the project's settings (only the fields present)",
+        project_settings.SettingsData,
+        project_settings.SettingsBody,
+        tag="settings",
     ),
     # Webhooks (Switchboard's own): a token with every permission (docs/webhooks.md).
     ("GET", "/v1/webhooks"): Operation(

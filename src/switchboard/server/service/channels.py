@@ -13,7 +13,7 @@ from switchboard.exceptions import (
 from switchboard.server import ids
 from switchboard.server.broker import events as ev
 from switchboard.server.clock import now_iso
-from switchboard.server.history import MAX_PAGE, HistoryPage, HistoryPolicy, check_policy
+from switchboard.server.history import MAX_PAGE, HistoryPage, HistoryPolicy
 from switchboard.server.models import (
     Channel,
     ChannelType,
@@ -22,11 +22,12 @@ from switchboard.server.models import (
     Token,
 )
 from switchboard.server.presence import NodePresence, member_id
-from switchboard.server.service._base import SORT_FIELDS, ServiceBase
+from switchboard.server.service._base import SORT_FIELDS
+from switchboard.server.service.settings import SettingsOperations
 from switchboard.server.store import UNCHANGED, Unchanged
 
 
-class ChannelOperations(ServiceBase):
+class ChannelOperations(SettingsOperations):
     """The REST API's channel operations."""
 
     async def create_channel(
@@ -37,8 +38,8 @@ class ChannelOperations(ServiceBase):
         state: msgspec.Raw | None = None,
         history: HistoryPolicy | Unchanged | None = UNCHANGED,
     ) -> Channel:
-        """Create a channel; ``history`` None keeps none, UNCHANGED takes the server's
-        default (``Limits.history_size``, off unless set)."""
+        """Create a channel; ``history`` None keeps none, UNCHANGED takes the project's
+        default, else the server's (``Limits.history_size``, off unless set)."""
         try:
             kind = ChannelType(channel_type)
         except ValueError:
@@ -52,7 +53,7 @@ class ChannelOperations(ServiceBase):
         channel = Channel(
             project.id, channel_id, kind, self._check_state(state, "state"), now_iso()
         )
-        history = self.history_of_new_channel(history)
+        history = await self.new_channel_history(project, history)
         channel = await self.store.create_channel(channel)
         if history is not None:
             # A second write: a publish in between keeps no history, and nobody can
@@ -66,15 +67,6 @@ class ChannelOperations(ServiceBase):
         channel kept none."""
         self.no_history.forget((project_id, channel_id))
         await self.broker.publish(ev.HistoryChanged(project_id, channel_id))
-
-    def history_of_new_channel(
-        self, history: HistoryPolicy | Unchanged | None
-    ) -> HistoryPolicy | None:
-        """The policy a channel created with ``history`` gets: UNCHANGED is the server's
-        default at this moment."""
-        if isinstance(history, Unchanged):
-            return check_policy(self.limits.history_size, self.limits.history_ttl_s)
-        return history
 
     async def channel_and_history(
         self, project: Project, channel_id: str

@@ -1,0 +1,49 @@
+"""Project settings in the server SDK: ``GET``/``PATCH /v1/settings`` (Switchboard's own)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from switchboard._rest._calls import Call, encode_json
+from switchboard._rest._models import HistorySettings
+
+__all__ = ["ProjectSettings", "clear_history_default", "get_settings", "set_history_default"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSettings:
+    history: HistorySettings | None
+    """The project's own default history for new channels (size 0: none); None when it
+    has none, and the server's default applies."""
+    new_channel_history: HistorySettings | None
+    """What a channel created now without its own history keeps (None: nothing)."""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProjectSettings:
+        settings = data["settings"]
+        own, effective = settings.get("history"), settings.get("new_channel_history")
+        return cls(
+            history=None if own is None else HistorySettings.from_json(own),
+            new_channel_history=None if effective is None else HistorySettings.from_json(effective),
+        )
+
+
+def get_settings() -> Call[ProjectSettings]:
+    return Call("GET", "/settings", ProjectSettings.from_json, idempotent=True)
+
+
+def set_history_default(size: int, ttl: int | None) -> Call[ProjectSettings]:
+    for value, what in ((size, "size"), (ttl, "ttl")):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise TypeError(f"{what} must be an int")
+    history: dict[str, int] = {"size": size}
+    if ttl is not None:
+        history["ttl_s"] = ttl
+    body = encode_json({"history": history}, "settings")
+    return Call("PATCH", "/settings", ProjectSettings.from_json, body, idempotent=True)
+
+
+def clear_history_default() -> Call[ProjectSettings]:
+    body = encode_json({"history": None}, "settings")
+    return Call("PATCH", "/settings", ProjectSettings.from_json, body, idempotent=True)
