@@ -46,6 +46,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio.client import PubSub
 
 from switchboard.exceptions import Unavailable
+from switchboard.server.aio import cancel_and_wait, wait_event
 from switchboard.server.broker import events as ev
 from switchboard.server.broker.events import BrokerEvent
 from switchboard.server.hub import Hub
@@ -148,11 +149,8 @@ class RedisBroker:
         # now, not when this node's key is found gone.
         with contextlib.suppress(*_FAULTS):
             await self._send_members()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if await cancel_and_wait(self._tasks):
+            log.warning("broker tasks still running at stop")
         if self._redis is not None:
             with contextlib.suppress(*_FAULTS):
                 await self._redis.delete(
@@ -247,11 +245,10 @@ class RedisBroker:
                 self._dirty.set()
                 await asyncio.sleep(0.5)
                 continue
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
-            # cancellation that lands as the event fires, and stop() would wait forever.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._dirty.wait()
+            # Not wait_for or asyncio.timeout: on Python 3.11 either can swallow a
+            # cancellation that lands as the timeout fires, and stop() would wait
+            # forever (switchboard.server.aio).
+            await wait_event(self._dirty, interval)
 
     async def _write_presence(self) -> None:
         self._dirty.clear()

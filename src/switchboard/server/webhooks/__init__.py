@@ -22,11 +22,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import msgspec
 
+from switchboard.server.aio import cancel_and_wait
 from switchboard.server.models import Project, Token
 from switchboard.server.webhooks.config import EventType, WebhookConfig
 from switchboard.server.webhooks.events import WebhookEvent, new_event_id
@@ -76,11 +76,10 @@ class Webhooks:
     async def stop(self, grace: float) -> None:
         """Hand what the intake holds to the queue (up to ``grace``), then stop."""
         if self._task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained(), grace)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            drained = asyncio.ensure_future(self._drained())
+            await asyncio.wait([drained], timeout=grace)
+            drained.cancel()
+            await cancel_and_wait([self._task])
         await self.sender.stop()
         await self.queue.stop()
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 import msgspec
 from redis import exceptions as redis_errors
 
+from switchboard.server.aio import cancel_and_wait, wait_event
 from switchboard.server.redis_pool import open_client
 from switchboard.server.webhooks.config import EventType
 from switchboard.server.webhooks.events import (
@@ -122,8 +122,7 @@ class LocalQueue:
             self._ready.set()
 
     async def take(self) -> list[Queued]:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), 1.0)
+        await wait_event(self._ready, 1.0)
         taken = [Queued(e) for e in self._events]
         self._events.clear()
         self._ready.clear()
@@ -234,11 +233,7 @@ class RedisQueue:
                 raise
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None

@@ -10,7 +10,6 @@ in between; then it is given up on. Every attempt goes to the project's delivery
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from switchboard import __version__
+from switchboard.server.aio import cancel_and_wait
 from switchboard.server.clock import now_iso
 from switchboard.server.webhooks.config import WebhookConfig
 from switchboard.server.webhooks.queue import EventQueue, Queued
@@ -96,15 +96,8 @@ class Sender:
     async def stop(self) -> None:
         """Stop taking events; what is being sent is abandoned (in a cluster another
         node claims it later; on one node it is lost, and the log says so)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for task in list(self._running):
-            task.cancel()
-        for task in list(self._running):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        tasks = [self._task] if self._task is not None else []
+        await cancel_and_wait(tasks + list(self._running))
         if self._session is not None:
             await self._session.close()
 
