@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, launch, stop
 from tests.e2e.leap import leap
 from tests.webhooks.conftest import data
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import Received, Receiver
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -145,3 +146,41 @@ async def test_a_slow_receiver_never_delays_fan_out(
         assert len(hooks.of_type("message.published")) <= 16  # the sender's concurrency
         release.set()
         await hooks.wait_types("message.published", count=50)
+
+
+async def test_a_graceful_stop_sends_the_offline_events_of_the_sockets_it_closes(
+    tmp_path: Path, hooks: Receiver
+) -> None:
+    # The first attempt of each offline or vacated event fails: a stop that left at once
+    # would never make the second.
+    refused: set[str] = set()
+
+    def once_refused(received: Received) -> int:
+        if received.type in ("token.offline", "channel.vacated") and received.type not in refused:
+            refused.add(received.type)
+            return 503
+        return 200
+
+    hooks.answer = once_refused  # type: ignore[assignment]
+    server = launch(tmp_path / "d", "--webhook-retry-base", "0.05")
+    try:
+        async with httpx.AsyncClient(base_url=server.api, headers=server.headers) as api:
+            await configure(api, hooks)
+            await data(api.put("/channels/room", json={"type": "public"}))
+            t = await token(api)
+            async with leap(server.ws_url, server.project_id, t) as client:
+                await client.subscribe("room")
+                await hooks.wait_types("token.online")
+                await hooks.wait_types("channel.occupied")
+                # SIGTERM (in a thread: the receiver runs on this loop): 1001, then exit 0.
+                stopping = asyncio.create_task(asyncio.to_thread(stop, server))
+                assert (await client.closed())[0] == 1001
+                assert await stopping == 0
+        # Sent, and retried, before the process exited.
+        assert [e.json["data"] for e in hooks.of_type("token.offline")] == [{"token_id": t}] * 2
+        assert [e.json["data"] for e in hooks.of_type("channel.vacated")] == [
+            {"channel_id": "room"}
+        ] * 2
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()

@@ -74,7 +74,9 @@ class Webhooks:
         self._task = asyncio.create_task(self._intake())
 
     async def stop(self, grace: float) -> None:
-        """Hand what the intake holds to the queue (up to ``grace``), then stop."""
+        """Hand what the intake holds to the queue, let the sender send what this node
+        queued or holds (the offline and vacated events of the sockets a shutdown just
+        closed, first of all), both within ``grace``, then stop."""
         if self._task is not None:
             drained = asyncio.ensure_future(self._drained())
             await asyncio.wait([drained], timeout=grace)
@@ -86,6 +88,10 @@ class Webhooks:
     async def _drained(self) -> None:
         while self._changes or self._messages or not self._idle.is_set():
             self._wake.set()
+            await asyncio.sleep(0.01)
+        # Polled: two objects' states, once, at shutdown (an event each would cost the
+        # hot path a set() per change).
+        while self.queue.pending() or self.sender.busy:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
     # The hooks: called from the hub and the service, never awaiting.

@@ -86,6 +86,11 @@ class Sender:
             "authorize_refused": self.refused,
         }
 
+    @property
+    def busy(self) -> bool:
+        """Sending or waiting to retry something."""
+        return bool(self._running)
+
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
             headers={"User-Agent": f"Switchboard-Webhooks/{__version__}"},
