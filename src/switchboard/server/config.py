@@ -21,6 +21,9 @@ class Limits:
     """Client-published messages allowed per connection per second (burst of the same size)."""
     max_connections_per_token: int = 100
     """Live connections one token may hold on this node."""
+    max_connections_per_ip: int = 0
+    """Open WebSocket connections one client address may hold; past it, the upgrade is
+    answered 429. 0 (the default) turns the bound off (``switchboard.server.address_limit``)."""
     max_buffered_bytes: int = 4 * MIB
     """Unsent bytes a connection may have before it is closed with 4000 (slow consumer)."""
     max_request_bytes: int = 1 * MIB

@@ -79,6 +79,16 @@ _DEFAULT_LIMITS = Limits()
     help="Messages a client connection may publish per second.",
 )
 @click.option(
+    "--max-connections-per-ip",
+    default=_DEFAULT_LIMITS.max_connections_per_ip,
+    show_default=True,
+    type=click.IntRange(0),
+    envvar="SWITCHBOARD_MAX_CONNECTIONS_PER_IP",
+    show_envvar=True,
+    help="Open sockets one client address may hold (0: no bound; behind a reverse proxy "
+    "every client has the proxy's address).",
+)
+@click.option(
     "--max-connections-per-token",
     default=_DEFAULT_LIMITS.max_connections_per_token,
     show_default=True,
@@ -210,6 +220,7 @@ def serve(
     identify_timeout: float,
     max_payload_bytes: int,
     client_messages_per_second: float,
+    max_connections_per_ip: int,
     max_connections_per_token: int,
     max_buffered_bytes: int,
     client_frames_per_second: float,
@@ -258,6 +269,7 @@ def serve(
             max_payload_bytes=max_payload_bytes,
             client_messages_per_second=client_messages_per_second,
             max_connections_per_token=max_connections_per_token,
+            max_connections_per_ip=max_connections_per_ip,
             max_buffered_bytes=max_buffered_bytes,
             client_frames_per_second=client_frames_per_second,
             rest_requests_per_second=rest_requests_per_second,
