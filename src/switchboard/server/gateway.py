@@ -128,37 +128,38 @@ class Gateway:
                 f"this address has {self.addresses.limit} sockets open already",
                 retry_after=1.0,
             )
+        # One coroutine per socket, this one: a nested call would hold a second frame
+        # for the socket's life (measured: +0.26 KiB per idle connection).
         try:
-            return await self._serve(request, ws)
+            await ws.prepare(request)
+            self.sockets_accepted += 1
+            transport = request.transport
+            assert transport is not None
+            loop = asyncio.get_running_loop()
+            encoding = request.query.get("encoding", "json")
+            compression = request.query.get("compression", "none")
+            session = LeapSession(now=loop.time(), limits=self.session_limits)
+            conn = GatewayConnection(self, ws, session, transport, compression == "zlib")
+            if not self.accepting:
+                conn.close(CloseCode.GOING_AWAY, "server shutting down")
+            elif encoding != "json" or compression not in ("none", "zlib", ""):
+                conn.close(
+                    CloseCode.INVALID_PAYLOAD, "only encoding=json and compression=none|zlib"
+                )
+            else:
+                self._live[conn.cid] = conn
+                conn.flush()
+                try:
+                    await self._read(conn, ws)
+                finally:
+                    self._live.pop(conn.cid, None)
+                    self.hub.detach(conn)
+                    conn.closing = True
+                    conn.cancel_expiry()
+            await conn.wait_closed()
+            return ws
         finally:
             self.addresses.release(address)
-
-    async def _serve(self, request: web.Request, ws: web.WebSocketResponse) -> web.StreamResponse:
-        await ws.prepare(request)
-        self.sockets_accepted += 1
-        transport = request.transport
-        assert transport is not None
-        loop = asyncio.get_running_loop()
-        encoding = request.query.get("encoding", "json")
-        compression = request.query.get("compression", "none")
-        session = LeapSession(now=loop.time(), limits=self.session_limits)
-        conn = GatewayConnection(self, ws, session, transport, compression == "zlib")
-        if not self.accepting:
-            conn.close(CloseCode.GOING_AWAY, "server shutting down")
-        elif encoding != "json" or compression not in ("none", "zlib", ""):
-            conn.close(CloseCode.INVALID_PAYLOAD, "only encoding=json and compression=none|zlib")
-        else:
-            self._live[conn.cid] = conn
-            conn.flush()
-            try:
-                await self._read(conn, ws)
-            finally:
-                self._live.pop(conn.cid, None)
-                self.hub.detach(conn)
-                conn.closing = True
-                conn.cancel_expiry()
-        await conn.wait_closed()
-        return ws
 
     async def _read(self, conn: GatewayConnection, ws: web.WebSocketResponse) -> None:
         loop = asyncio.get_running_loop()
