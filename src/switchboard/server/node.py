@@ -13,7 +13,7 @@ from aiohttp import web
 
 from switchboard import __version__
 from switchboard.exceptions import Conflict
-from switchboard.server.api import build_app
+from switchboard.server.api import build_app, http_errors
 from switchboard.server.api.app import DRAIN
 from switchboard.server.api.webhooks import WEBHOOKS
 from switchboard.server.broker import Broker, LocalBroker
@@ -157,6 +157,8 @@ class Node:
             shutdown_timeout=self.settings.shutdown_grace_s,
         )
         await self._runner.setup()
+        # aiohttp's answers to unparsable request heads become the JSON envelope too.
+        http_errors.install(self._runner)
         site = web.SockSite(self._runner, sock, backlog=4096)
         await site.start()
         self._unserved_socket = None
