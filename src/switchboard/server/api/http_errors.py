@@ -22,6 +22,9 @@ from switchboard.server.api.envelope import error_response
 
 
 class _EnvelopeRequestHandler(web_protocol.RequestHandler):
+    # No __dict__ per connection: aiohttp's handler has slots, and so must this one.
+    __slots__ = ()
+
     def handle_error(
         self,
         request: BaseRequest,
