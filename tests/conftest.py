@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,14 +100,39 @@ async def join_node(first: Server, data_dir: Path, **overrides: object) -> Serve
     return Server(node.base_url, first.project_id, first.project_token, node=node)
 
 
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[Server]:
-    server = await start_node(tmp_path / "data")
+@asynccontextmanager
+async def running_node(data_dir: Path, **overrides: object) -> AsyncIterator[Server]:
+    """An in-process node (``start_node``), stopped on the way out."""
+    server = await start_node(data_dir, **overrides)
     try:
         yield server
     finally:
         assert server.node is not None
         await server.node.stop()
+
+
+@asynccontextmanager
+async def node_pair(
+    redis_url: str, tmp_path: Path, **overrides: object
+) -> AsyncIterator[tuple[Server, Server]]:
+    """Two in-process nodes of one cluster on ``redis_url``; both stopped on the way out."""
+    a = await start_node(tmp_path / "a", redis_url=redis_url, **overrides)
+    try:
+        b = await join_node(a, tmp_path / "b", redis_url=redis_url, **overrides)
+        try:
+            yield a, b
+        finally:
+            assert b.node is not None
+            await b.node.stop()
+    finally:
+        assert a.node is not None
+        await a.node.stop()
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Server]:
+    async with running_node(tmp_path / "data") as server:
+        yield server
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from switchboard import AsyncSwitchboard
-from tests.conftest import Server, join_node, start_node
+from tests.conftest import Server, node_pair
 from tests.e2e.leap import leap
 from tests.e2e.test_history_recovery import slow_reads, subscribe, until_recovery
 from tests.sdk.conftest import client_for
@@ -22,14 +22,8 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 async def cluster(redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[Server, Server]]:
-    a = await start_node(tmp_path / "a", redis_url=redis_url)
-    b = await join_node(a, tmp_path / "b", redis_url=redis_url)
-    try:
-        yield a, b
-    finally:
-        for server in (b, a):
-            assert server.node is not None
-            await server.node.stop()
+    async with node_pair(redis_url, tmp_path) as nodes:
+        yield nodes
 
 
 async def test_away_from_node_a_the_client_recovers_through_node_b(

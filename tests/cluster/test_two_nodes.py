@@ -10,20 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, join_node, start_node
+from tests.conftest import Server, join_node, node_pair
 from tests.e2e.leap import leap
 
 
 @pytest.fixture
 async def pair(redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[Server, Server]]:
-    a = await start_node(tmp_path / "a", redis_url=redis_url)
-    b = await join_node(a, tmp_path / "b", redis_url=redis_url)
-    try:
-        yield a, b
-    finally:
-        for server in (b, a):
-            assert server.node is not None
-            await server.node.stop()
+    async with node_pair(redis_url, tmp_path) as nodes:
+        yield nodes
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:

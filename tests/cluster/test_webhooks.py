@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server, join_node, start_node, stop
+from tests.conftest import Server, node_pair, stop
 from tests.e2e.leap import leap
 from tests.webhooks.conftest import FAST, data
 from tests.webhooks.receiver import Receiver, receiver
@@ -27,14 +27,8 @@ async def hooks() -> AsyncIterator[Receiver]:
 
 @pytest.fixture
 async def pair(redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[Server, Server]]:
-    a = await start_node(tmp_path / "a", redis_url=redis_url, **FAST)
-    b = await join_node(a, tmp_path / "b", redis_url=redis_url, **FAST)
-    try:
-        yield a, b
-    finally:
-        for server in (b, a):
-            assert server.node is not None
-            await server.node.stop()
+    async with node_pair(redis_url, tmp_path, **FAST) as nodes:
+        yield nodes
 
 
 async def test_each_event_is_made_and_delivered_once_across_nodes(

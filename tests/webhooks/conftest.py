@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, start_node
+from tests.conftest import Server, running_node
 from tests.webhooks.receiver import Receiver, receiver
 
 FAST = {"webhook_retry_base_s": 0.05, "webhook_timeout_s": 2.0, "webhook_retries": 2}
@@ -23,12 +23,8 @@ async def hooks() -> AsyncIterator[Receiver]:
 
 @pytest.fixture
 async def wnode(tmp_path: Path) -> AsyncIterator[Server]:
-    server = await start_node(tmp_path / "data", **FAST)
-    try:
+    async with running_node(tmp_path / "data", **FAST) as server:
         yield server
-    finally:
-        assert server.node is not None
-        await server.node.stop()
 
 
 @pytest.fixture
