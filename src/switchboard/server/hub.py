@@ -231,9 +231,15 @@ class Hold:
     does no per-recipient work for it; the hub queues what the channel broadcasts here,
     with each message's offset, and :meth:`Hub.release` writes the replay first, then
     these, without the ones the replay holds.
+
+    A release does not always end the hold. A message is written to the history before
+    its broadcast reaches the hub (a group commit, a Redis round trip), so the replay may
+    carry a message whose live copy is still on its way. Until a live message past the
+    replay's last offset arrives (or :data:`CATCH_UP_S` passes), the hold stays in
+    *catch-up*: each live frame is sent on at once, unless the replay had it.
     """
 
-    __slots__ = ("buffer", "channel_id", "conn", "ended")
+    __slots__ = ("buffer", "channel_id", "conn", "ended", "epoch", "through", "timer")
 
     def __init__(self, conn: Connection, channel_id: str) -> None:
         self.conn = conn
@@ -242,6 +248,35 @@ class Hold:
         """(offset, epoch, payload) of each frame the channel broadcast meanwhile."""
         self.ended = False
         """The subscription ended meanwhile (channel deleted, grant removed, closed)."""
+        self.through: int | None = None
+        self.epoch: str | None = None
+        """Set at the release: the replay's last offset and its epoch (see catch-up)."""
+        self.timer: asyncio.TimerHandle | None = None
+        """Set in catch-up: ends it after :data:`CATCH_UP_S` whatever arrived."""
+
+    @property
+    def catching_up(self) -> bool:
+        return self.timer is not None
+
+    def had(self, offset: int | None, epoch: str | None) -> bool:
+        """The client has this message already (the replay carried it, or its position)."""
+        through = self.through
+        return (
+            through is not None and offset is not None and offset <= through and epoch == self.epoch
+        )
+
+
+def _past(hold: Hold, offset: int | None, epoch: str | None) -> bool:
+    """A live message at or past the replay's last one, or of another epoch: what is
+    live from here on was never in the replay, so the catch-up can end."""
+    through = hold.through
+    return offset is not None and through is not None and (epoch != hold.epoch or offset >= through)
+
+
+CATCH_UP_S = 5.0
+"""How long a released :class:`Hold` waits at most for the live copy of the replay's last
+message. Longer than any broadcast takes to follow its history write; the connection
+gets every live frame meanwhile, so the wait only costs the hub a per-hold check."""
 
 
 class Hub:
@@ -330,6 +365,8 @@ class Hub:
             return
         for channel_id in conn.channels:
             self._discard(self._by_channel, (conn.project_id, channel_id), conn)
+            if self._held:
+                self._end_holds_of(conn, channel_id)
             self.presence.left(conn, channel_id)
         conn.channels.clear()
         if conn.token_id is not None:
@@ -379,36 +416,66 @@ class Hub:
     def release(
         self, hold: Hold, replay: list[bytes], through: int | None, epoch: str | None
     ) -> None:
-        """End ``hold``: queue ``replay``, then the held frames, and put the connection
-        back in the channel's fan-out set, with no await in between. Idempotent.
+        """Queue ``replay``, then the held frames, with no await in between; then put the
+        connection back in the channel's fan-out set, at once or after a catch-up (see
+        :class:`Hold`). Idempotent.
 
-        A held message of ``epoch`` at or below offset ``through`` is in the replay (or
-        the client had it) and is left out. Nothing is queued if the subscription ended
-        meanwhile.
+        A message of ``epoch`` at or below offset ``through`` is in the replay (or the
+        client had it) and is left out, held or live. Nothing is queued if the
+        subscription ended meanwhile.
         """
         conn = hold.conn
         key = (conn.project_id, hold.channel_id)
         holds = self._held.get(key)
-        if holds is None or hold not in holds:
+        if holds is None or hold not in holds or hold.catching_up:
             return  # released already
-        holds.remove(hold)
-        if not holds:
-            del self._held[key]
         if hold.ended or conn.closing or hold.channel_id not in conn.channels:
+            self._end_hold(key, hold)
             return
         for payload in replay:
             conn.send_payload(payload)
+        hold.through, hold.epoch = through, epoch
+        caught_up = through is None
         for offset, message_epoch, payload in hold.buffer:
-            if (
-                through is not None
-                and offset is not None
-                and offset <= through
-                and message_epoch == epoch
-            ):
-                continue
-            conn.send_payload(payload)
-        if conn.cid in self.connections and not self._holding(key, conn):
+            if not hold.had(offset, message_epoch):
+                conn.send_payload(payload)
+            caught_up = caught_up or _past(hold, offset, message_epoch)
+        hold.buffer = []
+        if caught_up:
+            self._end_hold(key, hold)
+        else:
+            loop = asyncio.get_running_loop()
+            hold.timer = loop.call_later(CATCH_UP_S, self._end_hold, key, hold)
+
+    def _end_hold(self, key: tuple[str, str], hold: Hold) -> None:
+        """Forget ``hold`` and, if the subscription lives on, rejoin the fan-out set."""
+        if hold.timer is not None:
+            hold.timer.cancel()
+            hold.timer = None
+        holds = self._held.get(key)
+        if holds is None or hold not in holds:
+            return
+        holds.remove(hold)
+        if not holds:
+            del self._held[key]
+        conn = hold.conn
+        if (
+            not hold.ended
+            and not conn.closing
+            and hold.channel_id in conn.channels
+            and conn.cid in self.connections
+            and not self._holding(key, conn)
+        ):
             self._by_channel.setdefault(key, set()).add(conn)
+
+    def _end_holds_of(self, conn: Connection, channel_id: str) -> None:
+        """``conn`` left ``channel_id``: its holds there end (a pending release sends nothing)."""
+        key = (conn.project_id, channel_id)
+        for hold in list(self._held.get(key, ())):
+            if hold.conn is conn:
+                hold.ended = True
+                if hold.catching_up:
+                    self._end_hold(key, hold)
 
     def _holding(self, key: tuple[str, str], conn: Connection) -> bool:
         return any(h.conn is conn for h in self._held.get(key, ()))
@@ -421,15 +488,25 @@ class Hub:
         epoch: str | None = None,
         exclude_cid: str | None = None,
     ) -> None:
-        for hold in self._held.get(key, ()):
-            if hold.conn.cid != exclude_cid and not hold.ended:
+        """A frame the channel broadcast: held, or sent on by a hold in catch-up."""
+        for hold in list(self._held.get(key, ())):
+            if hold.conn.cid == exclude_cid or hold.ended:
+                continue
+            if not hold.catching_up:
                 hold.buffer.append((offset, epoch, payload))
+                continue
+            if not hold.had(offset, epoch):
+                hold.conn.send_payload(payload)
+            if _past(hold, offset, epoch):
+                self._end_hold(key, hold)
 
     def leave(self, conn: Connection, channel_id: str) -> bool:
         if channel_id not in conn.channels:
             return False
         conn.channels.discard(channel_id)
         self._discard(self._by_channel, (conn.project_id, channel_id), conn)
+        if self._held:
+            self._end_holds_of(conn, channel_id)
         self.presence.left(conn, channel_id)
         self._presence_changed()
         return True
@@ -518,7 +595,7 @@ class Hub:
             )
             frame = Outgoing(payload)
             self.presence.drop_channel(key)
-            for hold in self._held.get(key, ()):
+            for hold in list(self._held.get(key, ())):
                 # Its replay and held frames are of the channel now deleted: dropped.
                 hold.ended = True
                 self.leave(hold.conn, event.channel_id)

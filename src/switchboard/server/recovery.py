@@ -66,7 +66,9 @@ async def recover(
                     channel_id,
                     recovered=result.recovered,
                     epoch=result.epoch,
-                    top_offset=result.top,
+                    # The offset the client holds after the replay: the read may see
+                    # messages appended after its first look at the top.
+                    top_offset=result.top if result.through is None else result.through,
                     reason=result.reason,
                 )
             )
