@@ -20,6 +20,7 @@ from typing import Any, Self
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from switchboard._leap_ops import Op
 from switchboard.client import _wire as wire
 from switchboard.client._backoff import Backoff
 from switchboard.client._events import ErrorEvent, Event
@@ -486,7 +487,7 @@ class Client(Inbound):
 
     @staticmethod
     def _heartbeat_interval(hello: dict[str, Any]) -> float:
-        if hello.get("op") != wire.Op.HELLO:
+        if hello.get("op") != Op.HELLO:
             raise ValueError(f"expected HELLO first, got op {hello.get('op')}")
         d = hello.get("d")
         ms = d.get("heartbeat_interval") if isinstance(d, dict) else None

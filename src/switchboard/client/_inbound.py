@@ -11,6 +11,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
+from switchboard._leap_ops import Op
 from switchboard.client import _wire as wire
 from switchboard.client._backoff import Backoff
 from switchboard.client._events import (
@@ -77,15 +78,15 @@ class Inbound(PresenceTracking, TokenLifecycle, HistoryRecovery):
         frame = wire.decode(message)
         op = frame["op"]
         d = frame.get("d")
-        if op == wire.Op.DISPATCH:
+        if op == Op.DISPATCH:
             self._dispatch(d)
-        elif op == wire.Op.HEARTBEAT:
+        elif op == Op.HEARTBEAT:
             tag = d.get("tag") if isinstance(d, dict) else None
             if isinstance(tag, str):
                 self._echoed_tags.add(tag)
                 self._probes += 1
                 self._subs.send(wire.probe_reply(tag))
-        elif op == wire.Op.HEARTBEAT_ACK:
+        elif op == Op.HEARTBEAT_ACK:
             tag = d.get("tag") if isinstance(d, dict) else None
             if isinstance(tag, str) and tag in self._echoed_tags:
                 self._echoed_tags.discard(tag)  # acks our echo of a probe, not a beat

@@ -1,4 +1,7 @@
-"""Leap frames the client sends and reads, and the socket URL (SPEC §3)."""
+"""Leap frames the client sends and reads, and the socket URL (SPEC §3).
+
+The opcodes (:class:`Op`) are shared with the server, in ``switchboard._leap_ops``.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +11,10 @@ import zlib
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from switchboard._leap_ops import Op
+
 DEFAULT_URL = "ws://127.0.0.1:4000/ws"
 COMPRESSIONS = ("none", "zlib")
-
-
-class Op(enum.IntEnum):
-    DISPATCH = 0
-    HELLO = 1
-    IDENTIFY = 2
-    HEARTBEAT = 3
-    HEARTBEAT_ACK = 4
 
 
 class Close(enum.IntEnum):
