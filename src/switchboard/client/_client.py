@@ -32,6 +32,7 @@ from switchboard.client._state import (
     ClientStatistics,
     ConnectionState,
     Outcome,
+    check_arguments,
     check_channel,
     check_event,
 )
@@ -76,6 +77,17 @@ class Client(Inbound):
             :meth:`positions` of an earlier client.
     """
 
+    last_close: tuple[int | None, str] | None
+    """Close code and reason (or error) of the last connection that ended."""
+    metadata: dict[str, Any] | None
+    """The token's state, from INIT and TOKEN_STATE_UPDATE (``None`` without a token)."""
+    cid: str | None
+    """The current connection's ID."""
+    connection_count: int
+    """Live connections of this token when this one was made (from INIT)."""
+    scope: str | None
+    """``"token"``, ``"project"`` or ``"noauth"``, from INIT."""
+
     def __init__(
         self,
         project_id: str,
@@ -90,22 +102,7 @@ class Client(Inbound):
         recover: bool = True,
         positions: dict[str, StreamPosition] | None = None,
     ) -> None:
-        if not isinstance(project_id, str):
-            raise TypeError(f"project_id must be a str, got {type(project_id).__name__}")
-        if not project_id:
-            raise ValueError("project_id must not be empty")
-        if token is not None and not isinstance(token, str):
-            raise TypeError(f"token must be a str or None, got {type(token).__name__}")
-        if not isinstance(url, str):
-            raise TypeError(f"url must be a str, got {type(url).__name__}")
-        if compression not in wire.COMPRESSIONS:
-            raise ValueError(f"compression must be one of {wire.COMPRESSIONS}, got {compression!r}")
-        if (
-            not isinstance(reconnect_delay, tuple)
-            or len(reconnect_delay) != 2
-            or not all(isinstance(d, int | float) for d in reconnect_delay)
-        ):
-            raise TypeError("reconnect_delay must be a (minimum, maximum) tuple of seconds")
+        check_arguments(project_id, token, url, compression, reconnect_delay)
         self.project_id = project_id
         self.token = token or None
         self.compression = compression
@@ -145,16 +142,11 @@ class Client(Inbound):
         self._beats = 0
         self._acks = 0
         self._probes = 0
-        self.last_close: tuple[int | None, str] | None = None
-        """Close code and reason (or error) of the last connection that ended."""
-        self.metadata: dict[str, Any] | None = None
-        """The token's state, from INIT and TOKEN_STATE_UPDATE (``None`` without a token)."""
-        self.cid: str | None = None
-        """The current connection's ID."""
+        self.last_close = None
+        self.metadata = None
+        self.cid = None
         self.connection_count = 0
-        """Live connections of this token when this one was made (from INIT)."""
-        self.scope: str | None = None
-        """``"token"``, ``"project"`` or ``"noauth"``, from INIT."""
+        self.scope = None
 
     # State and reading.
 

@@ -7,6 +7,7 @@ so that a newer server cannot break an older client.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -258,73 +259,120 @@ def _channel(c: Any) -> str:
     return c
 
 
-def _parse(c: Any, e: str, d: Any, unicast: bool) -> Event:
-    if e == "INIT":
-        data = _object(d)
-        metadata = data.get("metadata")
-        return Init(
-            cid=str(data.get("cid", "")),
-            connection_count=int(data.get("connection_count") or 0),
-            metadata=metadata if isinstance(metadata, dict) else None,
-            scope=str(data.get("scope", "")),
-            channels=tuple(LeapChannel.from_json(ch) for ch in data.get("channels") or ()),
-        )
-    if e == "AVAILABLE":
-        info = LeapChannel.from_json(_object(d).get("channel"))
-        # c is the ID; Go's client keys on d.channel.id. Both should agree.
-        return Available(channel=c if isinstance(c, str) and c else info.id, info=info)
-    if e == "UNAVAILABLE":
-        data = _object(d)
-        code = data.get("error_code")
-        return Unavailable(_channel(c), bool(data.get("graceful")), code if code else None)
-    if e == "STATE_UPDATE":
-        return StateUpdate(_channel(c), _object(_object(d).get("state")))
-    if e == "MESSAGE":
-        data = _object(d)
-        offset, epoch = data.get("offset"), data.get("epoch")
-        if not (isinstance(offset, int) and isinstance(epoch, str)) or isinstance(offset, bool):
-            offset = epoch = None
-        return Message(_channel(c), str(data["e"]), data.get("d"), offset, epoch, unicast)
-    if e == "RECOVERY":
-        data = _object(d)
-        reason, epoch, top = data.get("reason"), data.get("epoch"), data.get("top_offset")
-        return Recovery(
-            _channel(c),
-            data.get("recovered") is True,
-            reason if isinstance(reason, str) else None,
-            epoch if isinstance(epoch, str) else None,
-            top if isinstance(top, int) and not isinstance(top, bool) else None,
-        )
-    if e == "TOKEN_EXPIRING":
-        data = _object(d)
-        return TokenExpiring(str(data["expires_at"]), float(data.get("expires_in_ms", 0)) / 1000)
-    if e == "TOKEN_REFRESHED":
-        expires_at = _object(d).get("expires_at")
-        return TokenRefreshed(expires_at if isinstance(expires_at, str) else None)
-    if e == "DIRECT_MESSAGE":
-        data = _object(d)
-        return DirectMessage(str(data["e"]), data.get("d"))
-    if e == "TOKEN_STATE_UPDATE":
-        return TokenStateUpdate(_object(_object(d).get("state")))
-    if e == "ERROR":
-        data = _object(d)
-        request = data.get("request")
-        return ErrorEvent(
-            c if isinstance(c, str) else None,
-            str(data.get("code", "")),
-            str(data.get("message", "")),
-            request if isinstance(request, str) else None,
-        )
-    if e == "PRESENCE":
-        members = _object(d).get("presence")
-        if not isinstance(members, list):
-            raise ValueError(f"expected a list of members, got {members!r}")
-        return PresenceSnapshot(_channel(c), tuple(Member.from_json(m) for m in members))
-    if e == "PRESENCE_JOIN":
-        return PresenceJoin(_channel(c), Member.from_json(d))
-    if e == "PRESENCE_LEAVE":
-        return PresenceLeave(_channel(c), Member.from_json(d))
-    raise LookupError(e)
+# One parser per dispatch the client knows: ``(c, d, u)`` of the dispatch in, the typed
+# event out; a payload of the wrong shape raises LookupError, TypeError or ValueError.
+
+
+def _init(c: Any, d: Any, u: bool) -> Init:
+    data = _object(d)
+    metadata = data.get("metadata")
+    return Init(
+        cid=str(data.get("cid", "")),
+        connection_count=int(data.get("connection_count") or 0),
+        metadata=metadata if isinstance(metadata, dict) else None,
+        scope=str(data.get("scope", "")),
+        channels=tuple(LeapChannel.from_json(ch) for ch in data.get("channels") or ()),
+    )
+
+
+def _available(c: Any, d: Any, u: bool) -> Available:
+    info = LeapChannel.from_json(_object(d).get("channel"))
+    # c is the ID; Go's client keys on d.channel.id. Both should agree.
+    return Available(channel=c if isinstance(c, str) and c else info.id, info=info)
+
+
+def _unavailable(c: Any, d: Any, u: bool) -> Unavailable:
+    data = _object(d)
+    code = data.get("error_code")
+    return Unavailable(_channel(c), bool(data.get("graceful")), code if code else None)
+
+
+def _state_update(c: Any, d: Any, u: bool) -> StateUpdate:
+    return StateUpdate(_channel(c), _object(_object(d).get("state")))
+
+
+def _message(c: Any, d: Any, u: bool) -> Message:
+    data = _object(d)
+    offset, epoch = data.get("offset"), data.get("epoch")
+    if not (isinstance(offset, int) and isinstance(epoch, str)) or isinstance(offset, bool):
+        offset = epoch = None
+    # A unicast MESSAGE is one a history recovery sends again.
+    return Message(_channel(c), str(data["e"]), data.get("d"), offset, epoch, u)
+
+
+def _recovery(c: Any, d: Any, u: bool) -> Recovery:
+    data = _object(d)
+    reason, epoch, top = data.get("reason"), data.get("epoch"), data.get("top_offset")
+    return Recovery(
+        _channel(c),
+        data.get("recovered") is True,
+        reason if isinstance(reason, str) else None,
+        epoch if isinstance(epoch, str) else None,
+        top if isinstance(top, int) and not isinstance(top, bool) else None,
+    )
+
+
+def _token_expiring(c: Any, d: Any, u: bool) -> TokenExpiring:
+    data = _object(d)
+    return TokenExpiring(str(data["expires_at"]), float(data.get("expires_in_ms", 0)) / 1000)
+
+
+def _token_refreshed(c: Any, d: Any, u: bool) -> TokenRefreshed:
+    expires_at = _object(d).get("expires_at")
+    return TokenRefreshed(expires_at if isinstance(expires_at, str) else None)
+
+
+def _direct_message(c: Any, d: Any, u: bool) -> DirectMessage:
+    data = _object(d)
+    return DirectMessage(str(data["e"]), data.get("d"))
+
+
+def _token_state_update(c: Any, d: Any, u: bool) -> TokenStateUpdate:
+    return TokenStateUpdate(_object(_object(d).get("state")))
+
+
+def _error(c: Any, d: Any, u: bool) -> ErrorEvent:
+    data = _object(d)
+    request = data.get("request")
+    return ErrorEvent(
+        c if isinstance(c, str) else None,
+        str(data.get("code", "")),
+        str(data.get("message", "")),
+        request if isinstance(request, str) else None,
+    )
+
+
+def _presence(c: Any, d: Any, u: bool) -> PresenceSnapshot:
+    members = _object(d).get("presence")
+    if not isinstance(members, list):
+        raise ValueError(f"expected a list of members, got {members!r}")
+    return PresenceSnapshot(_channel(c), tuple(Member.from_json(m) for m in members))
+
+
+def _presence_join(c: Any, d: Any, u: bool) -> PresenceJoin:
+    return PresenceJoin(_channel(c), Member.from_json(d))
+
+
+def _presence_leave(c: Any, d: Any, u: bool) -> PresenceLeave:
+    return PresenceLeave(_channel(c), Member.from_json(d))
+
+
+_PARSERS: dict[str, Callable[[Any, Any, bool], Event]] = {
+    "INIT": _init,
+    "AVAILABLE": _available,
+    "UNAVAILABLE": _unavailable,
+    "STATE_UPDATE": _state_update,
+    "MESSAGE": _message,
+    "RECOVERY": _recovery,
+    "TOKEN_EXPIRING": _token_expiring,
+    "TOKEN_REFRESHED": _token_refreshed,
+    "DIRECT_MESSAGE": _direct_message,
+    "TOKEN_STATE_UPDATE": _token_state_update,
+    "ERROR": _error,
+    "PRESENCE": _presence,
+    "PRESENCE_JOIN": _presence_join,
+    "PRESENCE_LEAVE": _presence_leave,
+}
 
 
 def parse_dispatch(d: Any) -> Event:
@@ -335,6 +383,6 @@ def parse_dispatch(d: Any) -> Event:
     if not isinstance(e, str):
         return UnknownDispatch(c if isinstance(c, str) else None, "", data, bool(d.get("u")))
     try:
-        return _parse(c, e, data, d.get("u") is True)
+        return _PARSERS[e](c, data, d.get("u") is True)
     except (LookupError, TypeError, ValueError):
         return UnknownDispatch(c if isinstance(c, str) else None, e, data, bool(d.get("u")))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from switchboard.client import _wire as wire
+
 __all__ = ["ClientStatistics", "ConnectionState"]
 
 
@@ -58,3 +60,29 @@ def check_event(event: object) -> str:
     if not event:
         raise ValueError("event must not be empty")
     return event
+
+
+def check_arguments(
+    project_id: object,
+    token: object,
+    url: object,
+    compression: object,
+    reconnect_delay: object,
+) -> None:
+    """The types and values of :class:`~switchboard.client.Client`'s connection arguments."""
+    if not isinstance(project_id, str):
+        raise TypeError(f"project_id must be a str, got {type(project_id).__name__}")
+    if not project_id:
+        raise ValueError("project_id must not be empty")
+    if token is not None and not isinstance(token, str):
+        raise TypeError(f"token must be a str or None, got {type(token).__name__}")
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str, got {type(url).__name__}")
+    if compression not in wire.COMPRESSIONS:
+        raise ValueError(f"compression must be one of {wire.COMPRESSIONS}, got {compression!r}")
+    if (
+        not isinstance(reconnect_delay, tuple)
+        or len(reconnect_delay) != 2
+        or not all(isinstance(d, int | float) for d in reconnect_delay)
+    ):
+        raise TypeError("reconnect_delay must be a (minimum, maximum) tuple of seconds")
