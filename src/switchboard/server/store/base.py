@@ -1,12 +1,14 @@
-"""The `Store` interface every backend implements."""
+"""The `Store` interface every backend implements, and the methods they share."""
 
 from __future__ import annotations
 
 import enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
+from switchboard.server import ids
+from switchboard.server.clock import now_iso
 from switchboard.server.history import (
     HistoryMessage,
     HistoryPage,
@@ -205,3 +207,40 @@ class Store(Protocol):
 
     async def webhook_deliveries(self, project_id: str, limit: int) -> list[msgspec.Raw]:
         """The last ``limit`` logged attempts, newest first."""
+
+
+class CommonMethods:
+    """The :class:`Store` methods every backend writes the same way: each is the
+    backend's own primitive (``put_project``, ``put_project_token`` …) with a new ID and
+    the current time, or a view of another method's answer. A mixin, listed last among a
+    store's bases so that the backend's own methods come first."""
+
+    if TYPE_CHECKING:
+
+        async def put_project(self, project: Project) -> Project: ...
+        async def put_project_token(
+            self, info: ProjectTokenInfo, secret_hash: str
+        ) -> ProjectTokenInfo: ...
+        async def project_token_hashes(
+            self, project_id: str
+        ) -> list[tuple[ProjectTokenInfo, str]]: ...
+        async def get_token_any_project(self, token_id: str) -> Token | None: ...
+
+    async def create_project(self, name: str) -> Project:
+        return await self.put_project(Project(ids.new_project_id(), name, now_iso()))
+
+    async def add_project_token(
+        self, project_id: str, secret_hash: str, hint: str, permissions: Permission = ALL
+    ) -> ProjectTokenInfo:
+        info = ProjectTokenInfo(
+            ids.new_project_token_id(), project_id, hint, now_iso(), permissions=permissions
+        )
+        return await self.put_project_token(info, secret_hash)
+
+    async def list_project_tokens(self, project_id: str) -> list[ProjectTokenInfo]:
+        return [info for info, _ in await self.project_token_hashes(project_id)]
+
+    async def get_token(self, project_id: str, token_id: str) -> Token | None:
+        # One lookup by ID (token IDs are global), then the project scope.
+        token = await self.get_token_any_project(token_id)
+        return token if token is not None and token.project_id == project_id else None
