@@ -56,7 +56,7 @@ async def test_redis_restarted_empty_then_imported(
 ) -> None:
     """Redis comes back without its data: nodes survive, and an import restores service."""
     from switchboard.server.store.redis import RedisStore
-    from switchboard.server.transfer import export_store, import_store
+    from switchboard.server.store.transfer import export_store, import_store
 
     server = await start_node(tmp_path / "n", redis_url=redis_url)
     assert server.node is not None

@@ -17,7 +17,7 @@ from switchboard.server.models import ChannelType, Token
 from switchboard.server.permissions import ALL, Permission
 from switchboard.server.store import SqliteStore
 from switchboard.server.store.redis import RedisStore
-from switchboard.server.transfer import decode_dump, export_store, import_store
+from switchboard.server.store.transfer import decode_dump, export_store, import_store
 from tests.conftest import switchboard_cmd
 
 

@@ -16,7 +16,7 @@ from switchboard.server.cli._options import (
     store_settings,
     with_service,
 )
-from switchboard.server.transfer import decode_dump, export_store, import_store
+from switchboard.server.store.transfer import decode_dump, export_store, import_store
 
 
 @click.command("export")

@@ -33,7 +33,7 @@ from switchboard.server import permissions
 from switchboard.server.clock import now_iso
 from switchboard.server.history import MAX_PAGE, HistoryMessage, HistoryPolicy, check_policy
 from switchboard.server.models import Channel, ChannelType, Project, ProjectTokenInfo, Token
-from switchboard.server.store import Store
+from switchboard.server.store.base import Store
 
 FORMAT = "switchboard-export"
 VERSION = 3
@@ -220,9 +220,10 @@ def _token_permissions(token: ProjectTokenDump) -> permissions.Permission:
     return permissions.parse(token.permissions)
 
 
-async def import_store(store: Store, dump: Dump) -> dict[str, int]:
-    """Write ``dump`` into ``store``; return how many of each record were written."""
-    existing = await store.list_projects()
+def _check_importable(dump: Dump, existing: list[Project]) -> None:
+    """Refuse, before anything is written, a dump that cannot go in whole: a project the
+    target has (by ID or name), a permission this Switchboard does not know, a history
+    no store could hold."""
     taken_ids = {p.id for p in existing}
     taken_names = {p.name for p in existing}
     for project in dump.projects:
@@ -244,16 +245,29 @@ async def import_store(store: Store, dump: Dump) -> dict[str, int]:
                 raise InvalidRequest(
                     f"channel {channel.id!r}: {exc.message}; nothing imported"
                 ) from None
-    counts = {
-        "projects": 0,
-        "project_tokens": 0,
-        "channels": 0,
-        "tokens": 0,
-        "subscriptions": 0,
-        "histories": 0,
-        "history_messages": 0,
-        "settings": 0,
-    }
+
+
+_COUNTED = (
+    "projects",
+    "project_tokens",
+    "channels",
+    "tokens",
+    "subscriptions",
+    "histories",
+    "history_messages",
+    "settings",
+)
+"""The records ``import_store`` counts, in the order ``switchboard import`` prints them."""
+
+
+async def import_store(store: Store, dump: Dump) -> dict[str, int]:
+    """Write ``dump`` into ``store``; return how many of each record were written.
+
+    Raises Conflict or InvalidRequest, with nothing written, if the dump cannot go in
+    whole (see ``_check_importable``).
+    """
+    _check_importable(dump, await store.list_projects())
+    counts = dict.fromkeys(_COUNTED, 0)
     for p in dump.projects:
         await store.put_project(Project(p.id, p.name, p.created_at))
         counts["projects"] += 1
