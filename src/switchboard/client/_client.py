@@ -1,56 +1,61 @@
-"""The realtime client: :class:`Client`.
+"""The realtime client: :class:`Client`, the public surface, and the parts it is made of.
 
-One supervisor task per client runs connections one after another: open the socket,
-read HELLO, send IDENTIFY, read frames until the socket closes, wait a jittered
-backoff, and again. Per connection, a heartbeat task beats as HELLO says. What the
-subscriptions are across all that is kept by :class:`~._subscriptions.Subscriptions`,
-which has no I/O; listeners live on the client, so a reconnect never loses one.
+``Client`` holds every member ``docs/python-sdk.md`` lists, in this one class, and owns
+its parts, each given at construction what it needs:
+
+- :class:`~._subscriptions.Subscriptions`: what is subscribed across reconnects, and the
+  frames to send for it (no I/O);
+- :class:`~._presence.PresenceTracker`: who is on the channels watched with presence;
+- :class:`~._recovery.HistoryRecovery` over :class:`~._recovery.Positions`: the last
+  message seen per channel, and the recovery listeners;
+- :class:`~._lifecycle.TokenLifecycle`: the token, ``get_token`` and the refresh;
+- :class:`~._inbound.Inbound`: each server dispatch, handed to the part it concerns;
+- :class:`~._link.Link`: the sockets, one after another, with heartbeats and backoff.
+
+Composed, not mixed in (issue 18). The parts were mixins, ``Client(Inbound(
+PresenceTracking, TokenLifecycle, HistoryRecovery))``, sharing one namespace of 45
+attributes: each declared what it read of the others as bare annotations and stubbed
+the client methods it called with ``NotImplementedError``, so nothing checked that the
+client provided them (a missing one failed at run time), and reading one file meant
+finding the rest in the others. Now a part's constructor lists what it needs, a part
+can be built and tested alone, and each public member a part serves is a one-line
+delegation here, next to its documentation, so the public surface reads in one class.
+The cost is those delegations, and one knot: ``TokenLifecycle`` and ``Inbound`` are made
+before the ``Link`` that serves them, so they are given this class's methods
+(``wait_connected``, ``_send_now``, ``_switch_token``, ``_identified``), which reach the
+link when called.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import zlib
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-import websockets
-from websockets.asyncio.client import ClientConnection
-
-from switchboard._leap_ops import Op
 from switchboard.client import _wire as wire
 from switchboard.client._backoff import Backoff
-from switchboard.client._events import ErrorEvent, Event
+from switchboard.client._events import ErrorEvent, Event, Member, Recovery
 from switchboard.client._inbound import Inbound
-from switchboard.client._lifecycle import GetToken
-from switchboard.client._listeners import Broadcast, Listeners, Remove
-from switchboard.client._recovery import StreamPosition
+from switchboard.client._lifecycle import GetToken, TokenLifecycle
+from switchboard.client._link import Link
+from switchboard.client._listeners import Broadcast, Remove
+from switchboard.client._presence import PresenceEvent, PresenceTracker
+from switchboard.client._recovery import HistoryRecovery, Positions, StreamPosition
 from switchboard.client._state import (
     ClientStatistics,
     ConnectionState,
-    Outcome,
+    States,
     check_arguments,
     check_channel,
     check_event,
 )
 from switchboard.client._subscriptions import Subscriptions
-from switchboard.exceptions import AuthenticationFailed, ClientError, ConnectionClosed
 
 __all__ = ["Client", "ClientStatistics", "ConnectionState"]
 
-log = logging.getLogger("switchboard.client")
 
-HANDSHAKE_TIMEOUT_S = 15.0
-"""From opening the socket to INIT; past it the attempt counts as failed."""
-MAX_REDIRECTS = 5
-"""4006 redirects followed in a row without reaching INIT before backing off."""
-MAX_FRAME_BYTES = 16 * 1024 * 1024
-
-
-class Client(Inbound):
+class Client:
     """A realtime connection to a Switchboard (or Hop) gateway, kept up across drops.
 
     Usually made with :func:`connect`. Reconnects by itself with a jittered backoff;
@@ -77,17 +82,6 @@ class Client(Inbound):
             :meth:`positions` of an earlier client.
     """
 
-    last_close: tuple[int | None, str] | None
-    """Close code and reason (or error) of the last connection that ended."""
-    metadata: dict[str, Any] | None
-    """The token's state, from INIT and TOKEN_STATE_UPDATE (``None`` without a token)."""
-    cid: str | None
-    """The current connection's ID."""
-    connection_count: int
-    """Live connections of this token when this one was made (from INIT)."""
-    scope: str | None
-    """``"token"``, ``"project"`` or ``"noauth"``, from INIT."""
-
     def __init__(
         self,
         project_id: str,
@@ -104,60 +98,97 @@ class Client(Inbound):
     ) -> None:
         check_arguments(project_id, token, url, compression, reconnect_delay)
         self.project_id = project_id
-        self.token = token or None
         self.compression = compression
-        self._url = wire.socket_url(url, compression)
-        self._backoff = Backoff(*reconnect_delay)
-        self._init_lifecycle(get_token, refresh_ahead)
-        self._init_recovery(bool(recover))
-        if positions:
-            self._positions.seed(positions)
+        socket_url = wire.socket_url(url, compression)
+        backoff = Backoff(*reconnect_delay)
+        self._tokens = TokenLifecycle(
+            token or None,
+            get_token,
+            refresh_ahead,
+            wait_connected=self.wait_connected,
+            send=self._send_now,
+            switch=self._switch_token,
+        )
+        self._positions = Positions(bool(recover), positions)
+        self._recovery = HistoryRecovery(self._positions)
+        self._presence = PresenceTracker()
         self._subs = Subscriptions(self._positions.since)
-        self._state = ConnectionState.IDLE
-        self._state_listeners: Listeners[None] = Listeners()
-        self._message_listeners: Listeners[tuple[str, str]] = Listeners()
-        self._direct_listeners: Listeners[str] = Listeners()
-        self._state_update_listeners: Listeners[str] = Listeners()
-        self._error_listeners: Listeners[None] = Listeners()
-        self._init_presence()
+        self._states = States()
         self._events: Broadcast[Event] = Broadcast("client.events()")
-        self._states: Broadcast[ConnectionState] = Broadcast("client.connection_states()")
+        self._inbound = Inbound(
+            subs=self._subs,
+            presence=self._presence,
+            recovery=self._recovery,
+            tokens=self._tokens,
+            states=self._states,
+            events=self._events,
+            identified=self._identified,
+        )
+        self._link = Link(
+            project_id,
+            socket_url,
+            compression,
+            backoff,
+            subs=self._subs,
+            tokens=self._tokens,
+            positions=self._positions,
+            states=self._states,
+            events=self._events,
+            dispatch=self._inbound.dispatch,
+        )
         if on_connection_state_change is not None:
             self.on_connection_state_change(on_connection_state_change)
-        self._wake = asyncio.Event()
-        """Set while connected or stopped: what wait_connected() waits for."""
-        self._stopped = asyncio.Event()
-        self._failure: ClientError | None = None
-        self._closing = False
-        self._task: asyncio.Task[None] | None = None
-        self._ws: ClientConnection | None = None
-        self._send_lock = asyncio.Lock()
-        self._echoed_tags: set[str] = set()
-        self._redirects = 0
-        self._switching = False
-        """A reconnect to change tokens is under way: no backoff before it."""
-        self._auth_retried = False
-        """get_token was asked after a 4001, and no INIT came since."""
-        self._connections = 0
-        self._beats = 0
-        self._acks = 0
-        self._probes = 0
-        self.last_close = None
-        self.metadata = None
-        self.cid = None
-        self.connection_count = 0
-        self.scope = None
 
     # State and reading.
 
     @property
     def connection_state(self) -> ConnectionState:
-        return self._state
+        return self._states.current
 
     @property
     def url(self) -> str:
         """The socket URL in use (changed by a 4006 redirect)."""
-        return self._url
+        return self._link.url
+
+    @property
+    def token(self) -> str | None:
+        """The token this client identifies with (changed by a refresh to another token)."""
+        return self._tokens.token
+
+    @token.setter
+    def token(self, token: str | None) -> None:
+        self._tokens.token = token
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """The token's expiry as the server last said (``TOKEN_EXPIRING``,
+        ``TOKEN_REFRESHED``); None if not known or it never expires."""
+        return self._tokens.expires_at
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """The token's state, from INIT and TOKEN_STATE_UPDATE (``None`` without a token)."""
+        return self._inbound.metadata
+
+    @property
+    def cid(self) -> str | None:
+        """The current connection's ID."""
+        return self._inbound.cid
+
+    @property
+    def connection_count(self) -> int:
+        """Live connections of this token when this one was made (from INIT)."""
+        return self._inbound.connection_count
+
+    @property
+    def scope(self) -> str | None:
+        """``"token"``, ``"project"`` or ``"noauth"``, from INIT."""
+        return self._inbound.scope
+
+    @property
+    def last_close(self) -> tuple[int | None, str] | None:
+        """Close code and reason (or error) of the last connection that ended."""
+        return self._link.last_close
 
     @property
     def channels(self) -> frozenset[str]:
@@ -168,34 +199,70 @@ class Client(Inbound):
         """The latest state of a subscribed channel, or ``None``. Treat it as read-only."""
         return self._subs.state(check_channel(channel))
 
+    def members(self, channel: str) -> list[Member]:
+        """Who is on ``channel`` (subscribed with ``presence=True``), by member ID.
+
+        Empty for a channel this client does not watch. Tokenless connections are never
+        members.
+        """
+        return self._presence.members(channel)
+
+    def position(self, channel: str) -> StreamPosition | None:
+        """``(epoch, offset)`` of the last message seen on ``channel`` (with history), or None."""
+        return self._positions.get(channel)
+
+    def positions(self) -> dict[str, StreamPosition]:
+        """Every position held, to keep across restarts (``connect(..., positions=…)``)."""
+        return self._positions.snapshot()
+
     def statistics(self) -> ClientStatistics:
-        return ClientStatistics(self._connections, self._beats, self._acks, self._probes)
+        return self._link.statistics()
 
     # Listeners.
 
     def on_connection_state_change(self, callback: Callable[[ConnectionState], Any]) -> Remove:
         """Call ``callback(state)`` on every change of :attr:`connection_state`."""
-        return self._state_listeners.add(None, callback)
+        return self._states.on_change(callback)
 
     def on_message(self, channel: str, event: str, callback: Callable[[Any], Any]) -> Remove:
         """Call ``callback(data)`` for each ``event`` message published on ``channel``."""
-        return self._message_listeners.add((check_channel(channel), check_event(event)), callback)
+        return self._inbound.messages.add((check_channel(channel), check_event(event)), callback)
 
     def on_direct_message(self, event: str, callback: Callable[[Any], Any]) -> Remove:
         """Call ``callback(data)`` for each ``event`` message sent to this client's token."""
-        return self._direct_listeners.add(check_event(event), callback)
+        return self._inbound.direct_messages.add(check_event(event), callback)
 
     def on_state_update(self, channel: str, callback: Callable[[dict[str, Any]], Any]) -> Remove:
         """Call ``callback(state)`` whenever ``channel``'s state changes (the full new state).
 
         Also called when a (re)connection brings a state different from the one held.
         """
-        return self._state_update_listeners.add(check_channel(channel), callback)
+        return self._inbound.state_updates.add(check_channel(channel), callback)
 
     def on_error(self, callback: Callable[[ErrorEvent], Any]) -> Remove:
         """Call ``callback(error)`` when the server refuses something this client sent
         (``ERROR``), such as a publish over the rate limit."""
-        return self._error_listeners.add(None, callback)
+        return self._inbound.errors.add(None, callback)
+
+    def on_presence(self, channel: str, callback: Callable[[PresenceEvent], Any]) -> Remove:
+        """Call ``callback(event)`` with each :class:`~switchboard.client.PresenceJoin` and
+        :class:`~switchboard.client.PresenceLeave` on ``channel``.
+
+        Only for channels subscribed with ``presence=True``.
+        """
+        return self._presence.on_presence(channel, callback)
+
+    def on_recovery_failed(self, callback: Callable[[str, str], Any]) -> Remove:
+        """Call ``callback(channel, reason)`` when the messages missed on a channel while
+        disconnected cannot all be had (``too_old``: history trimmed past them;
+        ``epoch_changed``: the channel was made again; ``offset_ahead``; ``unavailable``):
+        the app should reload that channel's state."""
+        return self._recovery.on_recovery_failed(callback)
+
+    def on_recovery(self, channel: str, callback: Callable[[Recovery], Any]) -> Remove:
+        """Call ``callback(recovery)`` with each :class:`~switchboard.client.Recovery` of
+        ``channel``, successful or not (after the recovered messages were delivered)."""
+        return self._recovery.on_recovery(channel, callback)
 
     def events(self) -> AsyncIterator[Event]:
         """Every dispatch from the server, as typed events, from this call on.
@@ -220,19 +287,19 @@ class Client(Inbound):
         channel, with :meth:`members` and :meth:`on_presence`.
         """
         check_channel(channel)
-        self._check_running()
+        self._link.check_running()
         future = self._subs.subscribe(channel, presence)
-        await self._flush()
+        await self._link.flush()
         return await future
 
     async def unsubscribe(self, channel: str) -> None:
         """Unsubscribe from a channel (for a token: durably). Stays so across reconnects."""
         check_channel(channel)
-        if self._stopped.is_set():
+        if self._link.stopped:
             return
         self._subs.unsubscribe(channel)
         self._positions.forget(channel)  # a later subscribe starts afresh, not recovering
-        await self._flush()
+        await self._link.flush()
 
     async def publish(self, channel: str, event: str, data: Any = None) -> None:
         """Publish a message to a subscribed channel (needs a token).
@@ -244,47 +311,43 @@ class Client(Inbound):
             check_channel(channel), "MESSAGE", {"e": check_event(event), "d": data}
         )
         await self.wait_connected()
-        self._subs.send(frame)
-        await self._flush()
+        await self._send_now(frame)
+
+    async def refresh(self, token: str | None = None) -> datetime | None:
+        """Present ``token`` (default: the current one) on the open socket, so the
+        connection takes the token's current expiry; return that expiry (None: never).
+
+        The backend moves the expiry first (``PATCH /v1/channels/tokens/:id
+        {"expires_at": …}``). Another token than the current one is a new
+        identity: the client reconnects with it and returns None once connected.
+
+        Raises:
+            TokenRefreshFailed: the server refused (``code``, ``message``); the
+                connection stays open.
+            AuthenticationFailed: the token was deleted or has expired (4001).
+            ConnectionClosed: the connection dropped before the answer (the next one
+                identifies with the token anyway).
+        """
+        return await self._tokens.refresh(token)
 
     async def wait_connected(self) -> None:
         """Wait until the client is connected (INIT received)."""
-        while True:
-            self._check_running()
-            if self._subs.connected:
-                return
-            await self._wake.wait()
+        await self._link.wait_connected()
 
     async def wait_closed(self) -> None:
         """Wait until the client stops; raise AuthenticationFailed if it stopped on a 4001."""
-        await self._stopped.wait()
-        if self._failure is not None:
-            raise self._failure
+        await self._link.wait_closed()
 
     async def close(self) -> None:
         """Close the connection and stop reconnecting. Listeners are kept; iterators end."""
-        if self._closing or self._stopped.is_set():
-            await self._stopped.wait()
-            return
-        self._closing = True
-        ws = self._ws
-        if ws is not None:
-            await ws.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._stop(None)
-        self._set_state(ConnectionState.IDLE)
+        await self._link.close()
 
     def start(self) -> None:
         """Start connecting in the background (:func:`connect` does this)."""
-        if self._task is not None:
-            raise RuntimeError("the client is started already")
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="switchboard-client")
+        self._link.start()
 
     async def __aenter__(self) -> Self:
-        if self._task is None:
+        if not self._link.started:
             self.start()
         try:
             await self.wait_connected()
@@ -302,215 +365,16 @@ class Client(Inbound):
         await self.close()
 
     def __repr__(self) -> str:
-        return f"<Client {self._state.value} {self._url} project={self.project_id}>"
+        return f"<Client {self._states.current.value} {self.url} project={self.project_id}>"
 
-    # The supervisor.
-
-    def _check_running(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-        if self._stopped.is_set() or self._closing:
-            raise ConnectionClosed(1000, "the client is closed")
-        if self._task is None:
-            raise RuntimeError("the client is not started; use `async with connect(...)`")
-
-    def _set_state(self, state: ConnectionState) -> None:
-        if state is self._state:
-            return
-        self._state = state
-        log.debug("connection state %s", state.value)
-        self._states.publish(state)
-        self._state_listeners.emit(None, state)
-
-    def _stop(self, failure: ClientError | None) -> None:
-        """Stop for good: wake every waiter, fail every pending call, end the iterators."""
-        if self._stopped.is_set():
-            return
-        self._failure = failure
-        self._subs.fail_all(failure or ConnectionClosed(1000, "the client is closed"))
-        self._stopped.set()
-        self._wake.set()
-        self._events.close(failure)
-        # The last state reaches the iterators before they end.
-        if failure is not None:
-            self._set_state(ConnectionState.ERRORED)
-        else:
-            self._set_state(ConnectionState.IDLE)
-        self._states.close(failure)
-
-    async def _run(self) -> None:
-        try:
-            await self._reconnect_forever()
-        except Exception as exc:
-            # A bug here must not leave callers waiting forever: stop, loudly.
-            log.exception("the client failed")
-            self._stop(ConnectionClosed(None, f"the client failed: {exc!r}"))
-
-    async def _reconnect_forever(self) -> None:
-        while not self._closing:
-            self._set_state(ConnectionState.CONNECTING)
-            outcome = await self._connection()
-            self.last_close = (outcome.code, outcome.reason)
-            self._lost()
-            if self._closing:
-                return
-            log.info("connection ended (%s %s)", outcome.code, outcome.reason)
-            if self._switching:
-                self._switching = False
-                continue
-            if outcome.code == wire.Close.INVALID_AUTH:
-                if await self._token_after_refusal():
-                    continue
-                self._stop(AuthenticationFailed(outcome.reason))
-                return
-            self._set_state(ConnectionState.ERRORED)
-            if outcome.code == wire.Close.BAD_ROUTE and self._follow(outcome.reason):
-                continue
-            await asyncio.sleep(self._backoff.next())
-
-    def _connected(self) -> None:
-        self._wake.set()
-
-    def _lost(self) -> None:
-        """The connection is gone: nothing more can be sent on it (idempotent)."""
-        self._subs.on_connection_lost()
-        self._refresh_lost()
-        if not self._stopped.is_set():
-            self._wake.clear()
-
-    async def _token_after_refusal(self) -> bool:
-        """After a 4001: ask ``get_token`` once for a token to try again with."""
-        if self._get_token is None or self._auth_retried:
-            return False
-        self._auth_retried = True
-        try:
-            self.token = await self._fetch_token()
-        except Exception:
-            log.exception("get_token failed after the server refused the token")
-            return False
-        return True
-
-    async def _switch_token(self, token: str) -> None:
-        """Connect as another token: a new IDENTIFY, so a new connection."""
-        self._check_running()
-        self.token = token
-        ws = self._ws
-        if ws is not None:
-            self._switching = True
-            self._lost()
-            await ws.close(1000, "switching tokens")
-        await self.wait_connected()
+    # What the parts made before the link are given to reach it.
 
     async def _send_now(self, frame: str) -> None:
         self._subs.send(frame)
-        await self._flush()
+        await self._link.flush()
 
-    def _follow(self, reason: str) -> bool:
-        """Take the 4006 close reason as the new URL; False if it is not one to follow."""
-        if self._redirects >= MAX_REDIRECTS:
-            log.warning("too many redirects in a row; backing off")
-            return False
-        try:
-            self._url = wire.socket_url(reason, self.compression)
-        except ValueError:
-            log.warning("4006 with a reason that is not a socket URL: %r", reason)
-            return False
-        self._redirects += 1
-        log.info("redirected to %s", self._url)
-        return True
+    async def _switch_token(self, token: str) -> None:
+        await self._link.switch_token(token)
 
-    async def _connection(self) -> Outcome:
-        try:
-            async with websockets.connect(
-                self._url,
-                open_timeout=HANDSHAKE_TIMEOUT_S,
-                ping_interval=None,  # Leap heartbeats do this job
-                close_timeout=2,
-                max_size=MAX_FRAME_BYTES,
-                user_agent_header="switchboard-python",
-            ) as ws:
-                self._ws = ws
-                try:
-                    return await self._session(ws)
-                finally:
-                    self._ws = None
-        except websockets.ConnectionClosed as exc:
-            return Outcome(exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else Outcome(None, str(exc))
-        except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
-            return Outcome(None, f"{type(exc).__name__}: {exc}")
-
-    async def _session(self, ws: ClientConnection) -> Outcome:
-        self._set_state(ConnectionState.AUTHENTICATING)
-        self._echoed_tags.clear()
-        heartbeat: asyncio.Task[None] | None = None
-        try:
-            async with asyncio.timeout(HANDSHAKE_TIMEOUT_S) as handshake:
-                hello = wire.decode(await ws.recv())
-                interval = self._heartbeat_interval(hello)
-                if self.token is None and self._get_token is not None:
-                    self.token = await self._fetch_token()
-                extra = self._lifecycle_identify()
-                recover = self._positions.identify_map()
-                if recover is not None:
-                    extra["recover"] = recover
-                await ws.send(wire.identify(self.project_id, self.token, extra))
-                heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(ws, interval))
-                while not self._subs.connected:
-                    await self._receive(ws, await ws.recv())
-                handshake.reschedule(None)
-            while True:
-                await self._receive(ws, await ws.recv())
-        except websockets.ConnectionClosed as exc:
-            if exc.rcvd is not None:
-                return Outcome(exc.rcvd.code, exc.rcvd.reason)
-            return Outcome(None, "connection lost")
-        except TimeoutError:
-            return Outcome(None, "no INIT in time")
-        except (ValueError, zlib.error) as exc:
-            await ws.close(wire.Close.INVALID_PAYLOAD, "bad frame")
-            return Outcome(None, f"bad frame: {exc}")
-        finally:
-            # At once, before awaiting anything: no call may queue frames for this socket.
-            self._lost()
-            if heartbeat is not None:
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
-
-    @staticmethod
-    def _heartbeat_interval(hello: dict[str, Any]) -> float:
-        if hello.get("op") != Op.HELLO:
-            raise ValueError(f"expected HELLO first, got op {hello.get('op')}")
-        d = hello.get("d")
-        ms = d.get("heartbeat_interval") if isinstance(d, dict) else None
-        if not isinstance(ms, int | float) or isinstance(ms, bool) or ms <= 0:
-            raise ValueError(f"HELLO without a heartbeat_interval: {hello!r}")
-        return float(ms) / 1000
-
-    async def _heartbeat(self, ws: ClientConnection, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            if not self._subs.heartbeat():
-                # The beat of one interval ago was never acked: the link is dead even
-                # if TCP has not noticed. Drop it; the reader sees the loss and reconnects.
-                log.warning("no heartbeat ack within %.1fs; reconnecting", interval)
-                ws.transport.abort()
-                return
-            await self._flush(ws)
-
-    async def _flush(self, ws: ClientConnection | None = None) -> None:
-        """Send what the subscriptions queued, in order, on ``ws`` (default: the current socket)."""
-        ws = ws or self._ws
-        if ws is None:
-            return
-        async with self._send_lock:
-            frames = self._subs.data_to_send()
-            try:
-                for frame in frames:
-                    await ws.send(frame)
-                    if frame == wire.HEARTBEAT:
-                        self._beats += 1
-            except websockets.ConnectionClosed:
-                # The reader task sees the same close and reconnects; what was lost here
-                # is re-sent after INIT (subscriptions) or was at most once (publishes).
-                pass
+    def _identified(self) -> None:
+        self._link.identified()

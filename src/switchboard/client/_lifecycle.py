@@ -8,7 +8,7 @@ asks the app's backend for the token to use: the same token with its expiry move
 (``TOKEN_REFRESH``); another token is a new identity, so the client reconnects with it
 (a new IDENTIFY). ``get_token`` is also called when the server refuses the token with
 4001 (an expiry missed while the machine slept), once, before giving up.
-:meth:`TokenLifecycle.refresh` does the same by hand.
+:meth:`Client.refresh <switchboard.client.Client.refresh>` does the same by hand.
 """
 
 from __future__ import annotations
@@ -39,39 +39,75 @@ def _parse_expiry(value: str | None) -> datetime | None:
 
 
 class TokenLifecycle:
-    """Token refresh for :class:`~switchboard.client.Client` (mixed in)."""
+    """The token a :class:`~switchboard.client.Client` identifies with, and its refresh.
 
-    token: str | None
+    Given at construction what it needs of the client: ``wait_connected()``, ``send(frame)``
+    (on the open socket) and ``switch(token)`` (reconnect as another token).
+    """
 
-    # Provided by the client.
-    async def wait_connected(self) -> None:
-        raise NotImplementedError
-
-    async def _send_now(self, frame: str) -> None:
-        raise NotImplementedError
-
-    async def _switch_token(self, token: str) -> None:
-        raise NotImplementedError
-
-    def _init_lifecycle(self, get_token: GetToken | None, refresh_ahead: float) -> None:
+    def __init__(
+        self,
+        token: str | None,
+        get_token: GetToken | None,
+        refresh_ahead: float,
+        *,
+        wait_connected: Callable[[], Awaitable[None]],
+        send: Callable[[str], Awaitable[None]],
+        switch: Callable[[str], Awaitable[None]],
+    ) -> None:
         if get_token is not None and not callable(get_token):
             raise TypeError("get_token must be a function returning the token (or awaitable)")
         if isinstance(refresh_ahead, bool) or not isinstance(refresh_ahead, int | float):
             raise TypeError("refresh_ahead must be seconds")
         if not 0 < refresh_ahead <= 86_400:
             raise ValueError("refresh_ahead must be over 0 and at most 86400 seconds")
-        self._get_token = get_token
-        self._refresh_ahead = float(refresh_ahead)
-        self._refresh_lock = asyncio.Lock()
-        self._refresh_waiter: asyncio.Future[str | None] | None = None
-        self._refresh_task: asyncio.Task[None] | None = None
+        self.token = token
         self.expires_at: datetime | None = None
         """The token's expiry as the server last said (``TOKEN_EXPIRING``,
         ``TOKEN_REFRESHED``); None if not known or it never expires."""
+        self._get_token = get_token
+        self._refresh_ahead = float(refresh_ahead)
+        self._wait_connected = wait_connected
+        self._send = send
+        self._switch = switch
+        self._refresh_lock = asyncio.Lock()
+        self._refresh_waiter: asyncio.Future[str | None] | None = None
+        self._refresh_task: asyncio.Task[None] | None = None
+        self._retried = False
+        """get_token was asked after a 4001, and no INIT came since."""
 
-    def _lifecycle_identify(self) -> dict[str, Any]:
-        """IDENTIFY's additions: the expiry notice, when the client can act on it."""
-        return {"expiry_notice": self._refresh_ahead} if self._get_token is not None else {}
+    # The connection's side.
+
+    async def identify(self) -> tuple[str | None, dict[str, Any]]:
+        """IDENTIFY's token (from ``get_token`` if there is none yet) and its additions:
+        the expiry notice, when the client can act on it."""
+        if self.token is None and self._get_token is not None:
+            self.token = await self._fetch_token()
+        return self.token, (
+            {"expiry_notice": self._refresh_ahead} if self._get_token is not None else {}
+        )
+
+    def identified(self) -> None:
+        """INIT came: a later 4001 may ask ``get_token`` again."""
+        self._retried = False
+
+    async def after_refusal(self) -> bool:
+        """After a 4001: ask ``get_token`` once for a token to try again with."""
+        if self._get_token is None or self._retried:
+            return False
+        self._retried = True
+        try:
+            self.token = await self._fetch_token()
+        except Exception:
+            log.exception("get_token failed after the server refused the token")
+            return False
+        return True
+
+    def lost(self) -> None:
+        """The connection is gone: a refresh waiting for its answer fails."""
+        waiter = self._refresh_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionClosed(None, "connection lost before the refresh"))
 
     async def _fetch_token(self) -> str:
         assert self._get_token is not None
@@ -81,47 +117,33 @@ class TokenLifecycle:
             raise TypeError(f"get_token must return a non-empty str, got {token!r}")
         return token
 
+    # Refreshing (Client.refresh has the documentation).
+
     async def refresh(self, token: str | None = None) -> datetime | None:
-        """Present ``token`` (default: the current one) on the open socket, so the
-        connection takes the token's current expiry; return that expiry (None: never).
-
-        The backend moves the expiry first (``PATCH /v1/channels/tokens/:id
-        {"expires_at": …}``). Another token than the current one is a new
-        identity: the client reconnects with it and returns None once connected.
-
-        Raises:
-            TokenRefreshFailed: the server refused (``code``, ``message``); the
-                connection stays open.
-            AuthenticationFailed: the token was deleted or has expired (4001).
-            ConnectionClosed: the connection dropped before the answer (the next one
-                identifies with the token anyway).
-        """
         if token is not None and (not isinstance(token, str) or not token):
             raise TypeError("token must be a non-empty str or None")
         current = self.token
         if token is not None and token != current:
-            await self._switch_token(token)
+            await self._switch(token)
             return None
         async with self._refresh_lock:
-            await self.wait_connected()
+            await self._wait_connected()
             waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
             self._refresh_waiter = waiter
             try:
-                await self._send_now(
-                    wire.dispatch(None, "TOKEN_REFRESH", {"token": token or current})
-                )
+                await self._send(wire.dispatch(None, "TOKEN_REFRESH", {"token": token or current}))
                 expires_at = await waiter
             finally:
                 self._refresh_waiter = None
         self.expires_at = _parse_expiry(expires_at)
         return self.expires_at
 
-    def _on_token_refreshed(self, event: TokenRefreshed) -> None:
+    def on_token_refreshed(self, event: TokenRefreshed) -> None:
         waiter = self._refresh_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(event.expires_at)
 
-    def _on_refresh_error(self, event: ErrorEvent) -> bool:
+    def on_refresh_error(self, event: ErrorEvent) -> bool:
         """Fail the pending refresh with ``event``; False if it answers something else."""
         if event.request != "TOKEN_REFRESH":
             return False
@@ -130,12 +152,7 @@ class TokenLifecycle:
             waiter.set_exception(TokenRefreshFailed(event.code, event.message))
         return True
 
-    def _refresh_lost(self) -> None:
-        waiter = self._refresh_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(ConnectionClosed(None, "connection lost before the refresh"))
-
-    def _on_token_expiring(self, event: TokenExpiring) -> None:
+    def on_token_expiring(self, event: TokenExpiring) -> None:
         self.expires_at = _parse_expiry(event.expires_at)
         if self._get_token is None:
             return

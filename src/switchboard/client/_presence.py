@@ -3,8 +3,8 @@
 Switchboard's own extension (Hop has no presence). ``client.subscribe(channel,
 presence=True)`` asks the server for it; the server answers with who is there
 (``PRESENCE``) and then sends ``PRESENCE_JOIN`` / ``PRESENCE_LEAVE`` as tokens come and
-go, cluster-wide. :class:`PresenceTracking` keeps the members per channel from those
-dispatches and calls the listeners; :class:`~switchboard.client.Client` mixes it in.
+go, cluster-wide. :class:`PresenceTracker` keeps the members per channel from those
+dispatches and calls the listeners; :class:`~switchboard.client.Client` owns one.
 After a reconnect the client asks again (see ``_subscriptions.py``) and the new
 ``PRESENCE`` replaces what it held, so joins and leaves missed while away are not lost
 from the view (the listeners are not called for them).
@@ -18,38 +18,28 @@ from typing import Any
 from switchboard.client._events import Member, PresenceJoin, PresenceLeave, PresenceSnapshot
 from switchboard.client._listeners import Listeners, Remove
 
-__all__ = ["PresenceEvent", "PresenceTracking"]
+__all__ = ["PresenceEvent", "PresenceTracker"]
 
 PresenceEvent = PresenceJoin | PresenceLeave
 """What a presence listener is called with."""
 
 
-class PresenceTracking:
+class PresenceTracker:
     """The members of the channels this client watches, and the presence listeners."""
 
-    def _init_presence(self) -> None:
-        self._presence_listeners: Listeners[str] = Listeners()
+    def __init__(self) -> None:
+        self._listeners: Listeners[str] = Listeners()
         self._members: dict[str, dict[str, Member]] = {}
 
     def members(self, channel: str) -> list[Member]:
-        """Who is on ``channel`` (subscribed with ``presence=True``), by member ID.
-
-        Empty for a channel this client does not watch. Tokenless connections are never
-        members.
-        """
         return [m for _, m in sorted(self._members.get(channel, {}).items())]
 
     def on_presence(self, channel: str, callback: Callable[[PresenceEvent], Any]) -> Remove:
-        """Call ``callback(event)`` with each :class:`~switchboard.client.PresenceJoin` and
-        :class:`~switchboard.client.PresenceLeave` on ``channel``.
-
-        Only for channels subscribed with ``presence=True``.
-        """
         if not isinstance(channel, str) or not channel:
             raise TypeError("channel must be a non-empty str")
-        return self._presence_listeners.add(channel, callback)
+        return self._listeners.add(channel, callback)
 
-    def _on_presence(self, event: PresenceSnapshot | PresenceJoin | PresenceLeave) -> None:
+    def handle(self, event: PresenceSnapshot | PresenceJoin | PresenceLeave) -> None:
         if isinstance(event, PresenceSnapshot):
             self._members[event.channel] = {m.member_id: m for m in event.members}
             return
@@ -58,7 +48,8 @@ class PresenceTracking:
             members[event.member.member_id] = event.member
         else:
             members.pop(event.member.member_id, None)
-        self._presence_listeners.emit(event.channel, event)
+        self._listeners.emit(event.channel, event)
 
-    def _forget_presence(self, channel: str) -> None:
+    def forget(self, channel: str) -> None:
+        """The channel ended (UNAVAILABLE): nobody is known on it any more."""
         self._members.pop(channel, None)

@@ -30,17 +30,15 @@ StreamPosition = tuple[str, int]
 class Positions:
     """The last position seen per channel, with no I/O (see the module docstring)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, held: dict[str, StreamPosition] | None = None) -> None:
         self.enabled = enabled
-        self._at: dict[str, StreamPosition] = {}
+        self._at: dict[str, StreamPosition] = dict(held or {})
+        """Channel → its position; ``held`` seeds it (an earlier client's positions)."""
         self._without: set[str] = set()
         """Channels the server said keep no history: not asked again."""
 
     def get(self, channel: str) -> StreamPosition | None:
         return self._at.get(channel)
-
-    def seed(self, positions: dict[str, StreamPosition]) -> None:
-        self._at.update(positions)
 
     def snapshot(self) -> dict[str, StreamPosition]:
         return dict(self._at)
@@ -87,42 +85,32 @@ class Positions:
 
 
 class HistoryRecovery:
-    """The recovery listeners of :class:`~switchboard.client.Client` (mixed in)."""
+    """The recovery side of :class:`~switchboard.client.Client`: the positions held, and
+    the listeners told how each recovery went."""
 
-    _positions: Positions
-
-    def _init_recovery(self, enabled: bool) -> None:
-        self._positions = Positions(enabled)
-        self._recovery_failed_listeners: Listeners[None] = Listeners()
-        self._recovery_listeners: Listeners[str] = Listeners()
-
-    def position(self, channel: str) -> StreamPosition | None:
-        """``(epoch, offset)`` of the last message seen on ``channel`` (with history), or None."""
-        return self._positions.get(channel)
-
-    def positions(self) -> dict[str, StreamPosition]:
-        """Every position held, to keep across restarts (``connect(..., positions=…)``)."""
-        return self._positions.snapshot()
+    def __init__(self, positions: Positions) -> None:
+        self._positions = positions
+        self._failed_listeners: Listeners[None] = Listeners()
+        self._listeners: Listeners[str] = Listeners()
 
     def on_recovery_failed(self, callback: Callable[[str, str], Any]) -> Remove:
-        """Call ``callback(channel, reason)`` when the messages missed on a channel while
-        disconnected cannot all be had (``too_old``: history trimmed past them;
-        ``epoch_changed``: the channel was made again; ``offset_ahead``; ``unavailable``):
-        the app should reload that channel's state."""
-        return self._recovery_failed_listeners.add(None, callback)
+        return self._failed_listeners.add(None, callback)
 
     def on_recovery(self, channel: str, callback: Callable[[Recovery], Any]) -> Remove:
-        """Call ``callback(recovery)`` with each :class:`~switchboard.client.Recovery` of
-        ``channel``, successful or not (after the recovered messages were delivered)."""
         if not isinstance(channel, str) or not channel:
             raise TypeError("channel must be a non-empty str")
-        return self._recovery_listeners.add(channel, callback)
+        return self._listeners.add(channel, callback)
 
-    def _on_recovery(self, event: Recovery) -> None:
+    def accept(self, message: Message) -> bool:
+        """Record a MESSAGE's position; False if it is one already seen (a recovery's
+        replay overlapping the live stream)."""
+        return self._positions.accept(message)
+
+    def handle(self, event: Recovery) -> None:
         had_position = self._positions.get(event.channel) is not None
         self._positions.on_recovery(event)
-        self._recovery_listeners.emit(event.channel, event)
+        self._listeners.emit(event.channel, event)
         # No history on a channel never seen with one is no loss; on one that had it
         # (history turned off since), the gap cannot be filled.
         if not event.recovered and (event.reason != "no_history" or had_position):
-            self._recovery_failed_listeners.emit(None, event.channel, event.reason or "")
+            self._failed_listeners.emit(None, event.channel, event.reason or "")

@@ -1,13 +1,20 @@
-"""The client's public state types and argument checks (used across its modules)."""
+"""The client's public state types, where it is (:class:`States`), and argument checks
+(used across its modules)."""
 
 from __future__ import annotations
 
 import enum
+import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from switchboard.client import _wire as wire
+from switchboard.client._listeners import Broadcast, Listeners, Remove
 
-__all__ = ["ClientStatistics", "ConnectionState"]
+__all__ = ["ClientStatistics", "ConnectionState", "States"]
+
+log = logging.getLogger("switchboard.client")
 
 
 class ConnectionState(enum.StrEnum):
@@ -24,6 +31,33 @@ class ConnectionState(enum.StrEnum):
     ERRORED = "errored"
     """The connection failed or dropped; the client waits, then reconnects (after a 4001
     it stops here for good)."""
+
+
+class States:
+    """The client's :class:`ConnectionState`, and who is told when it changes."""
+
+    def __init__(self) -> None:
+        self.current = ConnectionState.IDLE
+        self._listeners: Listeners[None] = Listeners()
+        self._readers: Broadcast[ConnectionState] = Broadcast("client.connection_states()")
+
+    def set(self, state: ConnectionState) -> None:
+        if state is self.current:
+            return
+        self.current = state
+        log.debug("connection state %s", state.value)
+        self._readers.publish(state)
+        self._listeners.emit(None, state)
+
+    def on_change(self, callback: Callable[[ConnectionState], Any]) -> Remove:
+        return self._listeners.add(None, callback)
+
+    def reader(self) -> AsyncIterator[ConnectionState]:
+        return self._readers.reader()
+
+    def close(self, failure: BaseException | None) -> None:
+        """End the iterators (raising ``failure``, if any)."""
+        self._readers.close(failure)
 
 
 @dataclass(frozen=True, slots=True)
