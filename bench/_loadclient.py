@@ -1,7 +1,7 @@
 """The benchmarks' load client: many WebSocket connections in one process, kept cheap.
 
-Run by the benchmark scripts as a separate process (``LoadClient`` in ``_common.py``) and
-driven over stdin/stdout, one JSON object per line. Raw asyncio protocols on uvloop: each
+Run by the benchmark scripts as a separate process (``LoadClient`` in ``_loadclient_driver.py``)
+and driven over stdin/stdout, one JSON object per line. Raw asyncio protocols on uvloop: each
 connection does the WebSocket handshake, speaks just enough of its server's protocol to
 get subscribed (Leap, Socket.IO/Engine.IO v4, Pusher, or "plain": the first frame says
 ready), then only parses frame headers and counts data frames. Frames shorter than
@@ -35,7 +35,8 @@ from typing import Any, cast
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import HttpPool, raise_nofile
+from _http_load import HttpPool
+from _procs import raise_nofile
 
 MIN_COUNTED = 64
 """Data frames at least this long are messages; shorter ones are protocol keep-alives."""

@@ -22,23 +22,13 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from _common import (
-    HttpPool,
-    LoadClient,
-    Servers,
-    Target,
-    cpu_seconds,
-    fmt_int,
-    http_request,
-    machine_summary,
-    median,
-    payload,
-    rss_bytes,
-    run_closed_loop,
-    run_main,
-    start_switchboard,
-    table,
-)
+from _cli import run_main
+from _http_load import HttpPool, http_request, run_closed_loop
+from _loadclient_driver import LoadClient
+from _procs import cpu_seconds, machine_summary, rss_bytes
+from _report import fmt_int, median, table
+from _servers import Servers
+from _targets import Target, payload, start_switchboard
 
 
 async def setup(target: Target, n: int, window: int) -> tuple[list[str], float]:

@@ -25,21 +25,12 @@ import time
 from typing import Any
 
 import websockets
-from _common import (
-    HOST,
-    HttpPool,
-    Servers,
-    Target,
-    cpu_seconds,
-    fmt_int,
-    machine_summary,
-    median,
-    payload,
-    run_main,
-    start_redis,
-    start_switchboard,
-    table,
-)
+from _cli import run_main
+from _http_load import HttpPool
+from _procs import cpu_seconds, machine_summary
+from _report import fmt_int, median, table
+from _servers import HOST, Servers, start_redis
+from _targets import Target, payload, start_switchboard
 
 LIMITS = ["--client-messages-per-second", "1000000", "--client-frames-per-second", "1000000"]
 

@@ -58,28 +58,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from _common import (
-    CLK_TCK,
-    HOST,
-    HttpPool,
-    LoadClient,
-    ServerProc,
-    Servers,
-    Target,
+from _cli import run_main
+from _http_load import HttpPool
+from _loadclient_driver import LoadClient
+from _procs import (
     cpu_seconds,
-    fmt_int,
-    leap_publish_builder,
+    machine_busy_seconds,
     machine_summary,
-    median,
-    payload,
-    run_main,
     runqueue_wait_seconds,
-    start_redis,
-    start_switchboard,
-    switchboard_proc,
-    table,
     write_syscalls,
 )
+from _report import fmt_int, median, table
+from _servers import HOST, ServerProc, Servers, start_redis
+from _targets import Target, leap_publish_builder, payload, start_switchboard, switchboard_proc
 
 CONFIGS = ["single", "redis", "cluster"]
 LABELS = {
@@ -113,17 +104,6 @@ async def join_node(servers: Servers, first: Target, url: str, name: str) -> Tar
         first.wire_bytes,
         first.info,
     )
-
-
-# /proc and Redis readings.
-
-
-def machine_busy_seconds() -> float:
-    """CPU time the whole machine spent not idle (all CPUs), from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
 @dataclass

@@ -41,26 +41,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import (
-    HOST,
-    STARTERS,
-    HttpPool,
-    LoadClient,
-    Servers,
-    Target,
-    cpu_seconds,
-    fmt_int,
-    machine_summary,
-    median,
-    missing_peer,
-    payload,
-    run_closed_loop,
-    run_main,
-    runqueue_wait_seconds,
-    start_switchboard,
-    table,
-    write_syscalls,
-)
+from _cli import run_main
+from _http_load import HttpPool, run_closed_loop
+from _loadclient_driver import LoadClient
+from _procs import cpu_seconds, machine_summary, runqueue_wait_seconds, write_syscalls
+from _report import fmt_int, median, table
+from _servers import HOST, Servers
+from _targets import STARTERS, Target, missing_peer, payload, start_switchboard
 
 PEERS = [
     "switchboard",

@@ -20,20 +20,14 @@ import asyncio
 import contextlib
 import time
 
-from _common import (
-    STARTERS,
-    HttpPool,
-    LoadClient,
-    Servers,
-    cpu_seconds,
-    fmt_int,
-    machine_summary,
-    median,
-    missing_peer,
-    payload,
-    run_main,
-    table,
-)
+from _cli import run_main
+from _http_load import HttpPool
+from _loadclient_driver import LoadClient
+from _procs import cpu_seconds, machine_summary
+from _report import fmt_int, median, table
+from _servers import Servers
+from _targets import STARTERS, missing_peer, payload
+
 from fanout import LABELS, Live, one_rep, summarize, warm_up
 
 P99_TARGET_MS = 25.0

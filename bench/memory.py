@@ -25,19 +25,12 @@ import asyncio
 import json
 import time
 
-from _common import (
-    CHANNEL,
-    STARTERS,
-    LoadClient,
-    Servers,
-    Target,
-    machine_summary,
-    median,
-    missing_peer,
-    rss_bytes,
-    run_main,
-    table,
-)
+from _cli import run_main
+from _loadclient_driver import LoadClient
+from _procs import machine_summary, rss_bytes
+from _report import median, table
+from _servers import Servers
+from _targets import CHANNEL, STARTERS, Target, missing_peer
 
 TARGET_KIB = 16.0
 PEER_LABELS = {

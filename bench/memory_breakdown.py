@@ -21,7 +21,11 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from _common import CHANNEL, HOST, LoadClient, Target, machine_summary, rss_bytes, run_main
+from _cli import run_main
+from _loadclient_driver import LoadClient
+from _procs import machine_summary, rss_bytes
+from _servers import HOST
+from _targets import CHANNEL, Target
 
 
 def short(filename: str) -> str:

@@ -26,21 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import (
-    CHANNEL,
-    STARTERS,
-    HttpPool,
-    LoadClient,
-    Servers,
-    Target,
-    cpu_seconds,
-    fmt_int,
-    machine_summary,
-    median,
-    payload,
-    run_main,
-    table,
-)
+from _cli import run_main
+from _http_load import HttpPool
+from _loadclient_driver import LoadClient
+from _procs import cpu_seconds, machine_summary
+from _report import fmt_int, median, table
+from _servers import Servers
+from _targets import CHANNEL, STARTERS, Target, payload
+
 from fanout import LABELS, profile_report, start_py_spy
 
 

@@ -1,0 +1,76 @@
+"""The benchmark's side of the load client: ``LoadClient`` starts ``_loadclient.py`` and drives it.
+
+The load client is a separate process (so its CPU is not the benchmark's nor the server's),
+spoken to over its stdin/stdout, one JSON object per line; its commands are listed in
+``_loadclient.py``'s docstring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from _procs import BENCH_DIR, PYTHON, die_with_parent
+from _servers import HOST
+from _targets import Target
+
+
+class LoadClient:
+    """Drives ``_loadclient.py`` over its stdin/stdout, one JSON object per line."""
+
+    def __init__(self) -> None:
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> LoadClient:
+        self.proc = await asyncio.create_subprocess_exec(
+            PYTHON,
+            str(BENCH_DIR / "_loadclient.py"),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            preexec_fn=die_with_parent,
+            limit=2**24,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(msg).encode() + b"\n")
+        await self.proc.stdin.drain()
+
+    async def read(self, timeout: float | None = None) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError("the load client exited")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"load client: {answer['error']}")
+        return answer
+
+    async def call(self, msg: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        await self.send(msg)
+        return await self.read(timeout)
+
+    async def connect(self, target: Target, n: int, **extra: Any) -> dict[str, Any]:
+        """Open ``n`` more connections to ``target`` and wait until every one is subscribed."""
+        spec = {"host": HOST, **target.ws, **extra}
+        answer = await self.call({"cmd": "connect", "spec": spec, "n": n}, timeout=600)
+        if answer["failed"]:
+            raise RuntimeError(
+                f"{target.name}: {answer['failed']} of {n} connections failed: {answer['errors']}"
+            )
+        return answer
