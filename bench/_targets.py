@@ -1,7 +1,8 @@
 """Targets: a server under test, how the load client subscribes to it, how a message is published.
 
-One ``start_*`` per server (``STARTERS``, by the name the command lines take): Switchboard
-(alone or on its own Redis) and its peers (python-socketio, Socket.IO on Node, soketi, ``websockets.broadcast()``, the
+One ``start_*`` per server (``STARTERS``, by the name the command lines take; ``LABELS``, by the
+name reports print): Switchboard (alone, on its own Redis, or with ``--metrics`` and a scraper)
+and its peers (python-socketio, Socket.IO on Node, soketi, ``websockets.broadcast()``, the
 aiohttp floor and the batched floor; ``bench/peers/``). Each returns a ``Target`` that knows
 the raw HTTP request publishing one message and the size of the frame a subscriber gets.
 Also here: the message payload every benchmark sends and the Pusher API signature soketi wants.
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from _http_load import HttpPool, http_request
+from _metrics_scraper import start_scraping
 from _procs import BENCH_DIR, PYTHON
 from _servers import HOST, ServerProc, Servers, free_port, start_redis
 
@@ -278,6 +280,14 @@ async def start_floor_batched(servers: Servers) -> Target:
     return await start_floor(servers, batched=True)
 
 
+async def start_switchboard_metrics(servers: Servers) -> Target:
+    """Switchboard with ``--metrics``, its ``/metrics`` scraped every second from now on."""
+    target = await start_switchboard(servers, extra=["--metrics"])
+    target.name = "switchboard-metrics"
+    start_scraping(target.pub_port)
+    return target
+
+
 STARTERS: dict[str, Callable[[Servers], Awaitable[Target]]] = {
     "switchboard": start_switchboard,
     "switchboard-redis": start_switchboard_redis,
@@ -287,7 +297,20 @@ STARTERS: dict[str, Callable[[Servers], Awaitable[Target]]] = {
     "websockets": start_websockets,
     "floor": start_floor,
     "floor-batched": start_floor_batched,
+    "switchboard-metrics": start_switchboard_metrics,
 }
+LABELS = {
+    "switchboard": "Switchboard",
+    "python-socketio": "python-socketio (room emit)",
+    "socket.io-node": "Socket.IO on Node (room emit)",
+    "soketi": "soketi 1.6.1 (uWS)",
+    "websockets": "websockets broadcast()",
+    "floor": "floor (pre-built frame)",
+    "floor-batched": "floor, one write per turn",
+    "switchboard-redis": "Switchboard on Redis (node + Redis CPU)",
+    "switchboard-metrics": "Switchboard --metrics, scraped every 1 s",
+}
+"""How reports name each target."""
 
 
 def missing_peer(name: str) -> str | None:

@@ -22,13 +22,24 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from _cli import run_main
+from _cli import Command, run_main
 from _http_load import HttpPool, http_request, run_closed_loop
 from _loadclient_driver import LoadClient
-from _procs import cpu_seconds, machine_summary, rss_bytes
-from _report import fmt_int, median, table
+from _procs import cpu_seconds, rss_bytes
+from _report import fmt_int, header, median, table
 from _servers import Servers
 from _targets import Target, payload, start_switchboard
+
+Results = dict[str, list[dict[str, float]]]
+"""Runs by publish kind ("channel messages", "direct messages")."""
+
+
+def command() -> Command:
+    cmd = Command(__doc__, quick="1,000 connections, one repetition (~15 s)")
+    cmd.option("--connections", "token connections", 10_000, quick=1000, type=int)
+    cmd.option("--reps", "repetitions", 3, quick=1, type=int)
+    cmd.option("--window", "requests in flight", 8, type=int)
+    return cmd
 
 
 async def setup(target: Target, n: int, window: int) -> tuple[list[str], float]:
@@ -78,26 +89,63 @@ async def phase(
     }
 
 
-async def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="1,000 connections, one repetition (~15 s)"
-    )
-    parser.add_argument(
-        "--connections", type=int, default=None, help="token connections (default 10000)"
-    )
-    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3; --quick 1)")
-    parser.add_argument("--window", type=int, default=8, help="requests in flight (default 8)")
-    args = parser.parse_args()
-    n = args.connections or (1000 if args.quick else 10_000)
-    reps = args.reps or (1 if args.quick else 3)
+def publishers(target: Target, tokens: list[str]) -> dict[str, Callable[[int], bytes]]:
+    """Request ``i`` of each publish kind: to channel ``p<i>``, or to token ``i`` directly."""
+    port = target.pub_port
+    auth = {"Authorization": target.info["ptk"]}
 
-    print(f"# Many-channels benchmark — {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"Machine: {machine_summary()}")
+    def channel_message(i: int) -> bytes:
+        body = b'{"e":"m","d":' + payload(i) + b"}"
+        return http_request("POST", f"/v1/channels/p{i}/messages", port, body, auth)
+
+    def direct_message(i: int) -> bytes:
+        body = b'{"e":"m","d":' + payload(i) + b"}"
+        return http_request("POST", f"/v1/channels/tokens/{tokens[i]}/messages", port, body, auth)
+
+    return {"channel messages": channel_message, "direct messages": direct_message}
+
+
+async def connect_and_publish(
+    target: Target, tokens: list[str], args: argparse.Namespace
+) -> tuple[float, Results]:
+    """One connection per token, then the repetitions; the RSS the connections added, per
+    connection, and the runs."""
+    n = args.connections
+    builds = publishers(target, tokens)
+    rss0 = rss_bytes(target.server.pid)
+    async with LoadClient() as client:
+        t0 = time.perf_counter()
+        await client.connect(target, n, channel=None, tokens=tokens, expect_channels=1)
+        connect_s = time.perf_counter() - t0
+        await asyncio.sleep(1.0)
+        rss1 = rss_bytes(target.server.pid)
+        print(
+            f"connected {n:,} token connections in {connect_s:.1f} s; "
+            f"RSS {rss0 / 2**20:.1f} -> {rss1 / 2**20:.1f} MiB = {(rss1 - rss0) / n / 1024:.1f} KiB per connection",
+            flush=True,
+        )
+        # Warm-up: a tenth of a round of each kind.
+        for build in builds.values():
+            await phase(target, client, max(1, n // 10), args.window, build)
+        results: Results = {kind: [] for kind in builds}
+        for i in range(args.reps):
+            for kind, build in builds.items():
+                r = await phase(target, client, n, args.window, build)
+                results[kind].append(r)
+                print(
+                    f"  rep {i + 1} {kind:16}: {fmt_int(r['rate']):>7} deliveries/s, {r['us']:6.1f} CPU µs/delivery, "
+                    f"server CPU {100 * r['util']:.0f}%, lost {r['lost']:.0f}, errors {r['errors']:.0f}",
+                    flush=True,
+                )
+    return rss1 - rss0, results
+
+
+async def main() -> int:
+    args = command().parse()
+    n = args.connections
+    header("Many-channels benchmark")
     print(
-        f"{n:,} token connections, each on its own private channel; {reps} repetition(s), window {args.window}.\n"
+        f"{n:,} token connections, each on its own private channel; {args.reps} repetition(s), window {args.window}.\n"
     )
     with Servers() as servers:
         target = await start_switchboard(servers)
@@ -106,50 +154,7 @@ async def main() -> int:
             f"setup: {3 * n:,} REST calls (tokens, channels, grants) at {fmt_int(setup_rate)} requests/s",
             flush=True,
         )
-        rss0 = rss_bytes(target.server.pid)
-        port = target.pub_port
-        auth = {"Authorization": target.info["ptk"]}
-
-        def channel_message(i: int) -> bytes:
-            body = b'{"e":"m","d":' + payload(i) + b"}"
-            return http_request("POST", f"/v1/channels/p{i}/messages", port, body, auth)
-
-        def direct_message(i: int) -> bytes:
-            body = b'{"e":"m","d":' + payload(i) + b"}"
-            return http_request(
-                "POST", f"/v1/channels/tokens/{tokens[i]}/messages", port, body, auth
-            )
-
-        async with LoadClient() as client:
-            t0 = time.perf_counter()
-            await client.connect(target, n, channel=None, tokens=tokens, expect_channels=1)
-            connect_s = time.perf_counter() - t0
-            await asyncio.sleep(1.0)
-            rss1 = rss_bytes(target.server.pid)
-            print(
-                f"connected {n:,} token connections in {connect_s:.1f} s; "
-                f"RSS {rss0 / 2**20:.1f} -> {rss1 / 2**20:.1f} MiB = {(rss1 - rss0) / n / 1024:.1f} KiB per connection",
-                flush=True,
-            )
-            # Warm-up: a tenth of a round of each kind.
-            await phase(target, client, max(1, n // 10), args.window, channel_message)
-            await phase(target, client, max(1, n // 10), args.window, direct_message)
-            results: dict[str, list[dict[str, float]]] = {
-                "channel messages": [],
-                "direct messages": [],
-            }
-            for i in range(reps):
-                for kind, build in (
-                    ("channel messages", channel_message),
-                    ("direct messages", direct_message),
-                ):
-                    r = await phase(target, client, n, args.window, build)
-                    results[kind].append(r)
-                    print(
-                        f"  rep {i + 1} {kind:16}: {fmt_int(r['rate']):>7} deliveries/s, {r['us']:6.1f} CPU µs/delivery, "
-                        f"server CPU {100 * r['util']:.0f}%, lost {r['lost']:.0f}, errors {r['errors']:.0f}",
-                        flush=True,
-                    )
+        rss, results = await connect_and_publish(target, tokens, args)
     print("\n## Results (medians of the repetitions)\n")
     rows = []
     for kind, runs in results.items():
@@ -164,23 +169,9 @@ async def main() -> int:
                 f"{sum(r['errors'] for r in runs):.0f}",
             ]
         )
-    print(
-        table(
-            [
-                "publish kind",
-                "connections",
-                "deliveries/s",
-                "server CPU µs/delivery",
-                "server CPU",
-                "lost",
-                "errors",
-            ],
-            rows,
-        )
-    )
-    print(
-        f"\nRSS per token connection (with its private channel): {(rss1 - rss0) / n / 1024:.1f} KiB"
-    )
+    headers = ["publish kind", "connections", "deliveries/s", "server CPU µs/delivery"]
+    print(table([*headers, "server CPU", "lost", "errors"], rows))
+    print(f"\nRSS per token connection (with its private channel): {rss / n / 1024:.1f} KiB")
     print(
         f"Setup through the REST API: {fmt_int(setup_rate)} requests/s (token create, channel create, grant)"
     )

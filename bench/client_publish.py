@@ -18,20 +18,20 @@ per publish"): run it beside the code of before to see the round trip it saves.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
 from typing import Any
 
 import websockets
-from _cli import run_main
+from _cli import Command, run_main
 from _http_load import HttpPool
-from _procs import cpu_seconds, machine_summary
-from _report import fmt_int, median, table
+from _procs import cpu_seconds
+from _report import fmt_int, header, median, table
 from _servers import HOST, Servers, start_redis
 from _targets import Target, payload, start_switchboard
 
+SERVERS = ["switchboard", "switchboard-redis"]
 LIMITS = ["--client-messages-per-second", "1000000", "--client-frames-per-second", "1000000"]
 
 
@@ -105,19 +105,19 @@ async def one_run(target: Target, sockets: list[Any], messages: int) -> dict[str
     return {"rate": total / secs, "us": (cpu1 - cpu0) / total * 1e6}
 
 
+def command() -> Command:
+    cmd = Command(__doc__)
+    cmd.names("--servers", "comma-separated", SERVERS, allowed=SERVERS, what="server")
+    cmd.option("--senders", "token connections", 4, type=int)
+    cmd.option("--messages", "messages per sender per repetition", 5000, type=int)
+    cmd.option("--reps", "repetitions", 3, type=int)
+    cmd.history()
+    return cmd
+
+
 async def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--servers", default="switchboard,switchboard-redis")
-    parser.add_argument("--senders", type=int, default=4, help="token connections (default 4)")
-    parser.add_argument("--messages", type=int, default=5000, help="per sender per rep (5000)")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
-    parser.add_argument("--history", type=int, default=0, metavar="SIZE", help="default 0: off")
-    args = parser.parse_args()
-    names = [s.strip() for s in args.servers.split(",") if s.strip()]
-    print(f"# Client MESSAGE benchmark — {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"Machine: {machine_summary()}")
+    args = command().parse()
+    header("Client MESSAGE benchmark")
     kept = f"history size {args.history}" if args.history else "no history"
     print(
         f"One public channel ({kept}), {args.senders} senders x {args.messages} messages, "
@@ -125,7 +125,7 @@ async def main() -> int:
     )
     rows = []
     with Servers() as servers:
-        for name in names:
+        for name in args.servers:
             target = await start(servers, name)
             tokens = await setup(target, args.senders, args.history)
             sockets = [await connect(target, t) for t in tokens]

@@ -54,35 +54,62 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-from _cli import run_main
+from _cli import Command, comma_ints, run_main
+from _cluster import (
+    CONFIGS,
+    LABELS,
+    PHASES,
+    Config,
+    closed_loop,
+    commands_per_message,
+    one_rep,
+    paced,
+    run_phase,
+    summarize,
+)
 from _http_load import HttpPool
 from _loadclient_driver import LoadClient
-from _procs import (
-    cpu_seconds,
-    machine_busy_seconds,
-    machine_summary,
-    runqueue_wait_seconds,
-    write_syscalls,
-)
-from _report import fmt_int, median, table
+from _report import fmt_int, header, loss_note, pct, table
 from _servers import HOST, ServerProc, Servers, start_redis
-from _targets import Target, leap_publish_builder, payload, start_switchboard, switchboard_proc
+from _targets import Target, leap_publish_builder, start_switchboard, switchboard_proc
 
-CONFIGS = ["single", "redis", "cluster"]
-LABELS = {
-    "single": "single node",
-    "redis": "single node on Redis",
-    "cluster": "cluster A→B,C",
-}
-PHASES = {"closed": "closed loop (max)", "paced": "paced (same rate)"}
 CONNECT_CONCURRENCY = 32
 """Handshakes in flight per load client. Nodes on Redis used to refuse a burst of more than ~100
 IDENTIFY/SUBSCRIBE at once (redis-py's default pool); they now queue it on a blocking pool, but a
 smaller burst still keeps the set-up phase gentle on this 2-core machine."""
+
+
+def command() -> Command:
+    cmd = Command(__doc__, quick="400 subscribers, two short repetitions (~15 s)")
+    cmd.option(
+        "--sizes",
+        "total subscribers per configuration, comma-separated",
+        [1000, 5000],
+        quick=[400],
+        type=comma_ints,
+    )
+    cmd.names("--configs", "configurations to run", CONFIGS, allowed=CONFIGS, what="configuration")
+    cmd.option("--reps", "repetitions per size and phase", 3, quick=2, type=int)
+    cmd.option("--duration", "seconds per closed-loop repetition", 1.0, quick=0.5, type=float)
+    cmd.option("--window", "publish requests in flight", 4, type=int)
+    cmd.option(
+        "--pace",
+        "paced phase: this share of the lowest closed-loop message rate at that N",
+        0.5,
+        type=float,
+        note="0 skips the phase",
+    )
+    cmd.option("--paced-duration", "seconds per paced repetition", 2.0, quick=1.0, type=float)
+    cmd.option(
+        "--max-others",
+        "re-run a repetition in which other processes used more than this share of a CPU",
+        0.25,
+        type=float,
+    )
+    cmd.retries()
+    cmd.option("--redis-server", "the redis-server binary to start", "redis-server")
+    return cmd
 
 
 # Servers.
@@ -106,284 +133,112 @@ async def join_node(servers: Servers, first: Target, url: str, name: str) -> Tar
     )
 
 
-@dataclass
-class Config:
-    """One configuration under test: its nodes, its Redis, its load clients, its publishing pool."""
+async def make_config(
+    name: str,
+    servers: Servers,
+    stack: contextlib.AsyncExitStack,
+    redis_bin: str | None,
+    window: int,
+) -> Config:
+    """Start one configuration's Redis and nodes; open its load clients and publishing pool."""
+    import redis.asyncio as aioredis
 
-    name: str
-    publish_to: Target
-    nodes: list[Target]
-    """Every node of the configuration, the one published to first."""
-    subscribe_on: list[Target]
-    clients: list[LoadClient]
-    """One load client per node in ``subscribe_on``."""
-    pool: HttpPool
-    redis: ServerProc | None
-    redis_client: Any = None
-    have: list[int] = field(default_factory=list)
-    k: int = 0
-    reps: dict[tuple[str, int], list[Rep]] = field(default_factory=dict)
-    """Repetitions by (phase, N)."""
-    discarded: dict[tuple[str, int], int] = field(default_factory=dict)
-    """Repetitions re-run because other work on the machine took too much CPU."""
-
-    def node_pids(self) -> list[list[int]]:
-        return [node.server.pids() for node in self.nodes]
-
-    def subscriber_node_pids(self) -> list[int]:
-        return [p for node in self.subscribe_on for p in node.server.pids()]
-
-    def redis_pids(self) -> list[int]:
-        return self.redis.pids() if self.redis is not None else []
-
-    def shares(self, n: int) -> list[int]:
-        """How many of the ``n`` subscribers each subscribing node gets."""
-        m = len(self.subscribe_on)
-        return [n // m + (1 if i < n % m else 0) for i in range(m)]
-
-    async def redis_cpu(self) -> float:
-        """Redis's own CPU time so far (INFO cpu: getrusage, microsecond resolution)."""
-        if self.redis_client is None:
-            return 0.0
-        info = await self.redis_client.info("cpu")
-        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-
-    async def redis_calls(self) -> dict[str, int]:
-        """Calls of every command but INFO served so far by this Redis, by name."""
-        if self.redis_client is None:
-            return {}
-        stats = await self.redis_client.info("commandstats")
-        return {
-            k.removeprefix("cmdstat_"): int(v["calls"])
-            for k, v in stats.items()
-            if k.startswith("cmdstat_") and k != "cmdstat_info"
-        }
+    rds: ServerProc | None = None
+    if name == "single":
+        nodes = [await start_switchboard(servers)]
+        subscribe_on = nodes
+    else:
+        assert redis_bin is not None
+        rds = await start_redis(servers, redis_bin)
+        url = f"redis://{HOST}:{rds.port}/0"
+        first = await start_switchboard(servers, extra=["--redis", url])
+        if name == "redis":
+            nodes = [first]
+            subscribe_on = nodes
+        else:
+            others = await asyncio.gather(
+                join_node(servers, first, url, "switchboard B"),
+                join_node(servers, first, url, "switchboard C"),
+            )
+            nodes = [first, *others]
+            subscribe_on = list(others)
+    clients = [await stack.enter_async_context(LoadClient()) for _ in subscribe_on]
+    pool = await stack.enter_async_context(HttpPool(nodes[0].pub_port, window))
+    cfg = Config(name, nodes[0], nodes, subscribe_on, clients, pool, rds)
+    cfg.have = [0] * len(subscribe_on)
+    if rds is not None:
+        cfg.redis_client = aioredis.Redis(host=HOST, port=rds.port)
+        stack.push_async_callback(cfg.redis_client.aclose)
+    return cfg
 
 
-@dataclass
-class Rep:
-    n: int
-    k: int
-    secs: float
-    lag: float
-    """Seconds from sending the last message to counting the last frame."""
-    node_cpu: list[float]
-    """CPU seconds of each node (``Config.nodes`` order)."""
-    redis_cpu: float
-    client_cpu: float
-    server_wait: float
-    machine_cpu: float
-    others_cpu: float
-    """Machine busy time not spent by this benchmark's processes."""
-    writes: int
-    """write/writev system calls of the nodes with subscribers."""
-    count: int
-    done: bool
-    errors: int
-    close_codes: dict[str, int]
-    redis_calls: dict[str, int]
-    """Redis commands served during the repetition, by name (INFO commandstats)."""
-
-    @property
-    def deliveries(self) -> int:
-        return self.n * self.k
-
-    @property
-    def server_cpu(self) -> float:
-        return sum(self.node_cpu)
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.secs
-
-    @property
-    def publish_rate(self) -> float:
-        return self.k / self.secs
-
-    @property
-    def us_per_delivery(self) -> float:
-        return self.server_cpu / max(1, self.count) * 1e6
-
-    @property
-    def redis_us_per_delivery(self) -> float:
-        return self.redis_cpu / max(1, self.count) * 1e6
+def our_pids(cfgs: list[Config]) -> list[int]:
+    """This benchmark's processes: what "others' CPU" leaves out."""
+    ours = [os.getpid()]
+    for cfg in cfgs:
+        for pids in cfg.node_pids():
+            ours += pids
+        ours += cfg.redis_pids() + [c.pid for c in cfg.clients]
+    return ours
 
 
-Publisher = Callable[[Config, int], Awaitable[tuple[dict[int, int], float]]]
-"""Sends K messages to a configuration's publishing node; returns the HTTP statuses seen and
-the time (``time.time()``) the last message was sent."""
+# Running.
 
 
-def closed_loop(window: int) -> Publisher:
-    """``window`` requests in flight: the next is sent when an answer comes back."""
+async def connect_and_warm(
+    cfgs: list[Config], n: int, args: argparse.Namespace, ours: list[int]
+) -> None:
+    """Bring every configuration to ``n`` subscribers (all at once), then warm each up and size K."""
 
-    async def publish(cfg: Config, k: int) -> tuple[dict[int, int], float]:
-        build = cfg.publish_to.build_publish
-        statuses: dict[int, int] = {}
-        next_seq = 0
-        t_last = 0.0
+    async def connect(cfg: Config) -> float:
+        t0 = time.perf_counter()
+        await asyncio.gather(
+            *(
+                client.connect(node, share - have, concurrency=CONNECT_CONCURRENCY)
+                for client, node, share, have in zip(
+                    cfg.clients, cfg.subscribe_on, cfg.shares(n), cfg.have, strict=True
+                )
+                if share > have
+            )
+        )
+        cfg.have = cfg.shares(n)
+        return time.perf_counter() - t0
 
-        async def worker() -> None:
-            nonlocal next_seq, t_last
-            while next_seq < k:
-                seq = next_seq
-                next_seq += 1
-                if seq == k - 1:
-                    t_last = time.time()
-                status, _ = await cfg.pool.request(build(payload(seq)))
-                statuses[status] = statuses.get(status, 0) + 1
-
-        await asyncio.gather(*(worker() for _ in range(window)))
-        return statuses, t_last
-
-    return publish
-
-
-def paced(rate: float) -> Publisher:
-    """``rate`` messages per second, evenly spaced (open loop: the server does not set the pace)."""
-
-    async def publish(cfg: Config, k: int) -> tuple[dict[int, int], float]:
-        build = cfg.publish_to.build_publish
-        loop = asyncio.get_running_loop()
-        statuses: dict[int, int] = {}
-        t_last = 0.0
-
-        async def one(seq: int) -> None:
-            nonlocal t_last
-            if seq == k - 1:
-                t_last = time.time()
-            status, _ = await cfg.pool.request(build(payload(seq)))
-            statuses[status] = statuses.get(status, 0) + 1
-
-        tasks = []
-        t0 = loop.time()
-        for seq in range(k):
-            delay = t0 + seq / rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(seq)))
-        await asyncio.gather(*tasks)
-        return statuses, t_last
-
-    return publish
+    connect_secs = await asyncio.gather(*(connect(cfg) for cfg in cfgs))
+    closed = closed_loop(args.window)
+    for cfg, connect_s in zip(cfgs, connect_secs, strict=True):
+        # Warm caches and buffers; size K for about `duration` seconds a repetition.
+        warm = await one_rep(cfg, n, max(5, 20_000 // n), closed, 60, ours)
+        cfg.k = max(6, min(3000, round(warm.rate * args.duration / n)))
+        print(
+            f"{LABELS[cfg.name]:22} N={n:>6,}: connected in {connect_s:4.1f} s "
+            f"(all configurations at once), warm-up {fmt_int(warm.rate):>8} "
+            f"deliveries/s -> K={cfg.k}"
+            + ("" if warm.done else f"  LOST {warm.deliveries - warm.count:,}"),
+            flush=True,
+        )
 
 
-async def one_rep(
-    cfg: Config, n: int, k: int, publish: Publisher, timeout: float, ours: list[int]
-) -> Rep:
-    for client, share in zip(cfg.clients, cfg.shares(n), strict=True):
-        await client.send({"cmd": "arm", "target": share * k, "timeout": timeout})
-    for client in cfg.clients:
-        await client.read(30)
-    node_pids = cfg.node_pids()
-    flat = [p for pids in node_pids for p in pids]
-    writers = cfg.subscriber_node_pids()
-    client_pids = [c.pid for c in cfg.clients]
-    calls0 = await cfg.redis_calls()
-    rcpu0 = await cfg.redis_cpu()
-    ncpu0 = [cpu_seconds(p) for p in node_pids]
-    ccpu0, wait0, writes0 = (
-        cpu_seconds(client_pids),
-        runqueue_wait_seconds(flat),
-        write_syscalls(writers),
+async def run_size(cfgs: list[Config], n: int, args: argparse.Namespace, ours: list[int]) -> None:
+    """Both phases at ``n`` subscribers: the closed loop, then paced at ``--pace`` of the lowest."""
+    await connect_and_warm(cfgs, n, args, ours)
+    timeout = max(20.0, 15 * args.duration)
+    await run_phase(cfgs, "closed", n, closed_loop(args.window), None, timeout, args, ours)
+    if args.pace <= 0:
+        return
+    lowest = min(
+        summarize(cfg.reps[("closed", n)])["publish_rate"]
+        for cfg in cfgs
+        if cfg.reps.get(("closed", n))
     )
-    busy0, ours0 = machine_busy_seconds(), cpu_seconds(ours)
-    t0 = time.time()
-    statuses, t_sent = await publish(cfg, k)
-    dones = await asyncio.gather(*(c.read(timeout + 30) for c in cfg.clients))
-    busy1, ours1 = machine_busy_seconds(), cpu_seconds(ours)
-    ncpu1 = [cpu_seconds(p) for p in node_pids]
-    ccpu1, wait1, writes1 = (
-        cpu_seconds(client_pids),
-        runqueue_wait_seconds(flat),
-        write_syscalls(writers),
+    rate = args.pace * lowest
+    k_paced = max(10, round(rate * args.paced_duration))
+    print(
+        f"paced at {rate:,.1f} messages/s ({args.pace:g} x {lowest:,.1f}), "
+        f"{rate * n:,.0f} deliveries/s, K={k_paced}",
+        flush=True,
     )
-    rcpu1 = await cfg.redis_cpu()
-    calls1 = await cfg.redis_calls()
-    close_codes: dict[str, int] = {}
-    for done in dones:
-        for code, count in done.get("close_codes", {}).items():
-            close_codes[code] = close_codes.get(code, 0) + count
-    t_done = max(d["t_done"] for d in dones)
-    return Rep(
-        n,
-        k,
-        t_done - t0,
-        t_done - t_sent,
-        [b - a for a, b in zip(ncpu0, ncpu1, strict=True)],
-        rcpu1 - rcpu0,
-        ccpu1 - ccpu0,
-        wait1 - wait0,
-        busy1 - busy0,
-        max(0.0, (busy1 - busy0) - (ours1 - ours0)),
-        writes1 - writes0,
-        sum(d["count"] for d in dones),
-        all(d["done"] for d in dones),
-        sum(v for status, v in statuses.items() if status >= 300),
-        close_codes,
-        {k: v - calls0.get(k, 0) for k, v in calls1.items() if v > calls0.get(k, 0)},
-    )
-
-
-def summarize(reps: list[Rep]) -> dict[str, float]:
-    good = [r for r in reps if r.done] or reps
-    return {
-        "rate": median([r.rate for r in good]),
-        "rate_lo": min(r.rate for r in good),
-        "rate_hi": max(r.rate for r in good),
-        "us": median([r.us_per_delivery for r in good]),
-        "redis_us": median([r.redis_us_per_delivery for r in good]),
-        "total_us": median([r.us_per_delivery + r.redis_us_per_delivery for r in good]),
-        "first_node_us_per_message": median([r.node_cpu[0] / r.k * 1e6 for r in good]),
-        "other_nodes_us": median([sum(r.node_cpu[1:]) / max(1, r.count) * 1e6 for r in good]),
-        "server_util": median([r.server_cpu / r.secs for r in good]),
-        "redis_util": median([r.redis_cpu / r.secs for r in good]),
-        "client_util": median([r.client_cpu / r.secs for r in good]),
-        "server_wait": median([r.server_wait / r.secs for r in good]),
-        "machine_util": median([r.machine_cpu / r.secs for r in good]),
-        "others_util": median([r.others_cpu / r.secs for r in good]),
-        "per_write": median([r.count / max(1, r.writes) for r in good]),
-        "lag_ms": median([r.lag * 1e3 for r in good]),
-        "publish_rate": median([r.publish_rate for r in good]),
-        "commands": median([sum(r.redis_calls.values()) / r.k for r in good]),
-        "redis_us_per_message": median([r.redis_cpu / r.k * 1e6 for r in good]),
-        "k": good[0].k,
-        "reps": len(good),
-    }
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
-
-
-def commands_per_message(reps: list[Rep]) -> str:
-    """Redis commands per published message, by name, over the repetitions without loss."""
-    good = [r for r in reps if r.done] or reps
-    messages = sum(r.k for r in good)
-    calls: dict[str, int] = {}
-    for r in good:
-        for name, count in r.redis_calls.items():
-            calls[name] = calls.get(name, 0) + count
-    return ", ".join(
-        f"{name.upper()} {count / messages:.2f}"
-        for name, count in sorted(calls.items(), key=lambda kv: -kv[1])
-        if count / messages >= 0.005
-    )
-
-
-def loss_note(cfg: Config, key: tuple[str, int]) -> str:
-    reps = cfg.reps[key]
-    loss = "none"
-    bad = [r for r in reps if not r.done]
-    if bad:
-        r = bad[0]
-        loss = f"LOST {r.deliveries - r.count:,} of {r.deliveries:,} (close codes {r.close_codes})"
-    if cfg.discarded.get(key):
-        loss += f" ({cfg.discarded[key]} disturbed runs re-run)"
-    errors = sum(r.errors for r in reps)
-    if errors:
-        loss += f", {errors} publish errors"
-    return loss
+    await run_phase(cfgs, "paced", n, paced(rate), k_paced, args.paced_duration + 30, args, ours)
 
 
 # Report.
@@ -391,60 +246,34 @@ def loss_note(cfg: Config, key: tuple[str, int]) -> str:
 
 def print_results(cfgs: list[Config], sizes: list[int]) -> None:
     cpus = os.cpu_count() or 0
+    headers = [
+        "configuration",
+        "N",
+        "subscribers per node",
+        "K x reps",
+        "messages/s",
+        "deliveries/s",
+        "server CPU µs/delivery (all nodes)",
+        "Redis CPU µs/delivery",
+        "deliveries per socket write",
+        "server CPU",
+        "servers waited for a CPU",
+        "Redis CPU",
+        "client CPU",
+        "machine CPU",
+        "others' CPU",
+        "last message: sent → last frame counted (ms)",
+        "loss (notes)",
+    ]
     for phase, title in PHASES.items():
         print(f"\n## {title[0].upper() + title[1:]}: medians, range of deliveries/s in brackets\n")
-        rows = []
-        for n in sizes:
-            for cfg in cfgs:
-                reps = cfg.reps.get((phase, n))
-                if not reps:
-                    continue
-                s = summarize(reps)
-                rows.append(
-                    [
-                        LABELS[cfg.name],
-                        f"{n:,}",
-                        " + ".join(f"{x:,}" for x in cfg.shares(n)),
-                        f"{s['k']:.0f} x {s['reps']:.0f}",
-                        fmt_int(s["publish_rate"]),
-                        f"{fmt_int(s['rate'])} [{fmt_int(s['rate_lo'])}–{fmt_int(s['rate_hi'])}]",
-                        f"{s['us']:.2f}",
-                        "—" if cfg.redis is None else f"{s['redis_us']:.3f}",
-                        f"{s['per_write']:.1f}",
-                        pct(s["server_util"]),
-                        pct(s["server_wait"]),
-                        "—" if cfg.redis is None else pct(s["redis_util"]),
-                        pct(s["client_util"]),
-                        f"{pct(s['machine_util'])} of {100 * cpus}%",
-                        pct(s["others_util"]),
-                        f"{s['lag_ms']:.1f}",
-                        loss_note(cfg, (phase, n)),
-                    ]
-                )
-        print(
-            table(
-                [
-                    "configuration",
-                    "N",
-                    "subscribers per node",
-                    "K x reps",
-                    "messages/s",
-                    "deliveries/s",
-                    "server CPU µs/delivery (all nodes)",
-                    "Redis CPU µs/delivery",
-                    "deliveries per socket write",
-                    "server CPU",
-                    "servers waited for a CPU",
-                    "Redis CPU",
-                    "client CPU",
-                    "machine CPU",
-                    "others' CPU",
-                    "last message: sent → last frame counted (ms)",
-                    "loss (notes)",
-                ],
-                rows,
-            )
-        )
+        rows = [
+            phase_row(cfg, phase, n, cpus)
+            for n in sizes
+            for cfg in cfgs
+            if cfg.reps.get((phase, n))
+        ]
+        print(table(headers, rows))
     print(
         "\n'server CPU' and 'servers waited' sum every node of the configuration (above 100%: more"
         " than one core); 'machine CPU' is the whole machine's busy time, 'others' CPU' the part of"
@@ -452,7 +281,43 @@ def print_results(cfgs: list[Config], sizes: list[int]) -> None:
         " ÷ write system calls of the nodes with subscribers (/proc/<pid>/io syscw; REST answers"
         " and Redis commands count as writes too)."
     )
+    print_through_redis(cfgs, sizes)
+    print_ratios(cfgs, sizes)
+    print(
+        f"\nThis machine has {cpus} CPUs: the three nodes, Redis, the load clients and the"
+        " publisher share them, so the cluster's deliveries/s here measure the cost of the"
+        " cross-node hop, not scale-out. CPU per delivery at the same rate (paced) is the figure"
+        " that carries over: on separate machines each subscribing node does its share of the"
+        " fan-out on its own core(s)."
+    )
 
+
+def phase_row(cfg: Config, phase: str, n: int, cpus: int) -> list[str]:
+    """One configuration at ``n`` in one phase: medians of its repetitions, and loss notes."""
+    s = summarize(cfg.reps[(phase, n)])
+    return [
+        LABELS[cfg.name],
+        f"{n:,}",
+        " + ".join(f"{x:,}" for x in cfg.shares(n)),
+        f"{s['k']:.0f} x {s['reps']:.0f}",
+        fmt_int(s["publish_rate"]),
+        f"{fmt_int(s['rate'])} [{fmt_int(s['rate_lo'])}–{fmt_int(s['rate_hi'])}]",
+        f"{s['us']:.2f}",
+        "—" if cfg.redis is None else f"{s['redis_us']:.3f}",
+        f"{s['per_write']:.1f}",
+        pct(s["server_util"]),
+        pct(s["server_wait"]),
+        "—" if cfg.redis is None else pct(s["redis_util"]),
+        pct(s["client_util"]),
+        f"{pct(s['machine_util'])} of {100 * cpus}%",
+        pct(s["others_util"]),
+        f"{s['lag_ms']:.1f}",
+        loss_note(cfg.reps[(phase, n)], cfg.discarded.get((phase, n), 0), "disturbed"),
+    ]
+
+
+def print_through_redis(cfgs: list[Config], sizes: list[int]) -> None:
+    """What went through Redis, for the configurations on Redis: messages, commands, CPU."""
     rows = []
     for phase in PHASES:
         for n in sizes:
@@ -500,6 +365,9 @@ def print_results(cfgs: list[Config], sizes: list[int]) -> None:
             " event. Commands are Redis's own counts (INFO commandstats) over the repetitions."
         )
 
+
+def print_ratios(cfgs: list[Config], sizes: list[int]) -> None:
+    """The cluster ÷ each single node, by rate and by CPU per delivery, per phase and N."""
     by_name = {cfg.name: cfg for cfg in cfgs}
     cluster = by_name.get("cluster")
     rows = []
@@ -537,131 +405,12 @@ def print_results(cfgs: list[Config], sizes: list[int]) -> None:
                 rows,
             )
         )
-    print(
-        f"\nThis machine has {cpus} CPUs: the three nodes, Redis, the load clients and the"
-        " publisher share them, so the cluster's deliveries/s here measure the cost of the"
-        " cross-node hop, not scale-out. CPU per delivery at the same rate (paced) is the figure"
-        " that carries over: on separate machines each subscribing node does its share of the"
-        " fan-out on its own core(s)."
-    )
-
-
-async def run_phase(
-    cfgs: list[Config],
-    phase: str,
-    n: int,
-    reps: int,
-    publish: Publisher,
-    k: int | None,
-    timeout: float,
-    args: argparse.Namespace,
-    ours: list[int],
-) -> None:
-    """Repetitions of one phase at one N, round-robin across the configurations (K: ``k`` or each
-    configuration's own from its warm-up)."""
-    for i in range(reps):
-        for cfg in cfgs:
-            runs = cfg.reps.setdefault((phase, n), [])
-            if runs and not runs[-1].done:
-                continue  # lost messages once: don't pile up more
-            for attempt in range(1 + args.retries):
-                rep = await one_rep(cfg, n, k or cfg.k, publish, timeout, ours)
-                disturbed = rep.others_cpu / rep.secs > args.max_others
-                last = attempt == args.retries
-                print(
-                    f"  {phase} rep {i + 1} {LABELS[cfg.name]:22} {fmt_int(rep.publish_rate):>6} msg/s "
-                    f"{fmt_int(rep.rate):>9} deliveries/s, "
-                    f"{rep.us_per_delivery:5.2f} server CPU µs/delivery"
-                    + (
-                        f" + {rep.redis_us_per_delivery:5.3f} Redis"
-                        if cfg.redis is not None
-                        else ""
-                    )
-                    + f", {rep.count / max(1, rep.writes):4.1f} per write, "
-                    f"servers {100 * rep.server_cpu / rep.secs:3.0f}% "
-                    f"(waited {100 * rep.server_wait / rep.secs:3.0f}%), "
-                    f"clients {100 * rep.client_cpu / rep.secs:3.0f}%, "
-                    f"others {100 * rep.others_cpu / rep.secs:3.0f}%"
-                    + ("" if rep.done else f"  LOST {rep.deliveries - rep.count:,}")
-                    + (" — disturbed, discarded" if disturbed and rep.done and not last else ""),
-                    flush=True,
-                )
-                if not disturbed or not rep.done or last:
-                    break
-                cfg.discarded[(phase, n)] = cfg.discarded.get((phase, n), 0) + 1
-            runs.append(rep)
 
 
 async def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="400 subscribers, two short repetitions (~15 s)"
-    )
-    parser.add_argument(
-        "--sizes",
-        default=None,
-        help="total subscribers per configuration, comma-separated (default 1000,5000)",
-    )
-    parser.add_argument(
-        "--configs",
-        default=",".join(CONFIGS),
-        help=f"configurations to run (default: {','.join(CONFIGS)})",
-    )
-    parser.add_argument(
-        "--reps",
-        type=int,
-        default=None,
-        help="repetitions per size and phase (default 3; --quick 2)",
-    )
-    parser.add_argument(
-        "--duration",
-        type=float,
-        default=None,
-        help="seconds per closed-loop repetition (default 1.0; --quick 0.5)",
-    )
-    parser.add_argument(
-        "--window", type=int, default=4, help="publish requests in flight (default 4)"
-    )
-    parser.add_argument(
-        "--pace",
-        type=float,
-        default=0.5,
-        help="paced phase: this share of the lowest closed-loop message rate at that N (default 0.5; 0 skips the phase)",
-    )
-    parser.add_argument(
-        "--paced-duration",
-        type=float,
-        default=None,
-        help="seconds per paced repetition (default 2.0; --quick 1.0)",
-    )
-    parser.add_argument(
-        "--max-others",
-        type=float,
-        default=0.25,
-        help="re-run a repetition in which other processes used more than this share of a CPU (default 0.25)",
-    )
-    parser.add_argument(
-        "--retries",
-        type=int,
-        default=1,
-        help="re-runs allowed per repetition (default 1; 0 keeps every run)",
-    )
-    parser.add_argument(
-        "--redis-server", default="redis-server", help="the redis-server binary to start"
-    )
-    args = parser.parse_args()
-    sizes = sorted(
-        int(x) for x in (args.sizes or ("400" if args.quick else "1000,5000")).split(",")
-    )
-    reps = args.reps or (2 if args.quick else 3)
-    duration = args.duration or (0.5 if args.quick else 1.0)
-    paced_duration = args.paced_duration or (1.0 if args.quick else 2.0)
-    names = [c.strip() for c in args.configs.split(",") if c.strip()]
-    for name in names:
-        if name not in CONFIGS:
-            parser.error(f"unknown configuration {name!r}; choose from {', '.join(CONFIGS)}")
+    cmd = command()
+    args = cmd.parse()
+    names = args.configs
     redis_bin = shutil.which(args.redis_server)
     if redis_bin is None and any(name != "single" for name in names):
         print(f"{args.redis_server} not found: only the single node is measured")
@@ -671,11 +420,10 @@ async def main() -> int:
         del os.environ[key]
 
     cpus = os.cpu_count() or 0
-    print(f"# Cross-node fan-out benchmark — {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"Machine: {machine_summary()}")
+    header("Cross-node fan-out benchmark")
     print(
-        f"Sizes {sizes} subscribers in total; closed loop: {reps} repetition(s) of ~{duration} s,"
-        f" {args.window} publishes in flight; paced: {reps} repetition(s) of {paced_duration} s at"
+        f"Sizes {args.sizes} subscribers in total; closed loop: {args.reps} repetition(s) of ~{args.duration} s,"
+        f" {args.window} publishes in flight; paced: {args.reps} repetition(s) of {args.paced_duration} s at"
         f" {args.pace:g} x the lowest closed-loop rate; round-robin across configurations."
     )
     if cpus <= 4:
@@ -688,110 +436,16 @@ async def main() -> int:
     cfgs: list[Config] = []
     with Servers() as servers:
         async with contextlib.AsyncExitStack() as stack:
-            import redis.asyncio as aioredis
-
-            async def make(name: str) -> Config:
-                rds: ServerProc | None = None
-                if name == "single":
-                    nodes = [await start_switchboard(servers)]
-                    subscribe_on = nodes
-                else:
-                    assert redis_bin is not None
-                    rds = await start_redis(servers, redis_bin)
-                    url = f"redis://{HOST}:{rds.port}/0"
-                    first = await start_switchboard(servers, extra=["--redis", url])
-                    if name == "redis":
-                        nodes = [first]
-                        subscribe_on = nodes
-                    else:
-                        others = await asyncio.gather(
-                            join_node(servers, first, url, "switchboard B"),
-                            join_node(servers, first, url, "switchboard C"),
-                        )
-                        nodes = [first, *others]
-                        subscribe_on = list(others)
-                clients = [await stack.enter_async_context(LoadClient()) for _ in subscribe_on]
-                pool = await stack.enter_async_context(HttpPool(nodes[0].pub_port, args.window))
-                cfg = Config(name, nodes[0], nodes, subscribe_on, clients, pool, rds)
-                cfg.have = [0] * len(subscribe_on)
-                if rds is not None:
-                    cfg.redis_client = aioredis.Redis(host=HOST, port=rds.port)
-                    stack.push_async_callback(cfg.redis_client.aclose)
-                return cfg
-
             # Starting servers and opening connections is not measured: do it concurrently.
-            cfgs = list(await asyncio.gather(*(make(name) for name in names)))
-            ours = [os.getpid()]
-            for cfg in cfgs:
-                for pids in cfg.node_pids():
-                    ours += pids
-                ours += cfg.redis_pids() + [c.pid for c in cfg.clients]
-            for n in sizes:
-
-                async def connect(cfg: Config, n: int = n) -> float:
-                    t0 = time.perf_counter()
-                    await asyncio.gather(
-                        *(
-                            client.connect(node, share - have, concurrency=CONNECT_CONCURRENCY)
-                            for client, node, share, have in zip(
-                                cfg.clients, cfg.subscribe_on, cfg.shares(n), cfg.have, strict=True
-                            )
-                            if share > have
-                        )
-                    )
-                    cfg.have = cfg.shares(n)
-                    return time.perf_counter() - t0
-
-                connect_secs = await asyncio.gather(*(connect(cfg) for cfg in cfgs))
-                closed = closed_loop(args.window)
-                for cfg, connect_s in zip(cfgs, connect_secs, strict=True):
-                    # Warm caches and buffers; size K for about `duration` seconds a repetition.
-                    warm = await one_rep(cfg, n, max(5, 20_000 // n), closed, 60, ours)
-                    cfg.k = max(6, min(3000, round(warm.rate * duration / n)))
-                    print(
-                        f"{LABELS[cfg.name]:22} N={n:>6,}: connected in {connect_s:4.1f} s "
-                        f"(all configurations at once), warm-up {fmt_int(warm.rate):>8} "
-                        f"deliveries/s -> K={cfg.k}"
-                        + ("" if warm.done else f"  LOST {warm.deliveries - warm.count:,}"),
-                        flush=True,
-                    )
-                await run_phase(
-                    cfgs,
-                    "closed",
-                    n,
-                    reps,
-                    closed,
-                    None,
-                    max(20.0, 15 * duration),
-                    args,
-                    ours,
+            cfgs = list(
+                await asyncio.gather(
+                    *(make_config(name, servers, stack, redis_bin, args.window) for name in names)
                 )
-                if args.pace <= 0:
-                    continue
-                lowest = min(
-                    summarize(cfg.reps[("closed", n)])["publish_rate"]
-                    for cfg in cfgs
-                    if cfg.reps.get(("closed", n))
-                )
-                rate = args.pace * lowest
-                k_paced = max(10, round(rate * paced_duration))
-                print(
-                    f"paced at {rate:,.1f} messages/s ({args.pace:g} x {lowest:,.1f}), "
-                    f"{rate * n:,.0f} deliveries/s, K={k_paced}",
-                    flush=True,
-                )
-                await run_phase(
-                    cfgs,
-                    "paced",
-                    n,
-                    reps,
-                    paced(rate),
-                    k_paced,
-                    paced_duration + 30,
-                    args,
-                    ours,
-                )
-    print_results(cfgs, sizes)
+            )
+            ours = our_pids(cfgs)
+            for n in args.sizes:
+                await run_size(cfgs, n, args, ours)
+    print_results(cfgs, args.sizes)
     return 0
 
 

@@ -31,23 +31,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from _cli import run_main
-from _http_load import HttpPool, run_closed_loop
+from _cli import Command, comma_ints, run_main
+from _fanout import Live, Rep, one_rep, summarize, warm_up
+from _http_load import HttpPool
 from _loadclient_driver import LoadClient
-from _procs import cpu_seconds, machine_summary, runqueue_wait_seconds, write_syscalls
-from _report import fmt_int, median, table
-from _servers import HOST, Servers
-from _targets import STARTERS, Target, missing_peer, payload, start_switchboard
+from _metrics_scraper import SCRAPE_INTERVAL_S, SCRAPERS, stop_scraping
+from _profile import profile_during
+from _report import fmt_int, header, loss_note, median, table
+from _servers import Servers
+from _targets import LABELS, STARTERS, missing_peer
 
 PEERS = [
     "switchboard",
@@ -58,17 +53,6 @@ PEERS = [
     "floor",
     "floor-batched",
 ]
-LABELS = {
-    "switchboard": "Switchboard",
-    "python-socketio": "python-socketio (room emit)",
-    "socket.io-node": "Socket.IO on Node (room emit)",
-    "soketi": "soketi 1.6.1 (uWS)",
-    "websockets": "websockets broadcast()",
-    "floor": "floor (pre-built frame)",
-    "floor-batched": "floor, one write per turn",
-    "switchboard-redis": "Switchboard on Redis (node + Redis CPU)",
-    "switchboard-metrics": "Switchboard --metrics, scraped every 1 s",
-}
 TARGETS = {"python-socketio": 5.0, "websockets": 1.2, "floor": 0.7}
 """Issue 5: Switchboard's deliveries/s at least this many times the peer's."""
 WRITES_UNCOUNTED = {"soketi"}
@@ -78,240 +62,134 @@ NODE_TARGET = 1.3
 """Issue 5: at least 1.3x the better of soketi and Socket.IO on Node."""
 
 
-# Metrics on (issue 11): a node with --metrics, and a scraper of its /metrics.
+def command() -> Command:
+    cmd = Command(__doc__, quick="1,000 connections, one repetition (~20 s)")
+    cmd.option(
+        "--sizes",
+        "connection counts, comma-separated",
+        [1000, 5000],
+        quick=[1000],
+        type=comma_ints,
+    )
+    cmd.names(
+        "--peers",
+        "servers to run, comma-separated",
+        PEERS,
+        allowed=list(STARTERS),
+        what="peer",
+    )
+    cmd.option("--reps", "repetitions per size", 3, quick=1, type=int)
+    cmd.option("--duration", "seconds per repetition", 1.0, quick=0.6, type=float)
+    cmd.option("--window", "publish requests in flight", 4, type=int)
+    cmd.option(
+        "--max-wait",
+        "re-run a repetition in which the server waited for a CPU more than this share of the time",
+        0.15,
+        type=float,
+    )
+    cmd.retries()
+    cmd.option(
+        "--client-nap-ms",
+        "the load client sleeps this long per loop turn while counting, to batch reads",
+        0.0,
+        type=float,
+    )
+    cmd.profile("py-spy Switchboard at the largest N afterwards")
+    return cmd
 
-SCRAPE_INTERVAL_S = 1.0
+
+# Running.
 
 
-@dataclass
-class Scraper:
-    """GETs ``/metrics`` every :data:`SCRAPE_INTERVAL_S`, as Prometheus would, and times it."""
-
-    port: int
-    seconds: list[float] = field(default_factory=list)
-    failed: int = 0
-    body_bytes: int = 0
-    cpu_per_scrape: dict[int, float] = field(default_factory=dict)
-    """Server CPU seconds per scrape with N sockets connected and no traffic, by N."""
-
-    async def scrape(self) -> None:
-        request = f"GET /metrics HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
-        t0 = time.perf_counter()
-        try:
-            reader, writer = await asyncio.open_connection(HOST, self.port)
-            writer.write(request.encode())
-            answer = await reader.read()  # to the server's close
-            writer.close()
-        except OSError:
-            self.failed += 1
-            return
-        if answer.startswith(b"HTTP/1.1 200"):
-            self.seconds.append(time.perf_counter() - t0)
-            self.body_bytes = len(answer)
+async def start_lives(
+    servers: Servers,
+    stack: contextlib.AsyncExitStack,
+    args: argparse.Namespace,
+    skipped: dict[str, str],
+) -> list[Live]:
+    """Every server that can run here, with its own load client and publishing pool."""
+    runnable = []
+    for name in args.peers:
+        why = missing_peer(name)
+        if why:
+            skipped[name] = why
+            print(f"{LABELS[name]}: skipped ({why})")
         else:
-            self.failed += 1
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(SCRAPE_INTERVAL_S)
-            await self.scrape()
-
-    async def measure_cpu(self, n: int, pids: list[int], count: int = 100) -> None:
-        """The server's CPU per scrape, back to back, with its N sockets idle."""
-        cpu0 = cpu_seconds(pids)
-        for _ in range(count):
-            await self.scrape()
-        self.cpu_per_scrape[n] = (cpu_seconds(pids) - cpu0) / count
+            runnable.append(name)
+    # Starting servers and opening connections is not measured: do it concurrently.
+    targets = await asyncio.gather(*(STARTERS[name](servers) for name in runnable))
+    lives = []
+    for name, target in zip(runnable, targets, strict=True):
+        client = await stack.enter_async_context(LoadClient())
+        pool = await stack.enter_async_context(HttpPool(target.pub_port, args.window))
+        pids = target.server.pids()
+        lives.append(Live(name, target, client, pool, pids, nap_ms=args.client_nap_ms))
+    return lives
 
 
-SCRAPERS: list[Scraper] = []
-_SCRAPE_TASKS: list[asyncio.Task[None]] = []
+async def connect_and_warm(lives: list[Live], n: int, args: argparse.Namespace) -> None:
+    """Bring every server to ``n`` connections (all at once), then warm each up and size K."""
+
+    async def connect(live: Live) -> float:
+        t0 = time.perf_counter()
+        await live.client.connect(live.target, n - live.have)
+        live.have = n
+        return time.perf_counter() - t0
+
+    connect_secs = await asyncio.gather(*(connect(live) for live in lives))
+    for live, connect_s in zip(lives, connect_secs, strict=True):
+        warm = await warm_up(live, n, args.duration, args.window)
+        live.reps[n] = []
+        print(
+            f"{LABELS[live.name]:30} N={n:>6,}: connected in {connect_s:4.1f} s (all servers at once), "
+            f"warm-up {fmt_int(warm.rate):>8} deliveries/s -> K={live.k}",
+            flush=True,
+        )
 
 
-async def start_switchboard_metrics(servers: Servers) -> Target:
-    target = await start_switchboard(servers, extra=["--metrics"])
-    target.name = "switchboard-metrics"
-    scraper = Scraper(target.pub_port)
-    SCRAPERS.append(scraper)
-    _SCRAPE_TASKS.append(asyncio.create_task(scraper.run()))
-    return target
+async def run_reps(lives: list[Live], n: int, args: argparse.Namespace) -> None:
+    """``--reps`` rounds, one repetition of every server per round; a contended one is re-run."""
+    for i in range(args.reps):
+        for live in lives:
+            runs = live.reps[n]
+            if runs and not runs[-1].done:
+                continue  # lost messages once: don't pile up more
+            for attempt in range(1 + args.retries):
+                rep = await one_rep(live, n, live.k, args.window, max(20.0, 15 * args.duration))
+                contended = rep.server_wait / rep.secs > args.max_wait
+                last = attempt == args.retries
+                print_rep(i, live, rep, discarded=contended and rep.done and not last)
+                if not contended or not rep.done or last:
+                    break
+                live.discarded[n] = live.discarded.get(n, 0) + 1
+            runs.append(rep)
 
 
-STARTERS["switchboard-metrics"] = start_switchboard_metrics
-
-
-@dataclass
-class Rep:
-    n: int
-    k: int
-    secs: float
-    server_cpu: float
-    client_cpu: float
-    server_wait: float
-    """Seconds the server's threads were runnable but not running (another process had the CPU)."""
-    count: int
-    done: bool
-    errors: int
-    close_codes: dict[str, int]
-    writes: int = 0
-    """write/writev system calls the server made over the repetition (its replies included)."""
-
-    @property
-    def deliveries(self) -> int:
-        return self.n * self.k
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.secs
-
-    @property
-    def us_per_delivery(self) -> float:
-        return self.server_cpu / max(1, self.count) * 1e6
-
-
-@dataclass
-class Live:
-    """One server under test, with its own load client and publishing pool."""
-
-    name: str
-    target: Target
-    client: LoadClient
-    pool: HttpPool
-    pids: list[int]
-    have: int = 0
-    k: int = 0
-    nap_ms: float = 0.0
-    reps: dict[int, list[Rep]] = field(default_factory=dict)
-    discarded: dict[int, int] = field(default_factory=dict)
-    """Repetitions re-run because the server waited too long for a CPU."""
-
-
-async def one_rep(live: Live, n: int, k: int, window: int, timeout: float) -> Rep:
-    client = live.client
-    await client.send(
-        {"cmd": "arm", "target": n * k, "timeout": timeout, "throttle_ms": live.nap_ms}
+def print_rep(i: int, live: Live, rep: Rep, *, discarded: bool) -> None:
+    print(
+        f"  rep {i + 1} {LABELS[live.name]:30} {fmt_int(rep.rate):>9} deliveries/s, "
+        f"{rep.us_per_delivery:6.2f} CPU µs/delivery, "
+        f"server CPU {100 * rep.server_cpu / rep.secs:3.0f}% "
+        f"(waited {100 * rep.server_wait / rep.secs:3.0f}%), "
+        f"client CPU {100 * rep.client_cpu / rep.secs:3.0f}%"
+        + ("" if rep.done else f"  LOST {rep.deliveries - rep.count:,}")
+        + (" — contended, discarded" if discarded else ""),
+        flush=True,
     )
-    await client.read(30)
-    cpu0, ccpu0 = cpu_seconds(live.pids), cpu_seconds([client.pid])
-    wait0 = runqueue_wait_seconds(live.pids)
-    writes0 = write_syscalls(live.pids)
-    t0 = time.time()
-    build = live.target.build_publish
-    _, statuses = await run_closed_loop(live.pool, k, lambda seq: build(payload(seq)), window)
-    done = await client.read(timeout + 30)
-    cpu1, ccpu1 = cpu_seconds(live.pids), cpu_seconds([client.pid])
-    wait1 = runqueue_wait_seconds(live.pids)
-    writes1 = write_syscalls(live.pids)
-    return Rep(
-        n,
-        k,
-        done["t_done"] - t0,
-        cpu1 - cpu0,
-        ccpu1 - ccpu0,
-        wait1 - wait0,
-        done["count"],
-        done["done"],
-        sum(v for status, v in statuses.items() if status >= 300),
-        done.get("close_codes", {}),
-        writes1 - writes0,
-    )
-
-
-async def warm_up(live: Live, n: int, duration: float, window: int) -> Rep:
-    """Warm JITs, caches and buffers; size K for about ``duration`` seconds a repetition."""
-    warm = await one_rep(live, n, max(5, 20_000 // n), window, 60)
-    live.k = max(6, min(3000, round(warm.rate * duration / n)))
-    return warm
-
-
-def summarize(reps: list[Rep]) -> dict[str, float]:
-    good = [r for r in reps if r.done] or reps
-    return {
-        "rate": median([r.rate for r in good]),
-        "rate_lo": min(r.rate for r in good),
-        "rate_hi": max(r.rate for r in good),
-        "us": median([r.us_per_delivery for r in good]),
-        "server_util": median([r.server_cpu / r.secs for r in good]),
-        "client_util": median([r.client_cpu / r.secs for r in good]),
-        "server_wait": median([r.server_wait / r.secs for r in good]),
-        "per_write": median([r.count / r.writes if r.writes else 0.0 for r in good]),
-        "k": good[0].k,
-        "reps": len(good),
-    }
-
-
-# Profiling (py-spy).
-
-
-def start_py_spy(
-    pid: int, seconds: float, out: Path, native: bool
-) -> subprocess.Popen[bytes] | None:
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(py_spy).exists():
-        print("\n--profile: py-spy is not installed (.venv/bin/pip install py-spy)")
-        return None
-    argv = [
-        py_spy,
-        "record",
-        "-p",
-        str(pid),
-        "-d",
-        str(int(seconds)),
-        "-r",
-        "250",
-        "-f",
-        "raw",
-        "--gil",
-        "-o",
-        str(out),
-    ]
-    if native:
-        argv.append("--native")
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 async def profile_switchboard(live: Live, n: int, seconds: float, window: int, native: bool) -> str:
     """py-spy the server through a longer fan-out run; return the top frames as text."""
-    raw = Path(tempfile.mkdtemp(prefix="sb-bench-profile-")) / "fanout.collapsed.txt"
     warm = await one_rep(live, n, max(5, 40_000 // n), window, 60)
     k = max(10, round(warm.rate * (seconds + 2) / n))
-    proc = start_py_spy(live.target.server.pid, seconds, raw, native)
-    if proc is None:
-        return ""
-    await asyncio.sleep(0.5)
-    await one_rep(live, n, k, window, 120)
-    while proc.poll() is None:
-        await asyncio.sleep(0.2)
-    if not raw.exists():
-        assert proc.stderr is not None
-        return f"\n--profile: py-spy failed: {proc.stderr.read().decode()[-500:]}"
-    return profile_report(raw, f"fan-out to {n:,} sockets")
-
-
-def profile_report(raw: Path, what: str) -> str:
-    """The top frames of a py-spy ``raw`` (collapsed stacks) file, by own and inclusive time."""
-    own: collections.Counter[str] = collections.Counter()
-    inclusive: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_text)
-        frames = stack.split(";")
-        total += count
-        own[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
-    total = max(1, total)
-    lines = [f"\n## py-spy profile of Switchboard: {what} ({total:,} samples; stacks in {raw})"]
-    lines.append("\nTop frames by own time (where the CPU is):")
-    lines += [f"  {100 * count / total:5.1f}%  {frame}" for frame, count in own.most_common(15)]
-    lines.append("\nTop frames by inclusive time:")
-    lines += [
-        f"  {100 * count / total:5.1f}%  {frame}" for frame, count in inclusive.most_common(25)
-    ]
-    return "\n".join(lines)
+    return await profile_during(
+        live.target.server.pid,
+        seconds,
+        native,
+        lambda: one_rep(live, n, k, window, 120),
+        file_name="fanout.collapsed.txt",
+        what=f"fan-out to {n:,} sockets",
+    )
 
 
 # Report.
@@ -319,41 +197,6 @@ def profile_report(raw: Path, what: str) -> str:
 
 def print_results(lives: list[Live], skipped: dict[str, str], sizes: list[int]) -> None:
     print("\n## Results (median of the repetitions; range of deliveries/s in brackets)\n")
-    rows = []
-    for n in sizes:
-        for live in lives:
-            reps = live.reps.get(n)
-            if not reps:
-                continue
-            s = summarize(reps)
-            loss = "none"
-            bad = [r for r in reps if not r.done]
-            if bad:
-                r = bad[0]
-                loss = f"LOST {r.deliveries - r.count:,} of {r.deliveries:,} (close codes {r.close_codes})"
-            if live.discarded.get(n):
-                loss += f" ({live.discarded[n]} contended runs re-run)"
-            errors = sum(r.errors for r in reps)
-            if errors:
-                loss += f", {errors} publish errors"
-            rows.append(
-                [
-                    LABELS[live.name],
-                    f"{n:,}",
-                    f"{s['k']:.0f} x {s['reps']:.0f}",
-                    f"{fmt_int(s['rate'])} [{fmt_int(s['rate_lo'])}–{fmt_int(s['rate_hi'])}]",
-                    f"{s['us']:.2f}",
-                    fmt_int(1e6 / s["us"]),
-                    f"{100 * s['server_util']:.0f}%",
-                    f"{100 * s['server_wait']:.0f}%",
-                    f"{100 * s['client_util']:.0f}%",
-                    "n/a"
-                    if live.name in WRITES_UNCOUNTED or not s["per_write"]
-                    else f"{s['per_write']:.1f}",
-                    str(live.target.wire_bytes),
-                    loss,
-                ]
-            )
     headers = [
         "server",
         "N",
@@ -368,59 +211,83 @@ def print_results(lives: list[Live], skipped: dict[str, str], sizes: list[int]) 
         "frame bytes",
         "loss (notes)",
     ]
-    print(table(headers, rows))
+    print(table(headers, [row for n in sizes for row in result_rows(lives, n)]))
     for name, why in skipped.items():
         print(f"\nSkipped {LABELS[name]}: {why}")
 
     print("\n## Ratios: Switchboard ÷ peer, against issue 5's targets\n")
-    by_name = {live.name: live for live in lives}
-    rows = []
-    for n in sizes:
-        sb_live = by_name.get("switchboard")
-        if sb_live is None or not sb_live.reps.get(n):
-            continue
-        sb = summarize(sb_live.reps[n])
-        peers = {
-            p: summarize(by_name[p].reps[n])
-            for p in PEERS[1:]
-            if p in by_name and by_name[p].reps.get(n)
-        }
-        lines: list[tuple[str, dict[str, float], float | None]] = [
-            (LABELS[p], s, TARGETS.get(p)) for p, s in peers.items()
-        ]
-        node = [(peers[p]["rate"], p) for p in ("socket.io-node", "soketi") if p in peers]
-        if node:
-            best = max(node)[1]
-            lines.append(
-                (
-                    f"the better of soketi and Socket.IO on Node ({LABELS[best]})",
-                    peers[best],
-                    NODE_TARGET,
-                )
-            )
-        for label, s_peer, goal in lines:
-            by_rate = sb["rate"] / s_peer["rate"]
-            by_cpu = s_peer["us"] / sb["us"]
-            verdict = "—"
-            if goal is not None:
-                verdict = f"≥ {goal:g}: " + ("met" if by_rate >= goal else "NOT met")
-            rows.append([f"{n:,}", label, f"{by_rate:.2f}", f"{by_cpu:.2f}", verdict])
-    print(
-        table(
-            [
-                "N",
-                "Switchboard ÷",
-                "by deliveries/s",
-                "by CPU per delivery",
-                "target (deliveries/s)",
-            ],
-            rows,
-        )
-    )
+    headers = [
+        "N",
+        "Switchboard ÷",
+        "by deliveries/s",
+        "by CPU per delivery",
+        "target (deliveries/s)",
+    ]
+    print(table(headers, [row for n in sizes for row in ratio_rows(lives, n)]))
     print(
         "\n'by CPU per delivery' = peer µs ÷ Switchboard µs per delivery (above 1: Switchboard spends less CPU)."
         "\nIt is the steadier figure when the machine is shared or the client, not the server, set the pace."
     )
+
+
+def result_rows(lives: list[Live], n: int) -> list[list[str]]:
+    """One row per server at ``n`` connections: medians and the loss notes."""
+    rows = []
+    for live in lives:
+        reps = live.reps.get(n)
+        if not reps:
+            continue
+        s = summarize(reps)
+        rows.append(
+            [
+                LABELS[live.name],
+                f"{n:,}",
+                f"{s['k']:.0f} x {s['reps']:.0f}",
+                f"{fmt_int(s['rate'])} [{fmt_int(s['rate_lo'])}–{fmt_int(s['rate_hi'])}]",
+                f"{s['us']:.2f}",
+                fmt_int(1e6 / s["us"]),
+                f"{100 * s['server_util']:.0f}%",
+                f"{100 * s['server_wait']:.0f}%",
+                f"{100 * s['client_util']:.0f}%",
+                "n/a"
+                if live.name in WRITES_UNCOUNTED or not s["per_write"]
+                else f"{s['per_write']:.1f}",
+                str(live.target.wire_bytes),
+                loss_note(reps, live.discarded.get(n, 0), "contended"),
+            ]
+        )
+    return rows
+
+
+def ratio_rows(lives: list[Live], n: int) -> list[list[str]]:
+    """Switchboard ÷ every peer at ``n`` connections, by rate and by CPU, against the targets."""
+    by_name = {live.name: live for live in lives}
+    sb_live = by_name.get("switchboard")
+    if sb_live is None or not sb_live.reps.get(n):
+        return []
+    sb = summarize(sb_live.reps[n])
+    peers = {
+        p: summarize(by_name[p].reps[n])
+        for p in PEERS[1:]
+        if p in by_name and by_name[p].reps.get(n)
+    }
+    lines: list[tuple[str, dict[str, float], float | None]] = [
+        (LABELS[p], s, TARGETS.get(p)) for p, s in peers.items()
+    ]
+    node = [(peers[p]["rate"], p) for p in ("socket.io-node", "soketi") if p in peers]
+    if node:
+        best = max(node)[1]
+        label = f"the better of soketi and Socket.IO on Node ({LABELS[best]})"
+        lines.append((label, peers[best], NODE_TARGET))
+    rows = []
+    for label, s_peer, goal in lines:
+        by_rate = sb["rate"] / s_peer["rate"]
+        by_cpu = s_peer["us"] / sb["us"]
+        verdict = "—"
+        if goal is not None:
+            verdict = f"≥ {goal:g}: " + ("met" if by_rate >= goal else "NOT met")
+        rows.append([f"{n:,}", label, f"{by_rate:.2f}", f"{by_cpu:.2f}", verdict])
+    return rows
 
 
 def print_metrics_cost(lives: list[Live], sizes: list[int]) -> None:
@@ -485,69 +352,10 @@ def print_metrics_cost(lives: list[Live], sizes: list[int]) -> None:
 
 
 async def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="1,000 connections, one repetition (~20 s)"
-    )
-    parser.add_argument(
-        "--sizes", default=None, help="connection counts, comma-separated (default 1000,5000)"
-    )
-    parser.add_argument(
-        "--peers", default=",".join(PEERS), help=f"servers to run (default: {','.join(PEERS)})"
-    )
-    parser.add_argument(
-        "--reps", type=int, default=None, help="repetitions per size (default 3; --quick 1)"
-    )
-    parser.add_argument(
-        "--duration",
-        type=float,
-        default=None,
-        help="seconds per repetition (default 1.0; --quick 0.6)",
-    )
-    parser.add_argument(
-        "--window", type=int, default=4, help="publish requests in flight (default 4)"
-    )
-    parser.add_argument(
-        "--max-wait",
-        type=float,
-        default=0.15,
-        help="re-run a repetition in which the server waited for a CPU more than this share of the time (default 0.15)",
-    )
-    parser.add_argument(
-        "--retries",
-        type=int,
-        default=1,
-        help="re-runs allowed per repetition (default 1; 0 keeps every run)",
-    )
-    parser.add_argument(
-        "--client-nap-ms",
-        type=float,
-        default=0.0,
-        help="the load client sleeps this long per loop turn while counting, to batch reads (default 0)",
-    )
-    parser.add_argument(
-        "--profile", action="store_true", help="py-spy Switchboard at the largest N afterwards"
-    )
-    parser.add_argument(
-        "--native", action="store_true", help="with --profile: include native (C) frames"
-    )
-    args = parser.parse_args()
-    sizes = sorted(
-        int(x) for x in (args.sizes or ("1000" if args.quick else "1000,5000")).split(",")
-    )
-    reps = args.reps or (1 if args.quick else 3)
-    duration = args.duration or (0.6 if args.quick else 1.0)
-    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
-    for p in peers:
-        if p not in STARTERS:
-            parser.error(f"unknown peer {p!r}; choose from {', '.join(PEERS)}")
-
-    print(f"# Fan-out benchmark — {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"Machine: {machine_summary()}")
+    args = command().parse()
+    header("Fan-out benchmark")
     print(
-        f"Sizes {sizes}, {reps} repetition(s) of ~{duration} s each, {args.window} publishes in flight, "
+        f"Sizes {args.sizes}, {args.reps} repetition(s) of ~{args.duration} s each, {args.window} publishes in flight, "
         "repetitions round-robin across servers.\n"
     )
     skipped: dict[str, str] = {}
@@ -555,67 +363,10 @@ async def main() -> int:
     profile_text = ""
     with Servers() as servers:
         async with contextlib.AsyncExitStack() as stack:
-            runnable = []
-            for name in peers:
-                why = missing_peer(name)
-                if why:
-                    skipped[name] = why
-                    print(f"{LABELS[name]}: skipped ({why})")
-                else:
-                    runnable.append(name)
-            # Starting servers and opening connections is not measured: do it concurrently.
-            targets = await asyncio.gather(*(STARTERS[name](servers) for name in runnable))
-            for name, target in zip(runnable, targets, strict=True):
-                client = await stack.enter_async_context(LoadClient())
-                pool = await stack.enter_async_context(HttpPool(target.pub_port, args.window))
-                pids = target.server.pids()
-                lives.append(Live(name, target, client, pool, pids, nap_ms=args.client_nap_ms))
-            for n in sizes:
-
-                async def connect(live: Live, n: int = n) -> float:
-                    t0 = time.perf_counter()
-                    await live.client.connect(live.target, n - live.have)
-                    live.have = n
-                    return time.perf_counter() - t0
-
-                connect_secs = await asyncio.gather(*(connect(live) for live in lives))
-                for live, connect_s in zip(lives, connect_secs, strict=True):
-                    warm = await warm_up(live, n, duration, args.window)
-                    live.reps[n] = []
-                    print(
-                        f"{LABELS[live.name]:30} N={n:>6,}: connected in {connect_s:4.1f} s (all servers at once), "
-                        f"warm-up {fmt_int(warm.rate):>8} deliveries/s -> K={live.k}",
-                        flush=True,
-                    )
-                for i in range(reps):
-                    for live in lives:
-                        runs = live.reps[n]
-                        if runs and not runs[-1].done:
-                            continue  # lost messages once: don't pile up more
-                        for attempt in range(1 + args.retries):
-                            rep = await one_rep(
-                                live, n, live.k, args.window, max(20.0, 15 * duration)
-                            )
-                            contended = rep.server_wait / rep.secs > args.max_wait
-                            last = attempt == args.retries
-                            print(
-                                f"  rep {i + 1} {LABELS[live.name]:30} {fmt_int(rep.rate):>9} deliveries/s, "
-                                f"{rep.us_per_delivery:6.2f} CPU µs/delivery, "
-                                f"server CPU {100 * rep.server_cpu / rep.secs:3.0f}% "
-                                f"(waited {100 * rep.server_wait / rep.secs:3.0f}%), "
-                                f"client CPU {100 * rep.client_cpu / rep.secs:3.0f}%"
-                                + ("" if rep.done else f"  LOST {rep.deliveries - rep.count:,}")
-                                + (
-                                    " — contended, discarded"
-                                    if contended and rep.done and not last
-                                    else ""
-                                ),
-                                flush=True,
-                            )
-                            if not contended or not rep.done or last:
-                                break
-                            live.discarded[n] = live.discarded.get(n, 0) + 1
-                        runs.append(rep)
+            lives = await start_lives(servers, stack, args, skipped)
+            for n in args.sizes:
+                await connect_and_warm(lives, n, args)
+                await run_reps(lives, n, args)
                 for live in lives:
                     if live.name == "switchboard-metrics":
                         await SCRAPERS[0].measure_cpu(n, live.pids)
@@ -623,12 +374,11 @@ async def main() -> int:
                 for live in lives:
                     if live.name == "switchboard":
                         profile_text = await profile_switchboard(
-                            live, sizes[-1], 8.0, args.window, args.native
+                            live, args.sizes[-1], 8.0, args.window, args.native
                         )
-    for task in _SCRAPE_TASKS:
-        task.cancel()
-    print_results(lives, skipped, sizes)
-    print_metrics_cost(lives, sizes)
+    stop_scraping()
+    print_results(lives, skipped, args.sizes)
+    print_metrics_cost(lives, args.sizes)
     if profile_text:
         print(profile_text)
     return 0

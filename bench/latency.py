@@ -20,17 +20,29 @@ import asyncio
 import contextlib
 import time
 
-from _cli import run_main
+from _cli import Command, run_main
+from _fanout import Live, one_rep, summarize, warm_up
 from _http_load import HttpPool
 from _loadclient_driver import LoadClient
-from _procs import cpu_seconds, machine_summary
-from _report import fmt_int, median, table
+from _procs import cpu_seconds
+from _report import fmt_int, header, median, table
 from _servers import Servers
-from _targets import STARTERS, missing_peer, payload
-
-from fanout import LABELS, Live, one_rep, summarize, warm_up
+from _targets import LABELS, STARTERS, missing_peer, payload
 
 P99_TARGET_MS = 25.0
+
+
+def command() -> Command:
+    cmd = Command(__doc__, quick="500 connections, one short repetition (~15 s)")
+    cmd.option("--connections", "subscribers", 1000, quick=500, type=int)
+    cmd.option("--fraction", "fraction of the max rate", 0.5, type=float)
+    cmd.option("--seconds", "seconds per repetition", 5.0, quick=3.0, type=float)
+    cmd.option("--reps", "repetitions", 3, quick=1, type=int)
+    cmd.names(
+        "--servers", "comma-separated", ["switchboard"], allowed=list(STARTERS), what="server"
+    )
+    cmd.option("--pool", "publisher HTTP connections", 16, type=int)
+    return cmd
 
 
 async def paced_run(
@@ -75,120 +87,86 @@ async def paced_run(
     }
 
 
-async def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="500 connections, one short repetition (~15 s)"
-    )
-    parser.add_argument(
-        "--connections", type=int, default=None, help="subscribers (default 1000; --quick 500)"
-    )
-    parser.add_argument(
-        "--fraction", type=float, default=0.5, help="fraction of the max rate (default 0.5)"
-    )
-    parser.add_argument(
-        "--seconds", type=float, default=None, help="seconds per repetition (default 5; --quick 3)"
-    )
-    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3; --quick 1)")
-    parser.add_argument(
-        "--servers", default="switchboard", help="comma-separated (default switchboard)"
-    )
-    parser.add_argument(
-        "--pool", type=int, default=16, help="publisher HTTP connections (default 16)"
-    )
-    args = parser.parse_args()
-    n = args.connections or (500 if args.quick else 1000)
-    seconds = args.seconds or (3.0 if args.quick else 5.0)
-    reps = args.reps or (1 if args.quick else 3)
-    names = [s.strip() for s in args.servers.split(",") if s.strip()]
-    for name in names:
-        if name not in STARTERS:
-            parser.error(f"unknown server {name!r}; choose from {', '.join(STARTERS)}")
+async def measure(
+    servers: Servers, name: str, args: argparse.Namespace
+) -> tuple[float, float, list[dict[str, float]]]:
+    """One server: its maximum fan-out rate, the rate paced at, and the paced runs."""
+    n = args.connections
+    target = await STARTERS[name](servers)
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(LoadClient())
+        pool = await stack.enter_async_context(HttpPool(target.pub_port, 4))
+        live = Live(name, target, client, pool, target.server.pids())
+        await client.connect(target, n)
+        await warm_up(live, n, 1.0, 4)
+        max_reps = [await one_rep(live, n, live.k, 4, 30) for _ in range(1 if args.quick else 3)]
+        max_rate = summarize(max_reps)["rate"]
+        max_pubs = max_rate / n
+        rate = args.fraction * max_pubs
+        print(
+            f"{LABELS[name]}: max fan-out {fmt_int(max_rate)} deliveries/s = {max_pubs:.1f} publishes/s "
+            f"to {n:,}; pacing at {rate:.1f} publishes/s",
+            flush=True,
+        )
+        paced_pool = await stack.enter_async_context(HttpPool(target.pub_port, args.pool))
+        runs = []
+        for i in range(args.reps):
+            run = await paced_run(live, n, rate, args.seconds, paced_pool)
+            runs.append(run)
+            print(
+                f"  rep {i + 1}: p50 {run.get('p50', float('nan')):.2f} ms, p99 {run.get('p99', float('nan')):.2f} ms, "
+                f"max {run.get('max', float('nan')):.2f} ms, {run['deliveries']:,}/{run['expected']:,} delivered, "
+                f"server CPU {100 * run['cpu_util']:.0f}%, "
+                f"load client CPU {100 * run['client_cpu_util']:.0f}%",
+                flush=True,
+            )
+    target.server.stop()
+    return max_rate, rate, runs
 
-    print(f"# Latency benchmark — {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"Machine: {machine_summary()}")
+
+def result_row(
+    name: str, n: int, max_rate: float, rate: float, runs: list[dict[str, float]]
+) -> list[str]:
+    lost = sum(r["expected"] - r["deliveries"] for r in runs)
+    return [
+        LABELS[name],
+        f"{n:,}",
+        fmt_int(max_rate),
+        f"{rate:.1f} ({fmt_int(rate * n)} deliveries/s)",
+        f"{median([r['p50'] for r in runs if 'p50' in r]):.2f}",
+        f"{median([r['p90'] for r in runs if 'p90' in r]):.2f}",
+        f"{median([r['p99'] for r in runs if 'p99' in r]):.2f}",
+        f"{median([r['p999'] for r in runs if 'p999' in r]):.2f}",
+        f"{max(r.get('max', 0.0) for r in runs):.2f}",
+        f"{lost:,}",
+    ]
+
+
+async def main() -> int:
+    args = command().parse()
+    n = args.connections
+    header("Latency benchmark")
     print(
-        f"{n:,} subscribers, {args.fraction:g} of the max fan-out rate, {reps} x {seconds:g} s.\n"
+        f"{n:,} subscribers, {args.fraction:g} of the max fan-out rate, {args.reps} x {args.seconds:g} s.\n"
     )
     rows = []
     verdicts = []
     with Servers() as servers:
-        for name in names:
+        for name in args.servers:
             why = missing_peer(name)
             if why:
                 print(f"{name}: skipped ({why})")
                 continue
-            target = await STARTERS[name](servers)
-            async with contextlib.AsyncExitStack() as stack:
-                client = await stack.enter_async_context(LoadClient())
-                pool = await stack.enter_async_context(HttpPool(target.pub_port, 4))
-                live = Live(name, target, client, pool, target.server.pids())
-                await client.connect(target, n)
-                await warm_up(live, n, 1.0, 4)
-                max_reps = [
-                    await one_rep(live, n, live.k, 4, 30) for _ in range(1 if args.quick else 3)
-                ]
-                s = summarize(max_reps)
-                max_pubs = s["rate"] / n
-                rate = args.fraction * max_pubs
-                print(
-                    f"{LABELS[name]}: max fan-out {fmt_int(s['rate'])} deliveries/s = {max_pubs:.1f} publishes/s "
-                    f"to {n:,}; pacing at {rate:.1f} publishes/s",
-                    flush=True,
-                )
-                paced_pool = await stack.enter_async_context(HttpPool(target.pub_port, args.pool))
-                runs = []
-                for i in range(reps):
-                    run = await paced_run(live, n, rate, seconds, paced_pool)
-                    runs.append(run)
-                    print(
-                        f"  rep {i + 1}: p50 {run.get('p50', float('nan')):.2f} ms, p99 {run.get('p99', float('nan')):.2f} ms, "
-                        f"max {run.get('max', float('nan')):.2f} ms, {run['deliveries']:,}/{run['expected']:,} delivered, "
-                        f"server CPU {100 * run['cpu_util']:.0f}%, "
-                        f"load client CPU {100 * run['client_cpu_util']:.0f}%",
-                        flush=True,
-                    )
-            target.server.stop()
-            lost = sum(r["expected"] - r["deliveries"] for r in runs)
+            max_rate, rate, runs = await measure(servers, name, args)
+            rows.append(result_row(name, n, max_rate, rate, runs))
             p99 = median([r["p99"] for r in runs if "p99" in r])
-            rows.append(
-                [
-                    LABELS[name],
-                    f"{n:,}",
-                    fmt_int(s["rate"]),
-                    f"{rate:.1f} ({fmt_int(rate * n)} deliveries/s)",
-                    f"{median([r['p50'] for r in runs if 'p50' in r]):.2f}",
-                    f"{median([r['p90'] for r in runs if 'p90' in r]):.2f}",
-                    f"{p99:.2f}",
-                    f"{median([r['p999'] for r in runs if 'p999' in r]):.2f}",
-                    f"{max(r.get('max', 0.0) for r in runs):.2f}",
-                    f"{lost:,}",
-                ]
-            )
             verdicts.append(
                 f"{LABELS[name]}: p99 {p99:.2f} ms at {args.fraction:g} of max "
                 f"— target < {P99_TARGET_MS:g} ms: {'met' if p99 < P99_TARGET_MS else 'NOT met'}"
             )
     print("\n## Results (ms; medians of the repetitions, max of the maxima)\n")
-    print(
-        table(
-            [
-                "server",
-                "N",
-                "max deliveries/s",
-                "paced publishes/s",
-                "p50",
-                "p90",
-                "p99",
-                "p99.9",
-                "max",
-                "lost",
-            ],
-            rows,
-        )
-    )
+    headers = ["server", "N", "max deliveries/s", "paced publishes/s"]
+    print(table([*headers, "p50", "p90", "p99", "p99.9", "max", "lost"], rows))
     print()
     for line in verdicts:
         print(line)

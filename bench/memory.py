@@ -25,10 +25,10 @@ import asyncio
 import json
 import time
 
-from _cli import run_main
+from _cli import Command, run_main
 from _loadclient_driver import LoadClient
-from _procs import machine_summary, rss_bytes
-from _report import median, table
+from _procs import rss_bytes
+from _report import header, median, table
 from _servers import Servers
 from _targets import CHANNEL, STARTERS, Target, missing_peer
 
@@ -109,40 +109,30 @@ def kib(x: float) -> str:
     return f"{x / 1024:.2f}"
 
 
-async def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="2,000 connections, one Switchboard run (~15 s)"
-    )
-    parser.add_argument(
-        "--connections", type=int, default=None, help="connections (default 10000; --quick 2000)"
-    )
-    parser.add_argument(
-        "--reps", type=int, default=None, help="Switchboard repetitions (default 3; --quick 1)"
-    )
-    parser.add_argument(
+def command() -> Command:
+    cmd = Command(__doc__, quick="2,000 connections, one Switchboard run (~15 s)")
+    cmd.option("--connections", "connections", 10_000, quick=2000, type=int)
+    cmd.option("--reps", "Switchboard repetitions", 3, quick=1, type=int)
+    cmd.names(
         "--peers",
-        default=None,
-        help=f"peers for scale, comma-separated from {','.join(PEER_LABELS)} (default websockets,floor; --quick none)",
+        f"peers for scale, comma-separated from {','.join(PEER_LABELS)}",
+        ["websockets", "floor"],
+        quick=[],
+        allowed=list(PEER_LABELS),
+        what="peer",
     )
-    args = parser.parse_args()
-    n = args.connections or (2000 if args.quick else 10_000)
-    reps = args.reps or (1 if args.quick else 3)
-    peers_arg = args.peers if args.peers is not None else ("" if args.quick else "websockets,floor")
-    peers = [p.strip() for p in peers_arg.split(",") if p.strip()]
-    for p in peers:
-        if p not in PEER_LABELS:
-            parser.error(f"unknown peer {p!r}; choose from {', '.join(PEER_LABELS)}")
+    return cmd
 
-    print(f"# Idle-connection memory benchmark — {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"Machine: {machine_summary()}")
-    print(f"{n:,} connections; Switchboard {reps} time(s), each on a fresh server.\n")
+
+async def measure_all(
+    args: argparse.Namespace,
+) -> tuple[list[dict[str, float]], dict[str, dict[str, float]]]:
+    """Switchboard ``--reps`` times, then every peer once: their RSS figures."""
+    n = args.connections
     runs: list[dict[str, float]] = []
     peer_results: dict[str, dict[str, float]] = {}
     with Servers() as servers:
-        for i in range(reps):
+        for i in range(args.reps):
             r = await measure_switchboard(servers, n)
             runs.append(r)
             print(
@@ -151,59 +141,58 @@ async def main() -> int:
                 f"+{kib(r['per_sub'])} KiB per subscription (connected in {r['connect_s']:.1f} s)",
                 flush=True,
             )
-        for name in peers:
+        for name in args.peers:
             why = missing_peer(name)
             if why:
                 print(f"{PEER_LABELS[name]}: skipped ({why})")
                 continue
             peer_results[name] = r = await measure_peer(servers, name, n)
             print(f"  {PEER_LABELS[name]}: {kib(r['per_conn'])} KiB per connection", flush=True)
+    return runs, peer_results
+
+
+def rss_row(label: str, n: int, before: float, after: float, per_conn: float) -> list[str]:
+    return [
+        label,
+        f"{n:,}",
+        f"{before / 2**20:.1f}",
+        f"{after / 2**20:.1f}",
+        kib(per_conn),
+        f"{2**30 / per_conn / 1000:,.0f}k",
+    ]
+
+
+async def main() -> int:
+    args = command().parse()
+    n = args.connections
+    header("Idle-connection memory benchmark")
+    print(f"{n:,} connections; Switchboard {args.reps} time(s), each on a fresh server.\n")
+    runs, peer_results = await measure_all(args)
 
     per_conn = median([r["per_conn"] for r in runs])
     per_sub = median([r["per_sub"] for r in runs])
+    before = median([r["before"] for r in runs])
     rows = [
-        [
+        rss_row(
             "Switchboard, identified (IDENTIFY without a token, no subscription)",
-            f"{n:,}",
-            f"{median([r['before'] for r in runs]) / 2**20:.1f}",
-            f"{median([r['identified'] for r in runs]) / 2**20:.1f}",
-            kib(per_conn),
-            f"{2**30 / per_conn / 1000:,.0f}k",
-        ],
-        [
+            n,
+            before,
+            median([r["identified"] for r in runs]),
+            per_conn,
+        ),
+        rss_row(
             "Switchboard, identified + subscribed to one channel",
-            f"{n:,}",
-            f"{median([r['before'] for r in runs]) / 2**20:.1f}",
-            f"{median([r['subscribed'] for r in runs]) / 2**20:.1f}",
-            kib(per_conn + per_sub),
-            f"{2**30 / (per_conn + per_sub) / 1000:,.0f}k",
-        ],
+            n,
+            before,
+            median([r["subscribed"] for r in runs]),
+            per_conn + per_sub,
+        ),
     ]
     for name, r in peer_results.items():
-        rows.append(
-            [
-                PEER_LABELS[name],
-                f"{n:,}",
-                f"{r['before'] / 2**20:.1f}",
-                f"{r['after'] / 2**20:.1f}",
-                kib(r["per_conn"]),
-                f"{2**30 / r['per_conn'] / 1000:,.0f}k",
-            ]
-        )
+        rows.append(rss_row(PEER_LABELS[name], n, r["before"], r["after"], r["per_conn"]))
     print("\n## Results (Switchboard: medians of the repetitions)\n")
-    print(
-        table(
-            [
-                "server",
-                "connections",
-                "RSS before (MiB)",
-                "RSS after (MiB)",
-                "KiB per connection",
-                "per GiB",
-            ],
-            rows,
-        )
-    )
+    headers = ["server", "connections", "RSS before (MiB)", "RSS after (MiB)"]
+    print(table([*headers, "KiB per connection", "per GiB"], rows))
     verdict = "met" if per_conn / 1024 <= TARGET_KIB else "NOT met"
     print(
         f"\nSwitchboard: {kib(per_conn)} KiB per idle identified connection "

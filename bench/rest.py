@@ -22,19 +22,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
-import time
-from pathlib import Path
 
-from _cli import run_main
+from _cli import Command, run_main
 from _http_load import HttpPool
 from _loadclient_driver import LoadClient
-from _procs import cpu_seconds, machine_summary
-from _report import fmt_int, median, table
+from _procs import cpu_seconds
+from _profile import profile_during
+from _report import fmt_int, header, median, table
 from _servers import Servers
-from _targets import CHANNEL, STARTERS, Target, payload
+from _targets import CHANNEL, LABELS, STARTERS, Target, payload
 
-from fanout import LABELS, profile_report, start_py_spy
+
+def command() -> Command:
+    cmd = Command(__doc__, quick="one 2-second run per server (~10 s)")
+    cmd.option("--conns", "keep-alive HTTP connections", 8, type=int)
+    cmd.option("--seconds", "seconds per repetition", 4.0, quick=2.0, type=float)
+    cmd.option("--reps", "repetitions", 3, quick=1, type=int)
+    cmd.names(
+        "--servers",
+        "comma-separated; also switchboard-redis: one node on its own redis-server, its CPU"
+        " counted with the node's",
+        ["switchboard", "floor"],
+        allowed=list(STARTERS),
+        what="server",
+    )
+    cmd.history()
+    cmd.profile("py-spy Switchboard through one more run")
+    return cmd
 
 
 async def one_run(
@@ -79,84 +93,56 @@ async def keep_history(target: Target, size: int) -> None:
         await pool.json("PATCH", f"/v1/channels/{CHANNEL}", body, auth)
 
 
-async def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="one 2-second run per server (~10 s)")
-    parser.add_argument(
-        "--conns", type=int, default=8, help="keep-alive HTTP connections (default 8)"
-    )
-    parser.add_argument(
-        "--seconds", type=float, default=None, help="seconds per repetition (default 4; --quick 2)"
-    )
-    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3; --quick 1)")
-    parser.add_argument(
-        "--servers",
-        default="switchboard,floor",
-        help="comma-separated (default switchboard,floor; also switchboard-redis: one node on "
-        "its own redis-server, its CPU counted with the node's)",
-    )
-    parser.add_argument(
-        "--history",
-        type=int,
-        default=0,
-        metavar="SIZE",
-        help="keep the last SIZE messages of the Switchboard channel (default 0: no history)",
-    )
-    parser.add_argument(
-        "--profile", action="store_true", help="py-spy Switchboard through one more run"
-    )
-    parser.add_argument(
-        "--native", action="store_true", help="with --profile: include native (C) frames"
-    )
-    args = parser.parse_args()
-    seconds = args.seconds or (2.0 if args.quick else 4.0)
-    reps = args.reps or (1 if args.quick else 3)
-    names = [s.strip() for s in args.servers.split(",") if s.strip()]
+async def measure(
+    servers: Servers, name: str, args: argparse.Namespace
+) -> tuple[list[dict[str, float]], str]:
+    """One server: a warm-up, ``--reps`` runs, and with ``--profile`` a profiled run."""
+    target = await STARTERS[name](servers)
+    if args.history and name.startswith("switchboard"):
+        await keep_history(target, args.history)
+    profile_text = ""
+    async with LoadClient() as client:
+        await client.connect(target, 1)
+        await one_run(target, client, args.conns, min(1.0, args.seconds))  # warm-up
+        runs = []
+        for i in range(args.reps):
+            r = await one_run(target, client, args.conns, args.seconds)
+            runs.append(r)
+            print(
+                f"  rep {i + 1} {LABELS[name]:25} {fmt_int(r['rate']):>7} requests/s, "
+                f"{r['us']:6.1f} CPU µs/request, server CPU {100 * r['util']:.0f}%, "
+                f"errors {r['errors']:.0f}, not delivered {r['missing']:.0f}",
+                flush=True,
+            )
+        if args.profile and name.startswith("switchboard"):
+            profile_text = await profile_during(
+                target.server.pid,
+                6,
+                args.native,
+                lambda: one_run(target, client, args.conns, 7),
+                file_name="rest.collapsed.txt",
+                what="REST publishes to a channel with one subscriber",
+            )
+    target.server.stop()
+    return runs, profile_text
 
-    print(f"# REST publish benchmark — {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"Machine: {machine_summary()}")
+
+async def main() -> int:
+    args = command().parse()
+    header("REST publish benchmark")
     kept = f", history size {args.history}" if args.history else ", no history"
     print(
         f"One channel{kept}, one subscriber, {args.conns} keep-alive connections, "
-        f"{reps} x {seconds:g} s.\n"
+        f"{args.reps} x {args.seconds:g} s.\n"
     )
     rows = []
     results: dict[str, float] = {}
     profile_text = ""
     with Servers() as servers:
-        for name in names:
-            target = await STARTERS[name](servers)
-            if args.history and name.startswith("switchboard"):
-                await keep_history(target, args.history)
-            async with LoadClient() as client:
-                await client.connect(target, 1)
-                await one_run(target, client, args.conns, min(1.0, seconds))  # warm-up
-                runs = []
-                for i in range(reps):
-                    r = await one_run(target, client, args.conns, seconds)
-                    runs.append(r)
-                    print(
-                        f"  rep {i + 1} {LABELS[name]:25} {fmt_int(r['rate']):>7} requests/s, "
-                        f"{r['us']:6.1f} CPU µs/request, server CPU {100 * r['util']:.0f}%, "
-                        f"errors {r['errors']:.0f}, not delivered {r['missing']:.0f}",
-                        flush=True,
-                    )
-                if args.profile and name.startswith("switchboard"):
-                    raw = Path(tempfile.mkdtemp(prefix="sb-bench-profile-")) / "rest.collapsed.txt"
-                    proc = start_py_spy(target.server.pid, 6, raw, native=args.native)
-                    if proc is not None:
-                        await asyncio.sleep(0.5)
-                        await one_run(target, client, args.conns, 7)
-                        while proc.poll() is None:
-                            await asyncio.sleep(0.2)
-                        profile_text = profile_report(
-                            raw, "REST publishes to a channel with one subscriber"
-                        )
-            target.server.stop()
-            rate = median([r["rate"] for r in runs])
-            results[name] = rate
+        for name in args.servers:
+            runs, profiled = await measure(servers, name, args)
+            profile_text = profiled or profile_text
+            results[name] = rate = median([r["rate"] for r in runs])
             rows.append(
                 [
                     LABELS[name],
@@ -168,19 +154,8 @@ async def main() -> int:
                 ]
             )
     print("\n## Results (medians of the repetitions)\n")
-    print(
-        table(
-            [
-                "server",
-                "requests/s",
-                "server CPU µs/request",
-                "server CPU",
-                "HTTP errors",
-                "not delivered",
-            ],
-            rows,
-        )
-    )
+    headers = ["server", "requests/s", "server CPU µs/request", "server CPU"]
+    print(table([*headers, "HTTP errors", "not delivered"], rows))
     if "switchboard" in results and "floor" in results:
         print(
             f"\nSwitchboard ÷ aiohttp floor: {results['switchboard'] / results['floor']:.2f} by requests/s"
