@@ -88,6 +88,8 @@ class Config:
 
 @dataclass
 class Rep:
+    """What one repetition measured: K messages to N subscribers of one configuration."""
+
     n: int
     k: int
     secs: float
@@ -197,6 +199,8 @@ def paced(rate: float) -> Publisher:
 async def one_rep(
     cfg: Config, n: int, k: int, publish: Publisher, timeout: float, ours: list[int]
 ) -> Rep:
+    """Publish ``k`` messages with ``publish`` and wait for every load client's frames; CPU of
+    the nodes, Redis and the clients, the machine's busy time and Redis's commands over the span."""
     for client, share in zip(cfg.clients, cfg.shares(n), strict=True):
         await client.send({"cmd": "arm", "target": share * k, "timeout": timeout})
     for client in cfg.clients:
@@ -252,6 +256,7 @@ async def one_rep(
 
 
 def summarize(reps: list[Rep]) -> dict[str, float]:
+    """Medians of the repetitions without loss (of all of them if every one lost frames)."""
     good = [r for r in reps if r.done] or reps
     return {
         "rate": median([r.rate for r in good]),

@@ -20,6 +20,8 @@ from _targets import Target, payload
 
 @dataclass
 class Rep:
+    """What one repetition measured: K messages to N subscribers of one server."""
+
     n: int
     k: int
     secs: float
@@ -65,6 +67,7 @@ class Live:
 
 
 async def one_rep(live: Live, n: int, k: int, window: int, timeout: float) -> Rep:
+    """Publish ``k`` messages, ``window`` in flight, and wait for the N*K frames (or ``timeout``)."""
     client = live.client
     await client.send(
         {"cmd": "arm", "target": n * k, "timeout": timeout, "throttle_ms": live.nap_ms}
@@ -103,6 +106,7 @@ async def warm_up(live: Live, n: int, duration: float, window: int) -> Rep:
 
 
 def summarize(reps: list[Rep]) -> dict[str, float]:
+    """Medians of the repetitions without loss (of all of them if every one lost frames)."""
     good = [r for r in reps if r.done] or reps
     return {
         "rate": median([r.rate for r in good]),
