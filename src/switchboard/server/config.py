@@ -29,7 +29,8 @@ class Limits:
     max_request_bytes: int = 1 * MIB
     """Largest REST request body."""
     max_frame_bytes: int = 256 * KIB
-    """Largest WebSocket frame a client may send (larger closes with 1009)."""
+    """Largest WebSocket message a client may send, in bytes: this many is taken, one more
+    closes with 1009 (a lingering close: ``switchboard.server.lingering_close``)."""
     client_frames_per_second: float = 200.0
     """Frames of any kind a connection may send per second (burst twice that); past it a
     frame is dropped unread and counts as a strike (SUBSCRIBE floods, garbage floods)."""

@@ -28,6 +28,7 @@ from switchboard.server.address_limit import ConnectionsPerAddress
 from switchboard.server.config import Settings
 from switchboard.server.gateway_connection import GatewayConnection
 from switchboard.server.hub import Hub, leap_channel
+from switchboard.server.lingering_close import LingeringWebSocketResponse
 from switchboard.server.origins import origin_allowed
 from switchboard.server.presence_watch import start_watch
 from switchboard.server.protocol import frames
@@ -108,8 +109,11 @@ class Gateway:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler for ``/ws`` and ``/1.0/ws``."""
         limits = self.settings.limits
-        ws = web.WebSocketResponse(
-            autoping=True, max_msg_size=limits.max_frame_bytes, compress=False, timeout=5.0
+        # aiohttp refuses a message of max_msg_size bytes or more (its reader tests
+        # ">="): + 1 takes max_frame_bytes itself, as docs/protocol.md says. A refused
+        # frame's socket gets a lingering close, so the 1009 reaches a client still writing.
+        ws = LingeringWebSocketResponse(
+            autoping=True, max_msg_size=limits.max_frame_bytes + 1, compress=False, timeout=5.0
         )
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="expected a WebSocket upgrade")
