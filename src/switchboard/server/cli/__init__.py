@@ -22,7 +22,14 @@ from switchboard.server.cli.transfer import export_command, import_command
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# show_default once here, not on each option: click hands it down to every command.
+@click.group(
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "max_content_width": 100,
+        "show_default": True,
+    }
+)
 @click.version_option(__version__, prog_name="switchboard")
 def main() -> None:
     """Switchboard: a self-hostable realtime Channels server with Tokens, Hop-compatible."""

@@ -1,4 +1,5 @@
-"""What the commands share: the store options, ``--json``, and running work on a service."""
+"""What the commands share: ``option`` (a flag with its environment variable), the store
+options, ``--json``, and running work on a service."""
 
 from __future__ import annotations
 
@@ -21,52 +22,54 @@ from switchboard.server.store import Store
 
 T = TypeVar("T")
 
+ENV_PREFIX = "SWITCHBOARD_"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def option(*decls: str, env: str | None = None, **attrs: Any) -> Callable[[F], F]:
+    """``click.option`` with its environment variable, shown in ``--help``.
+
+    The variable is ``SWITCHBOARD_`` and the long flag in capitals (``--heartbeat-interval``:
+    ``SWITCHBOARD_HEARTBEAT_INTERVAL``), or ``SWITCHBOARD_`` and ``env`` where the name
+    differs (``--redis``: ``SWITCHBOARD_REDIS_URL``). Not click's ``auto_envvar_prefix``:
+    that names variables after the command and the parameter
+    (``SWITCHBOARD_SERVE_DATA_DIR``) and would give one to every option, ``--json`` too.
+    Defaults are shown by the group's ``show_default`` (``cli/__init__.py``).
+    """
+    flag = next(d for d in decls if d.startswith("--")).partition("/")[0]
+    name = env or flag.removeprefix("--").replace("-", "_").upper()
+    return click.option(*decls, envvar=ENV_PREFIX + name, show_envvar=True, **attrs)
+
+
 _store_options = [
-    click.option(
+    option(
         "--data",
         "data_dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=Path("switchboard-data"),
-        show_default=True,
-        envvar="SWITCHBOARD_DATA",
-        show_envvar=True,
         help="Directory of the embedded SQLite store (created if missing).",
     ),
-    click.option(
+    option(
         "--redis",
         "redis_url",
+        env="REDIS_URL",
         default=None,
-        envvar="SWITCHBOARD_REDIS_URL",
-        show_envvar=True,
         help="Redis URL (redis:// or rediss://, with password and database); every "
         "process on one Redis is one cluster, and --data is not used.",
     ),
-    click.option(
-        "--redis-prefix",
-        default="sb:",
-        show_default=True,
-        envvar="SWITCHBOARD_REDIS_PREFIX",
-        show_envvar=True,
-        help="Prefix of every Redis key and topic.",
-    ),
+    option("--redis-prefix", default="sb:", help="Prefix of every Redis key and topic."),
 ]
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
-project_option = click.option(
-    "--project",
-    "project_id",
-    required=True,
-    envvar="SWITCHBOARD_PROJECT",
-    show_envvar=True,
-    help="Project ID.",
-)
+project_option = option("--project", "project_id", required=True, help="Project ID.")
 
 
-def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+def store_options(fn: F) -> F:
     """Add ``--data``, ``--redis`` and ``--redis-prefix`` to a command."""
-    for option in reversed(_store_options):
-        fn = option(fn)
+    for decorate in reversed(_store_options):
+        fn = decorate(fn)
     return fn
 
 

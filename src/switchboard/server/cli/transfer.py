@@ -26,7 +26,6 @@ from switchboard.server.store.transfer import decode_dump, export_store, import_
     "-o",
     type=click.File("wb"),
     default="-",
-    show_default=True,
     help="File to write the JSON dump to.",
 )
 def export_command(data_dir: Path, redis_url: str | None, redis_prefix: str, output: Any) -> None:
