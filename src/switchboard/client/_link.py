@@ -20,7 +20,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from switchboard._leap_ops import Op
+from switchboard._leap_ops import CloseCode, Op
 from switchboard.client import _wire as wire
 from switchboard.client._backoff import Backoff
 from switchboard.client._events import Event
@@ -211,13 +211,13 @@ class Link:
             if self._switching:
                 self._switching = False
                 continue
-            if outcome.code == wire.Close.INVALID_AUTH:
+            if outcome.code == CloseCode.INVALID_AUTH:
                 if await self._tokens.after_refusal():
                     continue
                 self._stop(AuthenticationFailed(outcome.reason))
                 return
             self._states.set(ConnectionState.ERRORED)
-            if outcome.code == wire.Close.BAD_ROUTE and self._follow(outcome.reason):
+            if outcome.code == CloseCode.BAD_ROUTE and self._follow(outcome.reason):
                 continue
             await asyncio.sleep(self._backoff.next())
 
@@ -285,7 +285,7 @@ class Link:
         except TimeoutError:
             return Outcome(None, "no INIT in time")
         except (ValueError, zlib.error) as exc:
-            await ws.close(wire.Close.INVALID_PAYLOAD, "bad frame")
+            await ws.close(CloseCode.INVALID_PAYLOAD, "bad frame")
             return Outcome(None, f"bad frame: {exc}")
         finally:
             # At once, before awaiting anything: no call may queue frames for this socket.

@@ -1,11 +1,11 @@
 """Leap frames the client sends and reads, and the socket URL (SPEC §3).
 
-The opcodes (:class:`Op`) are shared with the server, in ``switchboard._leap_ops``.
+The opcodes (``Op``) and close codes (``CloseCode``) are shared with the server, in
+``switchboard._leap_ops``.
 """
 
 from __future__ import annotations
 
-import enum
 import json
 import zlib
 from typing import Any
@@ -15,17 +15,6 @@ from switchboard._leap_ops import Op
 
 DEFAULT_URL = "ws://127.0.0.1:4000/ws"
 COMPRESSIONS = ("none", "zlib")
-
-
-class Close(enum.IntEnum):
-    """Close codes the client acts on; every other code means "reconnect"."""
-
-    INVALID_AUTH = 4001
-    """Bad project or token: stop, raise AuthenticationFailed."""
-    INVALID_PAYLOAD = 4005
-    """Sent by the client when the server's frames make no sense."""
-    BAD_ROUTE = 4006
-    """The close reason is the socket URL to use instead."""
 
 
 def socket_url(url: str, compression: str) -> str:
