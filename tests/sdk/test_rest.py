@@ -24,7 +24,7 @@ from switchboard import (
     Token,
     Unauthorized,
 )
-from switchboard._rest import _calls
+from switchboard._rest import _channel_calls
 from switchboard.client import connect
 from tests.conftest import Server
 from tests.sdk.conftest import Recorder, Threaded
@@ -56,7 +56,7 @@ async def test_channels_create_get_list_delete(api: Any, node: Server) -> None:
 
 
 async def test_get_all_reads_every_page(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_calls, "LIST_PAGE_SIZE", 2)
+    monkeypatch.setattr(_channel_calls, "LIST_PAGE_SIZE", 2)
     for n in range(5):
         await api.channels.create("unprotected", f"c{n}")
     assert [c.id for c in await api.channels.get_all()] == ["c0", "c1", "c2", "c3", "c4"]

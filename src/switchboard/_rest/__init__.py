@@ -1,8 +1,10 @@
 """The server SDK (REST), re-exported by :mod:`switchboard`.
 
-Layout: ``_models`` (results), ``_calls`` (every request built and every answer read,
-once), ``_settings`` (configuration and the retry policy), ``_async_api`` (the async
-client, hand-written) and ``_sync_api`` (the sync client, generated from it by
+Layout: ``_models`` (results), ``_calls`` (what a call is, how its answer is read, the
+argument checks) and one module per resource where every request is built and every
+answer read, once: ``_channel_calls``, ``_token_calls``, ``_presence``, ``_project``,
+``_webhooks``. ``_settings`` (configuration and the retry policy), ``_async_api`` (the
+async client, hand-written) and ``_sync_api`` (the sync client, generated from it by
 ``_unasync``). ``_io_async``/``_io_sync`` hold the only two things that differ by hand:
 how to wait and how to send many calls.
 """

@@ -2,8 +2,9 @@
 
 This file is the source of :mod:`switchboard._rest._sync_api`, which
 ``python -m switchboard._rest._unasync`` writes from it; edit this one, then run that.
-Requests are built and answers read in :mod:`switchboard._rest._calls`; this module only
-carries them over HTTP, with retries.
+Requests are built and answers read in the call modules (:mod:`switchboard._rest._calls`
+and the resources' modules beside it); this module only carries them over HTTP, with
+retries.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from switchboard._rest import _calls as calls
+from switchboard._rest import _channel_calls as channel_calls
 from switchboard._rest import _io_async as io
 from switchboard._rest import _project as project
+from switchboard._rest import _token_calls as token_calls
 from switchboard._rest import _webhooks as webhooks
 from switchboard._rest._calls import Call, ChannelRef, State, TokenRef
 from switchboard._rest._models import Channel, ChannelType, History, Stats, Token
@@ -104,35 +106,35 @@ class AsyncTokensAPI:
         Returns:
             The new token. Hand ``token.id`` to the user's client.
         """
-        return await self._transport.send(calls.create_token(state, expires_at))
+        return await self._transport.send(token_calls.create_token(state, expires_at))
 
     async def get(self, token: TokenRef) -> Token:
         """Read a token. Raises :class:`~switchboard.NotFound` if there is none."""
-        return await self._transport.send(calls.get_token(token))
+        return await self._transport.send(token_calls.get_token(token))
 
     async def get_all(self) -> list[Token]:
         """Every token of the project."""
-        return await self._transport.send(calls.list_tokens())
+        return await self._transport.send(token_calls.list_tokens())
 
     async def set_state(self, token: TokenRef, state: State) -> Token:
         """Replace a token's state; its live connections get ``TOKEN_STATE_UPDATE``."""
-        return await self._transport.send(calls.set_token_state(token, state))
+        return await self._transport.send(token_calls.set_token_state(token, state))
 
     async def delete(self, token: TokenRef) -> None:
         """Delete a token. Its live connections are closed with 4001."""
-        await self._transport.send(calls.delete_token(token))
+        await self._transport.send(token_calls.delete_token(token))
 
     async def is_online(self, token: TokenRef) -> bool:
         """True while at least one connection identified with the token is live.
 
         Always asks the server, even when given a :class:`Token` read earlier.
         """
-        found = await self._transport.send(calls.get_token(token))
+        found = await self._transport.send(token_calls.get_token(token))
         return found.is_online
 
     async def publish_direct_message(self, token: TokenRef, event: str, data: Any = None) -> None:
         """Send ``DIRECT_MESSAGE`` ``{e: event, d: data}`` to every connection of a token."""
-        await self._transport.send(calls.direct_message(token, event, data))
+        await self._transport.send(token_calls.direct_message(token, event, data))
 
 
 class AsyncChannelsAPI:
@@ -166,12 +168,12 @@ class AsyncChannelsAPI:
             Conflict: a channel with this ID exists already.
         """
         return await self._transport.send(
-            calls.create_channel(type, id, state, history_size, history_ttl)
+            channel_calls.create_channel(type, id, state, history_size, history_ttl)
         )
 
     async def get(self, channel: ChannelRef) -> Channel:
         """Read a channel. Raises :class:`~switchboard.NotFound` if there is none."""
-        return await self._transport.send(calls.get_channel(channel))
+        return await self._transport.send(channel_calls.get_channel(channel))
 
     async def get_all(self) -> list[Channel]:
         """Every channel of the project, oldest first (reads page after page)."""
@@ -179,7 +181,7 @@ class AsyncChannelsAPI:
         seen: set[str] = set()
         page = 1
         while True:
-            batch = await self._transport.send(calls.list_channels(page))
+            batch = await self._transport.send(channel_calls.list_channels(page))
             fresh = [c for c in batch.channels if c.id not in seen]
             found += fresh
             seen.update(c.id for c in fresh)
@@ -192,11 +194,11 @@ class AsyncChannelsAPI:
 
     async def delete(self, channel: ChannelRef) -> None:
         """Delete a channel; its subscribers get ``UNAVAILABLE {graceful: true}``."""
-        await self._transport.send(calls.delete_channel(channel))
+        await self._transport.send(channel_calls.delete_channel(channel))
 
     async def get_state(self, channel: ChannelRef) -> dict[str, Any]:
         """The channel's current state."""
-        return await self._transport.send(calls.get_channel_state(channel))
+        return await self._transport.send(channel_calls.get_channel_state(channel))
 
     async def set_state(self, channel: ChannelRef, state: StateAction) -> None:
         """Replace the channel's state; every subscriber gets ``STATE_UPDATE``.
@@ -206,7 +208,7 @@ class AsyncChannelsAPI:
         """
         if callable(state):
             state = state(await self.get_state(channel))
-        await self._transport.send(calls.set_channel_state(channel, state))
+        await self._transport.send(channel_calls.set_channel_state(channel, state))
 
     async def patch_state(self, channel: ChannelRef, partial: StateAction) -> None:
         """Merge ``partial``'s top-level keys into the channel's state.
@@ -215,33 +217,33 @@ class AsyncChannelsAPI:
         """
         if callable(partial):
             partial = partial(await self.get_state(channel))
-        await self._transport.send(calls.patch_channel_state(channel, partial))
+        await self._transport.send(channel_calls.patch_channel_state(channel, partial))
 
     async def publish_message(self, channel: ChannelRef, event: str, data: Any = None) -> None:
         """Send ``MESSAGE`` ``{e: event, d: data}`` to every subscriber of the channel."""
-        await self._transport.send(calls.publish_message(channel, event, data))
+        await self._transport.send(channel_calls.publish_message(channel, event, data))
 
     async def subscribe_token(self, channel: ChannelRef, token: TokenRef) -> None:
         """Grant a token a durable subscription; its live connections get ``AVAILABLE``."""
-        await self._transport.send(calls.subscribe_token(channel, token))
+        await self._transport.send(channel_calls.subscribe_token(channel, token))
 
     async def subscribe_tokens(self, channel: ChannelRef, tokens: Iterable[TokenRef]) -> None:
         """:meth:`subscribe_token` for each token. Every one is tried; then the first
         failure, if any, is raised."""
-        await self._transport.send_all(calls.subscribe_tokens(channel, tokens))
+        await self._transport.send_all(channel_calls.subscribe_tokens(channel, tokens))
 
     async def remove_token(self, channel: ChannelRef, token: TokenRef) -> None:
         """Remove a token's subscription; its live connections get ``UNAVAILABLE``."""
-        await self._transport.send(calls.remove_token(channel, token))
+        await self._transport.send(channel_calls.remove_token(channel, token))
 
     async def remove_tokens(self, channel: ChannelRef, tokens: Iterable[TokenRef]) -> None:
         """:meth:`remove_token` for each token. Every one is tried; then the first
         failure, if any, is raised."""
-        await self._transport.send_all(calls.remove_tokens(channel, tokens))
+        await self._transport.send_all(channel_calls.remove_tokens(channel, tokens))
 
     async def get_all_tokens(self, channel: ChannelRef) -> list[Token]:
         """The tokens subscribed to the channel."""
-        return await self._transport.send(calls.channel_tokens(channel))
+        return await self._transport.send(channel_calls.channel_tokens(channel))
 
     async def get_messages(self, channel: ChannelRef, since: int = 0, limit: int = 100) -> History:
         """The channel's kept messages with an offset above ``since``, oldest first, up
@@ -250,7 +252,7 @@ class AsyncChannelsAPI:
         Raises:
             InvalidRequest: the channel keeps no history.
         """
-        return await self._transport.send(calls.channel_history(channel, since, limit))
+        return await self._transport.send(channel_calls.channel_history(channel, since, limit))
 
     async def set_history(self, channel: ChannelRef, size: int, ttl: int | None = None) -> Channel:
         """Change what history the channel keeps (Switchboard's own, not Hop's); return
@@ -263,11 +265,11 @@ class AsyncChannelsAPI:
         New bounds keep the history's epoch and its messages; turning history off and
         on again starts a new epoch.
         """
-        return await self._transport.send(calls.set_channel_history(channel, size, ttl))
+        return await self._transport.send(channel_calls.set_channel_history(channel, size, ttl))
 
     async def get_stats(self, channel: ChannelRef) -> Stats:
         """Live numbers of the channel: ``stats.online_count``."""
-        return await self._transport.send(calls.channel_stats(channel))
+        return await self._transport.send(channel_calls.channel_stats(channel))
 
     async def presence(self, channel: ChannelRef) -> ChannelPresence:
         """Who is subscribed to the channel, cluster-wide: each token present with its

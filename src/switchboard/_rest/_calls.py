@@ -1,9 +1,13 @@
-"""Every server API call, built and parsed here once for both clients.
+"""The server API's calls: what a call is, how its answer is read, and the argument checks.
 
 A builder (``get_channel(...)``) checks its arguments, raising :class:`TypeError` or
 :class:`ValueError` before anything touches the network, and returns a :class:`Call`:
 the request to make and how to read its answer. The sync and async clients only
 carry calls over HTTP; they never build a path or read a body themselves.
+
+The builders live with their resource: ``_channel_calls`` (channels, their state,
+subscribers and history), ``_token_calls`` (tokens), ``_presence``, ``_project``
+(settings) and ``_webhooks``. This module is what they share.
 """
 
 from __future__ import annotations
@@ -11,11 +15,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-from switchboard._rest._models import Channel, ChannelType, History, Stats, Token
+from switchboard._rest._models import Channel, Token
 from switchboard.exceptions import APIError, api_error_for
 
 T = TypeVar("T")
@@ -169,35 +172,6 @@ def state_object(state: object, what: str = "state") -> dict[str, Any]:
     return result
 
 
-def channel_type(value: object) -> ChannelType:
-    if not isinstance(value, str):
-        raise TypeError(f"type must be a ChannelType or str, got {type(value).__name__}")
-    try:
-        return ChannelType(value)
-    except ValueError:
-        choices = ", ".join(t.value for t in ChannelType)
-        raise ValueError(f"unknown channel type {value!r}; use one of {choices}") from None
-
-
-def expiry(value: object) -> str | None:
-    """``expires_at`` as ISO 8601: an aware datetime or an ISO string."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("expires_at must be timezone-aware (e.g. datetime.now(UTC) + ...)")
-        return value.isoformat()
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"expires_at {value!r} is not an ISO 8601 timestamp") from None
-        if parsed.tzinfo is None:
-            raise ValueError("expires_at must carry a timezone (e.g. a trailing Z)")
-        return value
-    raise TypeError(f"expires_at must be a datetime or ISO 8601 str, got {type(value).__name__}")
-
-
 def message_body(event: object, data: Any) -> bytes:
     return encode_json({"e": check_str(event, "event"), "d": data}, "data")
 
@@ -205,200 +179,6 @@ def message_body(event: object, data: Any) -> bytes:
 # Readers of the envelope's data.
 
 
-def _none(data: dict[str, Any]) -> None:
+def nothing(data: dict[str, Any]) -> None:
+    """The reader of a call that answers nothing worth reading."""
     return None
-
-
-def _channel(data: dict[str, Any]) -> Channel:
-    return Channel.from_json(data["channel"])
-
-
-def _token(data: dict[str, Any]) -> Token:
-    return Token.from_json(data["token"])
-
-
-def _tokens(data: dict[str, Any]) -> list[Token]:
-    return [Token.from_json(t) for t in data["tokens"]]
-
-
-def _state(data: dict[str, Any]) -> dict[str, Any]:
-    state = data.get("state")
-    if state is None:
-        return {}
-    if not isinstance(state, dict):
-        raise TypeError(f"state is not an object: {state!r}")
-    return state
-
-
-def _stats(data: dict[str, Any]) -> Stats:
-    return Stats.from_json(data["stats"])
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelPage:
-    channels: list[Channel]
-    total_count: int | None
-
-
-def _channel_page(data: dict[str, Any]) -> ChannelPage:
-    total = data.get("total_count")
-    return ChannelPage(
-        [Channel.from_json(c) for c in data["channels"]],
-        None if total is None else int(total),
-    )
-
-
-# Channels.
-
-
-def create_channel(
-    type: object,
-    id: object = None,
-    state: object = None,
-    history_size: object = None,
-    history_ttl: object = None,
-) -> Call[Channel]:
-    fields: dict[str, Any] = {"type": channel_type(type).value, "state": state_object(state)}
-    if history_size is not None:
-        fields["history"] = history_body(history_size, history_ttl)
-    body = encode_json(fields, "state")
-    if id is None:
-        return Call("POST", "/channels", _channel, body)
-    # Not idempotent: a retry after a lost answer would get 409 for its own channel.
-    return Call("PUT", f"/channels/{channel_id(id)}", _channel, body)
-
-
-def get_channel(channel: object) -> Call[Channel]:
-    return Call("GET", f"/channels/{channel_id(channel)}", _channel, idempotent=True)
-
-
-LIST_PAGE_SIZE = 1000
-
-
-def list_channels(page: int) -> Call[ChannelPage]:
-    params = (
-        ("page", str(page)),
-        ("pageSize", str(LIST_PAGE_SIZE)),
-        ("orderBy", "asc"),
-        ("sortBy", "created_at"),
-    )
-    return Call("GET", "/channels", _channel_page, params=params, idempotent=True)
-
-
-def delete_channel(channel: object) -> Call[None]:
-    return Call("DELETE", f"/channels/{channel_id(channel)}", _none, idempotent=True)
-
-
-def get_channel_state(channel: object) -> Call[dict[str, Any]]:
-    return Call("GET", f"/channels/{channel_id(channel)}/state", _state, idempotent=True)
-
-
-def set_channel_state(channel: object, state: object) -> Call[None]:
-    path = f"/channels/{channel_id(channel)}/state"
-    body = encode_json(state_object(state), "state")
-    return Call("PUT", path, _none, body, idempotent=True)
-
-
-def patch_channel_state(channel: object, partial: object) -> Call[None]:
-    path = f"/channels/{channel_id(channel)}/state"
-    body = encode_json(state_object(partial, "partial"), "partial")
-    # Merging the same keys twice gives the same state.
-    return Call("PATCH", path, _none, body, idempotent=True)
-
-
-def publish_message(channel: object, event: object, data: Any) -> Call[None]:
-    path = f"/channels/{channel_id(channel)}/messages"
-    return Call("POST", path, _none, message_body(event, data))
-
-
-def subscribe_token(channel: object, token: object) -> Call[None]:
-    path = f"/channels/{channel_id(channel)}/subscribers/{token_id(token)}"
-    return Call("PUT", path, _none, idempotent=True)
-
-
-def remove_token(channel: object, token: object) -> Call[None]:
-    path = f"/channels/{channel_id(channel)}/subscribers/{token_id(token)}"
-    return Call("DELETE", path, _none, idempotent=True)
-
-
-def subscribe_tokens(channel: object, tokens: object) -> list[Call[None]]:
-    channel_id(channel)
-    return [subscribe_token(channel, token) for token in token_refs(tokens)]
-
-
-def remove_tokens(channel: object, tokens: object) -> list[Call[None]]:
-    channel_id(channel)
-    return [remove_token(channel, token) for token in token_refs(tokens)]
-
-
-def channel_tokens(channel: object) -> Call[list[Token]]:
-    return Call("GET", f"/channels/{channel_id(channel)}/tokens", _tokens, idempotent=True)
-
-
-def history_body(size: object, ttl: object) -> dict[str, int]:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise TypeError(f"history_size must be an int of 0 or more, got {size!r}")
-    body = {"size": size}
-    if ttl is not None:
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
-            raise TypeError(f"history_ttl must be an int of 1 or more (seconds), got {ttl!r}")
-        body["ttl_s"] = ttl
-    return body
-
-
-def set_channel_history(channel: object, size: object, ttl: object) -> Call[Channel]:
-    fields = {"history": history_body(size, ttl)}
-    path = f"/channels/{channel_id(channel)}"
-    # Setting the same policy twice leaves the same policy (and epoch).
-    return Call("PATCH", path, _channel, encode_json(fields, "history"), idempotent=True)
-
-
-def _history(data: dict[str, Any]) -> History:
-    return History.from_json(data)
-
-
-def channel_history(channel: object, since: object, limit: object) -> Call[History]:
-    for name, value in (("since", since), ("limit", limit)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    params = (("since", str(since)), ("limit", str(limit)))
-    path = f"/channels/{channel_id(channel)}/messages"
-    return Call("GET", path, _history, params=params, idempotent=True)
-
-
-def channel_stats(channel: object) -> Call[Stats]:
-    return Call("GET", f"/channels/{channel_id(channel)}/stats", _stats, idempotent=True)
-
-
-# Tokens.
-
-
-def create_token(state: object = None, expires_at: object = None) -> Call[Token]:
-    body: dict[str, Any] = {"state": state_object(state)}
-    expires = expiry(expires_at)
-    if expires is not None:
-        body["expires_at"] = expires
-    return Call("POST", "/channels/tokens", _token, encode_json(body, "state"))
-
-
-def get_token(token: object) -> Call[Token]:
-    return Call("GET", f"/channels/tokens/{token_id(token)}", _token, idempotent=True)
-
-
-def list_tokens() -> Call[list[Token]]:
-    return Call("GET", "/channels/tokens", _tokens, idempotent=True)
-
-
-def set_token_state(token: object, state: object) -> Call[Token]:
-    body = encode_json({"state": state_object(state)}, "state")
-    # PATCH {state} replaces the token's state, so sending it twice is harmless.
-    return Call("PATCH", f"/channels/tokens/{token_id(token)}", _token, body, idempotent=True)
-
-
-def delete_token(token: object) -> Call[None]:
-    return Call("DELETE", f"/channels/tokens/{token_id(token)}", _none, idempotent=True)
-
-
-def direct_message(token: object, event: object, data: Any) -> Call[None]:
-    path = f"/channels/tokens/{token_id(token)}/messages"
-    return Call("POST", path, _none, message_body(event, data))

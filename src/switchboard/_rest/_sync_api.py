@@ -14,9 +14,10 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from switchboard._rest import _calls as calls
+from switchboard._rest import _channel_calls as channel_calls
 from switchboard._rest import _io_sync as io
 from switchboard._rest import _project as project
+from switchboard._rest import _token_calls as token_calls
 from switchboard._rest import _webhooks as webhooks
 from switchboard._rest._calls import Call, ChannelRef, State, TokenRef
 from switchboard._rest._models import Channel, ChannelType, History, Stats, Token
@@ -103,35 +104,35 @@ class TokensAPI:
         Returns:
             The new token. Hand ``token.id`` to the user's client.
         """
-        return self._transport.send(calls.create_token(state, expires_at))
+        return self._transport.send(token_calls.create_token(state, expires_at))
 
     def get(self, token: TokenRef) -> Token:
         """Read a token. Raises :class:`~switchboard.NotFound` if there is none."""
-        return self._transport.send(calls.get_token(token))
+        return self._transport.send(token_calls.get_token(token))
 
     def get_all(self) -> list[Token]:
         """Every token of the project."""
-        return self._transport.send(calls.list_tokens())
+        return self._transport.send(token_calls.list_tokens())
 
     def set_state(self, token: TokenRef, state: State) -> Token:
         """Replace a token's state; its live connections get ``TOKEN_STATE_UPDATE``."""
-        return self._transport.send(calls.set_token_state(token, state))
+        return self._transport.send(token_calls.set_token_state(token, state))
 
     def delete(self, token: TokenRef) -> None:
         """Delete a token. Its live connections are closed with 4001."""
-        self._transport.send(calls.delete_token(token))
+        self._transport.send(token_calls.delete_token(token))
 
     def is_online(self, token: TokenRef) -> bool:
         """True while at least one connection identified with the token is live.
 
         Always asks the server, even when given a :class:`Token` read earlier.
         """
-        found = self._transport.send(calls.get_token(token))
+        found = self._transport.send(token_calls.get_token(token))
         return found.is_online
 
     def publish_direct_message(self, token: TokenRef, event: str, data: Any = None) -> None:
         """Send ``DIRECT_MESSAGE`` ``{e: event, d: data}`` to every connection of a token."""
-        self._transport.send(calls.direct_message(token, event, data))
+        self._transport.send(token_calls.direct_message(token, event, data))
 
 
 class ChannelsAPI:
@@ -165,12 +166,12 @@ class ChannelsAPI:
             Conflict: a channel with this ID exists already.
         """
         return self._transport.send(
-            calls.create_channel(type, id, state, history_size, history_ttl)
+            channel_calls.create_channel(type, id, state, history_size, history_ttl)
         )
 
     def get(self, channel: ChannelRef) -> Channel:
         """Read a channel. Raises :class:`~switchboard.NotFound` if there is none."""
-        return self._transport.send(calls.get_channel(channel))
+        return self._transport.send(channel_calls.get_channel(channel))
 
     def get_all(self) -> list[Channel]:
         """Every channel of the project, oldest first (reads page after page)."""
@@ -178,7 +179,7 @@ class ChannelsAPI:
         seen: set[str] = set()
         page = 1
         while True:
-            batch = self._transport.send(calls.list_channels(page))
+            batch = self._transport.send(channel_calls.list_channels(page))
             fresh = [c for c in batch.channels if c.id not in seen]
             found += fresh
             seen.update(c.id for c in fresh)
@@ -191,11 +192,11 @@ class ChannelsAPI:
 
     def delete(self, channel: ChannelRef) -> None:
         """Delete a channel; its subscribers get ``UNAVAILABLE {graceful: true}``."""
-        self._transport.send(calls.delete_channel(channel))
+        self._transport.send(channel_calls.delete_channel(channel))
 
     def get_state(self, channel: ChannelRef) -> dict[str, Any]:
         """The channel's current state."""
-        return self._transport.send(calls.get_channel_state(channel))
+        return self._transport.send(channel_calls.get_channel_state(channel))
 
     def set_state(self, channel: ChannelRef, state: StateAction) -> None:
         """Replace the channel's state; every subscriber gets ``STATE_UPDATE``.
@@ -205,7 +206,7 @@ class ChannelsAPI:
         """
         if callable(state):
             state = state(self.get_state(channel))
-        self._transport.send(calls.set_channel_state(channel, state))
+        self._transport.send(channel_calls.set_channel_state(channel, state))
 
     def patch_state(self, channel: ChannelRef, partial: StateAction) -> None:
         """Merge ``partial``'s top-level keys into the channel's state.
@@ -214,33 +215,33 @@ class ChannelsAPI:
         """
         if callable(partial):
             partial = partial(self.get_state(channel))
-        self._transport.send(calls.patch_channel_state(channel, partial))
+        self._transport.send(channel_calls.patch_channel_state(channel, partial))
 
     def publish_message(self, channel: ChannelRef, event: str, data: Any = None) -> None:
         """Send ``MESSAGE`` ``{e: event, d: data}`` to every subscriber of the channel."""
-        self._transport.send(calls.publish_message(channel, event, data))
+        self._transport.send(channel_calls.publish_message(channel, event, data))
 
     def subscribe_token(self, channel: ChannelRef, token: TokenRef) -> None:
         """Grant a token a durable subscription; its live connections get ``AVAILABLE``."""
-        self._transport.send(calls.subscribe_token(channel, token))
+        self._transport.send(channel_calls.subscribe_token(channel, token))
 
     def subscribe_tokens(self, channel: ChannelRef, tokens: Iterable[TokenRef]) -> None:
         """:meth:`subscribe_token` for each token. Every one is tried; then the first
         failure, if any, is raised."""
-        self._transport.send_all(calls.subscribe_tokens(channel, tokens))
+        self._transport.send_all(channel_calls.subscribe_tokens(channel, tokens))
 
     def remove_token(self, channel: ChannelRef, token: TokenRef) -> None:
         """Remove a token's subscription; its live connections get ``UNAVAILABLE``."""
-        self._transport.send(calls.remove_token(channel, token))
+        self._transport.send(channel_calls.remove_token(channel, token))
 
     def remove_tokens(self, channel: ChannelRef, tokens: Iterable[TokenRef]) -> None:
         """:meth:`remove_token` for each token. Every one is tried; then the first
         failure, if any, is raised."""
-        self._transport.send_all(calls.remove_tokens(channel, tokens))
+        self._transport.send_all(channel_calls.remove_tokens(channel, tokens))
 
     def get_all_tokens(self, channel: ChannelRef) -> list[Token]:
         """The tokens subscribed to the channel."""
-        return self._transport.send(calls.channel_tokens(channel))
+        return self._transport.send(channel_calls.channel_tokens(channel))
 
     def get_messages(self, channel: ChannelRef, since: int = 0, limit: int = 100) -> History:
         """The channel's kept messages with an offset above ``since``, oldest first, up
@@ -249,7 +250,7 @@ class ChannelsAPI:
         Raises:
             InvalidRequest: the channel keeps no history.
         """
-        return self._transport.send(calls.channel_history(channel, since, limit))
+        return self._transport.send(channel_calls.channel_history(channel, since, limit))
 
     def set_history(self, channel: ChannelRef, size: int, ttl: int | None = None) -> Channel:
         """Change what history the channel keeps (Switchboard's own, not Hop's); return
@@ -262,11 +263,11 @@ class ChannelsAPI:
         New bounds keep the history's epoch and its messages; turning history off and
         on again starts a new epoch.
         """
-        return self._transport.send(calls.set_channel_history(channel, size, ttl))
+        return self._transport.send(channel_calls.set_channel_history(channel, size, ttl))
 
     def get_stats(self, channel: ChannelRef) -> Stats:
         """Live numbers of the channel: ``stats.online_count``."""
-        return self._transport.send(calls.channel_stats(channel))
+        return self._transport.send(channel_calls.channel_stats(channel))
 
     def presence(self, channel: ChannelRef) -> ChannelPresence:
         """Who is subscribed to the channel, cluster-wide: each token present with its
