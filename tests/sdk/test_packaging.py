@@ -24,10 +24,16 @@ ALLOWED_OWN = (
 
 
 def test_sync_client_is_generated_from_the_async_one() -> None:
-    expected = _unasync.generate(_unasync.SOURCE.read_text())
-    assert _unasync.TARGET.read_text() == expected, (
-        "_sync_api.py is stale: run python -m switchboard._rest._unasync"
-    )
+    # Every hand-written async module is a source.
+    rest = SDK_ROOT / "_rest"
+    written = {rest / "_async_api.py", *rest.glob("*_async.py")} - {rest / "_io_async.py"}
+    assert set(_unasync.SOURCES) == written
+    for source in _unasync.SOURCES:
+        target = _unasync.target_of(source)
+        expected = _unasync.generate(source.read_text(), source.name)
+        assert target.read_text() == expected, (
+            f"{target.name} is stale: run python -m switchboard._rest._unasync"
+        )
     assert _unasync.main(["--check"]) == 0
 
 

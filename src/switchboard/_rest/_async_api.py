@@ -2,29 +2,22 @@
 
 This file is the source of :mod:`switchboard._rest._sync_api`, which
 ``python -m switchboard._rest._unasync`` writes from it; edit this one, then run that.
+So are its parts, each the source of its ``_sync`` twin: ``_channels_async``
+(``sb.channels``), ``_tokens_async`` (``sb.channels.tokens``), ``_project_async``
+(``sb.settings``, ``sb.webhooks``) and ``_transport_async`` (HTTP, with retries).
 Requests are built and answers read in the call modules (:mod:`switchboard._rest._calls`
-and the resources' modules beside it); this module only carries them over HTTP, with
-retries.
+and the resources' modules beside it); these modules only carry them over HTTP.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Self
 
 import httpx
 
-from switchboard._rest import _channel_calls as channel_calls
-from switchboard._rest import _io_async as io
-from switchboard._rest import _project as project
-from switchboard._rest import _token_calls as token_calls
-from switchboard._rest import _webhooks as webhooks
-from switchboard._rest._calls import Call, ChannelRef, State, TokenRef
-from switchboard._rest._models import Channel, ChannelType, History, Stats, Token
-from switchboard._rest._presence import ChannelPresence, channel_presence
-from switchboard._rest._project import ProjectSettings
+from switchboard._rest._channels_async import AsyncChannelsAPI
+from switchboard._rest._project_async import AsyncSettingsAPI, AsyncWebhooksAPI
 from switchboard._rest._settings import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RETRIES,
@@ -32,308 +25,10 @@ from switchboard._rest._settings import (
     DEFAULT_TIMEOUT,
     Settings,
     TimeoutTypes,
-    unreachable,
 )
-from switchboard._rest._webhooks import WebhookConfig, WebhookDelivery
+from switchboard._rest._transport_async import AsyncTransport
 
-__all__ = [
-    "AsyncChannelsAPI",
-    "AsyncSettingsAPI",
-    "AsyncSwitchboard",
-    "AsyncTokensAPI",
-    "AsyncWebhooksAPI",
-]
-
-T = TypeVar("T")
-
-StateAction = State | Callable[[dict[str, Any]], State]
-"""A new state, or a function from the current state to the new one."""
-
-
-class _AsyncTransport:
-    """Sends :class:`~switchboard._rest._calls.Call` objects, retrying as the settings say."""
-
-    def __init__(self, settings: Settings, http_client: httpx.AsyncClient | None) -> None:
-        self.settings = settings
-        self._owns_client = http_client is None
-        self._http = http_client or httpx.AsyncClient(timeout=settings.timeout)
-        self._http.headers.update(settings.headers())
-
-    async def send(self, call: Call[T]) -> T:
-        attempt = 0
-        while True:
-            request = self._http.build_request(**self.settings.request_args(call))
-            try:
-                response = await self._http.send(request)
-            except httpx.TransportError as exc:
-                delay = self.settings.retry_delay(call, attempt, error=exc)
-                if delay is None:
-                    raise unreachable(self.settings, call, exc) from exc
-            else:
-                delay = self.settings.retry_delay(call, attempt, response=response)
-                if delay is None:
-                    return call.result(response.status_code, response.content)
-            attempt += 1
-            await io.sleep(delay)
-
-    async def send_all(self, many: list[Call[Any]]) -> None:
-        await io.settle(self.send, many)
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._http.aclose()
-
-
-class AsyncTokensAPI:
-    """Tokens of the project: ``sb.channels.tokens``."""
-
-    def __init__(self, transport: _AsyncTransport) -> None:
-        self._transport = transport
-
-    async def create(
-        self,
-        state: State | None = None,
-        expires_at: datetime | str | None = None,
-    ) -> Token:
-        """Create a token for one end user.
-
-        Args:
-            state: metadata of the token (a JSON object), e.g. ``{"user_id": "42"}``.
-                Its connections receive it as ``metadata``.
-            expires_at: when the token stops working (a timezone-aware datetime or an
-                ISO 8601 string); its live connections are closed then.
-
-        Returns:
-            The new token. Hand ``token.id`` to the user's client.
-        """
-        return await self._transport.send(token_calls.create_token(state, expires_at))
-
-    async def get(self, token: TokenRef) -> Token:
-        """Read a token. Raises :class:`~switchboard.NotFound` if there is none."""
-        return await self._transport.send(token_calls.get_token(token))
-
-    async def get_all(self) -> list[Token]:
-        """Every token of the project."""
-        return await self._transport.send(token_calls.list_tokens())
-
-    async def set_state(self, token: TokenRef, state: State) -> Token:
-        """Replace a token's state; its live connections get ``TOKEN_STATE_UPDATE``."""
-        return await self._transport.send(token_calls.set_token_state(token, state))
-
-    async def delete(self, token: TokenRef) -> None:
-        """Delete a token. Its live connections are closed with 4001."""
-        await self._transport.send(token_calls.delete_token(token))
-
-    async def is_online(self, token: TokenRef) -> bool:
-        """True while at least one connection identified with the token is live.
-
-        Always asks the server, even when given a :class:`Token` read earlier.
-        """
-        found = await self._transport.send(token_calls.get_token(token))
-        return found.is_online
-
-    async def publish_direct_message(self, token: TokenRef, event: str, data: Any = None) -> None:
-        """Send ``DIRECT_MESSAGE`` ``{e: event, d: data}`` to every connection of a token."""
-        await self._transport.send(token_calls.direct_message(token, event, data))
-
-
-class AsyncChannelsAPI:
-    """Channels of the project: ``sb.channels``."""
-
-    def __init__(self, transport: _AsyncTransport) -> None:
-        self._transport = transport
-        self.tokens = AsyncTokensAPI(transport)
-        """Tokens of the project."""
-
-    async def create(
-        self,
-        type: ChannelType | str,
-        id: str | None = None,
-        state: State | None = None,
-        *,
-        history_size: int | None = None,
-        history_ttl: int | None = None,
-    ) -> Channel:
-        """Create a channel.
-
-        Args:
-            type: who may subscribe (:class:`~switchboard.ChannelType` or its value).
-            id: the channel's ID; ``None`` lets the server generate one.
-            state: the initial state (a JSON object), ``{}`` if not given.
-            history_size: messages the channel keeps (Switchboard's own, not Hop's):
-                ``None`` takes the server's default (off unless set), 0 keeps none.
-            history_ttl: seconds a kept message stays (the server's default: 300).
-
-        Raises:
-            Conflict: a channel with this ID exists already.
-        """
-        return await self._transport.send(
-            channel_calls.create_channel(type, id, state, history_size, history_ttl)
-        )
-
-    async def get(self, channel: ChannelRef) -> Channel:
-        """Read a channel. Raises :class:`~switchboard.NotFound` if there is none."""
-        return await self._transport.send(channel_calls.get_channel(channel))
-
-    async def get_all(self) -> list[Channel]:
-        """Every channel of the project, oldest first (reads page after page)."""
-        found: list[Channel] = []
-        seen: set[str] = set()
-        page = 1
-        while True:
-            batch = await self._transport.send(channel_calls.list_channels(page))
-            fresh = [c for c in batch.channels if c.id not in seen]
-            found += fresh
-            seen.update(c.id for c in fresh)
-            # Stop on an empty page, at the total, or when a server that does not page
-            # sends the same channels again.
-            done = not fresh or (batch.total_count is not None and len(found) >= batch.total_count)
-            if done:
-                return found
-            page += 1
-
-    async def delete(self, channel: ChannelRef) -> None:
-        """Delete a channel; its subscribers get ``UNAVAILABLE {graceful: true}``."""
-        await self._transport.send(channel_calls.delete_channel(channel))
-
-    async def get_state(self, channel: ChannelRef) -> dict[str, Any]:
-        """The channel's current state."""
-        return await self._transport.send(channel_calls.get_channel_state(channel))
-
-    async def set_state(self, channel: ChannelRef, state: StateAction) -> None:
-        """Replace the channel's state; every subscriber gets ``STATE_UPDATE``.
-
-        ``state`` may be a function of the current state, as in Hop's SDK: it is read
-        first, then replaced (not atomically).
-        """
-        if callable(state):
-            state = state(await self.get_state(channel))
-        await self._transport.send(channel_calls.set_channel_state(channel, state))
-
-    async def patch_state(self, channel: ChannelRef, partial: StateAction) -> None:
-        """Merge ``partial``'s top-level keys into the channel's state.
-
-        ``partial`` may be a function of the current state, as in :meth:`set_state`.
-        """
-        if callable(partial):
-            partial = partial(await self.get_state(channel))
-        await self._transport.send(channel_calls.patch_channel_state(channel, partial))
-
-    async def publish_message(self, channel: ChannelRef, event: str, data: Any = None) -> None:
-        """Send ``MESSAGE`` ``{e: event, d: data}`` to every subscriber of the channel."""
-        await self._transport.send(channel_calls.publish_message(channel, event, data))
-
-    async def subscribe_token(self, channel: ChannelRef, token: TokenRef) -> None:
-        """Grant a token a durable subscription; its live connections get ``AVAILABLE``."""
-        await self._transport.send(channel_calls.subscribe_token(channel, token))
-
-    async def subscribe_tokens(self, channel: ChannelRef, tokens: Iterable[TokenRef]) -> None:
-        """:meth:`subscribe_token` for each token. Every one is tried; then the first
-        failure, if any, is raised."""
-        await self._transport.send_all(channel_calls.subscribe_tokens(channel, tokens))
-
-    async def remove_token(self, channel: ChannelRef, token: TokenRef) -> None:
-        """Remove a token's subscription; its live connections get ``UNAVAILABLE``."""
-        await self._transport.send(channel_calls.remove_token(channel, token))
-
-    async def remove_tokens(self, channel: ChannelRef, tokens: Iterable[TokenRef]) -> None:
-        """:meth:`remove_token` for each token. Every one is tried; then the first
-        failure, if any, is raised."""
-        await self._transport.send_all(channel_calls.remove_tokens(channel, tokens))
-
-    async def get_all_tokens(self, channel: ChannelRef) -> list[Token]:
-        """The tokens subscribed to the channel."""
-        return await self._transport.send(channel_calls.channel_tokens(channel))
-
-    async def get_messages(self, channel: ChannelRef, since: int = 0, limit: int = 100) -> History:
-        """The channel's kept messages with an offset above ``since``, oldest first, up
-        to ``limit`` (1 to 1000), and where its history stands (epoch, top offset).
-
-        Raises:
-            InvalidRequest: the channel keeps no history.
-        """
-        return await self._transport.send(channel_calls.channel_history(channel, since, limit))
-
-    async def set_history(self, channel: ChannelRef, size: int, ttl: int | None = None) -> Channel:
-        """Change what history the channel keeps (Switchboard's own, not Hop's); return
-        the channel, with its new ``history``.
-
-        Args:
-            size: messages kept (1 to 10 000); 0 keeps none and drops those kept.
-            ttl: seconds a kept message stays (the server's default: 300).
-
-        New bounds keep the history's epoch and its messages; turning history off and
-        on again starts a new epoch.
-        """
-        return await self._transport.send(channel_calls.set_channel_history(channel, size, ttl))
-
-    async def get_stats(self, channel: ChannelRef) -> Stats:
-        """Live numbers of the channel: ``stats.online_count``."""
-        return await self._transport.send(channel_calls.channel_stats(channel))
-
-    async def presence(self, channel: ChannelRef) -> ChannelPresence:
-        """Who is subscribed to the channel, cluster-wide: each token present with its
-        state and connection count, and how many connections have no token.
-
-        Switchboard's own (Hop has no presence). Needs ``read_leap_tokens``: it lists
-        token IDs.
-        """
-        return await self._transport.send(channel_presence(channel))
-
-
-class AsyncSettingsAPI:
-    """The project's settings (Switchboard's own): ``sb.settings``."""
-
-    def __init__(self, transport: _AsyncTransport) -> None:
-        self._transport = transport
-
-    async def get(self) -> ProjectSettings:
-        return await self._transport.send(project.get_settings())
-
-    async def set_history(self, size: int, *, ttl: int | None = None) -> ProjectSettings:
-        """The history channels created without their own keep: the last ``size``
-        messages (0: none, even if the server has a default), at most ``ttl`` seconds
-        old (300 if not given). Existing channels are not changed."""
-        return await self._transport.send(project.set_history_default(size, ttl))
-
-    async def clear_history(self) -> ProjectSettings:
-        """Remove the project's default: new channels take the server's again."""
-        return await self._transport.send(project.clear_history_default())
-
-
-class AsyncWebhooksAPI:
-    """The project's webhooks (Switchboard's own): ``sb.webhooks``. Every call needs a
-    project token with every permission; docs/webhooks.md."""
-
-    def __init__(self, transport: _AsyncTransport) -> None:
-        self._transport = transport
-
-    async def get(self) -> WebhookConfig | None:
-        """The configuration (its secret only by hint), or None if there is none."""
-        return await self._transport.send(webhooks.get_webhooks())
-
-    async def set(
-        self,
-        url: str | None = None,
-        *,
-        events: Iterable[str] | None = None,
-        authorize_url: str | None = None,
-    ) -> WebhookConfig:
-        """Replace the configuration. The first one's answer carries ``secret``, the
-        signing secret, once; later ones keep it. ``events`` absent: the four lifecycle
-        events (``token.online``/``offline``, ``channel.occupied``/``vacated``)."""
-        return await self._transport.send(webhooks.set_webhooks(url, events, authorize_url))
-
-    async def delete(self) -> None:
-        await self._transport.send(webhooks.delete_webhooks())
-
-    async def rotate_secret(self) -> str:
-        """A new signing secret; the old one stops signing at once."""
-        return await self._transport.send(webhooks.rotate_webhook_secret())
-
-    async def deliveries(self, limit: int = 50) -> list[WebhookDelivery]:
-        """The last delivery attempts, newest first."""
-        return await self._transport.send(webhooks.webhook_deliveries(limit))
+__all__ = ["AsyncSwitchboard"]
 
 
 class AsyncSwitchboard:
@@ -385,7 +80,7 @@ class AsyncSwitchboard:
             max_retries=max_retries,
             retry_backoff=retry_backoff,
         )
-        self._transport = _AsyncTransport(settings, http_client)
+        self._transport = AsyncTransport(settings, http_client)
         self.channels = AsyncChannelsAPI(self._transport)
         """Channels, and their tokens under ``channels.tokens``."""
         self.settings = AsyncSettingsAPI(self._transport)

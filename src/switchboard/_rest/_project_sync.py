@@ -1,0 +1,73 @@
+# Generated from _project_async.py by `python -m switchboard._rest._unasync`. Do not edit:
+# edit _project_async.py and run that command again (a test fails while they differ).
+"""The sync client's project resources: its settings and its webhooks (Switchboard's own).
+
+Generated from :mod:`switchboard._rest._project_async`; see there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from switchboard._rest import _project as project
+from switchboard._rest import _webhooks as webhooks
+from switchboard._rest._project import ProjectSettings
+from switchboard._rest._transport_sync import Transport
+from switchboard._rest._webhooks import WebhookConfig, WebhookDelivery
+
+__all__ = ["SettingsAPI", "WebhooksAPI"]
+
+
+class SettingsAPI:
+    """The project's settings (Switchboard's own): ``sb.settings``."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def get(self) -> ProjectSettings:
+        return self._transport.send(project.get_settings())
+
+    def set_history(self, size: int, *, ttl: int | None = None) -> ProjectSettings:
+        """The history channels created without their own keep: the last ``size``
+        messages (0: none, even if the server has a default), at most ``ttl`` seconds
+        old (300 if not given). Existing channels are not changed."""
+        return self._transport.send(project.set_history_default(size, ttl))
+
+    def clear_history(self) -> ProjectSettings:
+        """Remove the project's default: new channels take the server's again."""
+        return self._transport.send(project.clear_history_default())
+
+
+class WebhooksAPI:
+    """The project's webhooks (Switchboard's own): ``sb.webhooks``. Every call needs a
+    project token with every permission; docs/webhooks.md."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def get(self) -> WebhookConfig | None:
+        """The configuration (its secret only by hint), or None if there is none."""
+        return self._transport.send(webhooks.get_webhooks())
+
+    def set(
+        self,
+        url: str | None = None,
+        *,
+        events: Iterable[str] | None = None,
+        authorize_url: str | None = None,
+    ) -> WebhookConfig:
+        """Replace the configuration. The first one's answer carries ``secret``, the
+        signing secret, once; later ones keep it. ``events`` absent: the four lifecycle
+        events (``token.online``/``offline``, ``channel.occupied``/``vacated``)."""
+        return self._transport.send(webhooks.set_webhooks(url, events, authorize_url))
+
+    def delete(self) -> None:
+        self._transport.send(webhooks.delete_webhooks())
+
+    def rotate_secret(self) -> str:
+        """A new signing secret; the old one stops signing at once."""
+        return self._transport.send(webhooks.rotate_webhook_secret())
+
+    def deliveries(self, limit: int = 50) -> list[WebhookDelivery]:
+        """The last delivery attempts, newest first."""
+        return self._transport.send(webhooks.webhook_deliveries(limit))

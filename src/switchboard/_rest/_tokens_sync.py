@@ -1,0 +1,71 @@
+# Generated from _tokens_async.py by `python -m switchboard._rest._unasync`. Do not edit:
+# edit _tokens_async.py and run that command again (a test fails while they differ).
+"""The sync client's tokens: :class:`TokensAPI`, ``sb.channels.tokens``.
+
+Generated from :mod:`switchboard._rest._tokens_async`; see there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from switchboard._rest import _token_calls as calls
+from switchboard._rest._calls import State, TokenRef
+from switchboard._rest._models import Token
+from switchboard._rest._transport_sync import Transport
+
+__all__ = ["TokensAPI"]
+
+
+class TokensAPI:
+    """Tokens of the project: ``sb.channels.tokens``."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def create(
+        self,
+        state: State | None = None,
+        expires_at: datetime | str | None = None,
+    ) -> Token:
+        """Create a token for one end user.
+
+        Args:
+            state: metadata of the token (a JSON object), e.g. ``{"user_id": "42"}``.
+                Its connections receive it as ``metadata``.
+            expires_at: when the token stops working (a timezone-aware datetime or an
+                ISO 8601 string); its live connections are closed then.
+
+        Returns:
+            The new token. Hand ``token.id`` to the user's client.
+        """
+        return self._transport.send(calls.create_token(state, expires_at))
+
+    def get(self, token: TokenRef) -> Token:
+        """Read a token. Raises :class:`~switchboard.NotFound` if there is none."""
+        return self._transport.send(calls.get_token(token))
+
+    def get_all(self) -> list[Token]:
+        """Every token of the project."""
+        return self._transport.send(calls.list_tokens())
+
+    def set_state(self, token: TokenRef, state: State) -> Token:
+        """Replace a token's state; its live connections get ``TOKEN_STATE_UPDATE``."""
+        return self._transport.send(calls.set_token_state(token, state))
+
+    def delete(self, token: TokenRef) -> None:
+        """Delete a token. Its live connections are closed with 4001."""
+        self._transport.send(calls.delete_token(token))
+
+    def is_online(self, token: TokenRef) -> bool:
+        """True while at least one connection identified with the token is live.
+
+        Always asks the server, even when given a :class:`Token` read earlier.
+        """
+        found = self._transport.send(calls.get_token(token))
+        return found.is_online
+
+    def publish_direct_message(self, token: TokenRef, event: str, data: Any = None) -> None:
+        """Send ``DIRECT_MESSAGE`` ``{e: event, d: data}`` to every connection of a token."""
+        self._transport.send(calls.direct_message(token, event, data))
