@@ -107,7 +107,9 @@ def test_create(steps: Steps, server: Server) -> None:
     assert steps["create_generated"]["id"] != steps["create_generated_with_state"]["id"]
     assert_api_error(steps, "create_duplicate", 409, "already_exists")
     assert_api_error(steps, "create_bad_type", 400, "invalid_request")
-    assert_api_error(steps, "create_reserved_id", 400, "invalid_request")
+    # PUT /v1/channels/tokens: that path (the token list) has no PUT.
+    assert_api_error(steps, "create_reserved_id", 405, "method_not_allowed")
+    assert "'tokens' is reserved" in steps.error("create_reserved_id")["message"]
     # ?project= as the SDK sends it: the token's own project is fine, another is refused.
     assert_channel(steps["create_with_project"], server, "with-project", "public", {})
     assert_api_error(steps, "create_with_foreign_project", 403, "forbidden")

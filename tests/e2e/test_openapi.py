@@ -14,9 +14,11 @@ import pytest
 from aiohttp import web
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
+from switchboard.server import ids
 from switchboard.server.api import bodies, openapi
 from tests.conftest import Server
 from tests.e2e.leap import leap
+from tests.fuzz.spec_routes import METHODS, Route, resolve, routes, sample_urls
 
 
 @pytest.fixture
@@ -208,6 +210,63 @@ async def test_real_responses_match_the_document(
     # Every JSON operation's success was checked.
     json_ops = {k for k, op in openapi.OPERATIONS.items() if op.data is not None}
     assert json_ops == {(m, p) for m, p, s in walk.checked if s == 200}
+
+
+def test_every_url_is_at_most_one_operation(spec: dict[str, Any]) -> None:
+    # Found with schemathesis from outside: GET /v1/channels/tokens validated against two
+    # operations. The channel ID's pattern itself excludes the reserved IDs (a tool may
+    # read only ``pattern``), so a URL is never both a channel's and the tokens'.
+    table = routes(spec)
+    urls = sample_urls(spec, extra=tuple(ids.RESERVED_CHANNEL_IDS))
+    assert len(urls) > 35
+    for url in urls:
+        valid = [route.template for route in resolve(table, url).valid]
+        assert len(valid) <= 1, (url, valid)
+    for template in spec["paths"]:
+        # Filled with plain values, a template is that path and no other.
+        plain = resolve(table, template.format(channel_id="game", token="t", name="n"))
+        assert [r.template for r in plain.valid] == [template]
+    channel = spec["paths"]["/v1/channels/{channel_id}"]["get"]["parameters"][0]["schema"]
+    for reserved in ids.RESERVED_CHANNEL_IDS:
+        assert re.search(channel["pattern"], reserved) is None, channel
+    for good in ("game", "tokens2", "my-tokens", "a.b:c@d_e", "x" * 128):
+        assert re.search(channel["pattern"], good), good
+    assert re.search(channel["pattern"], "x" * 129) is None
+    assert [r.template for r in resolve(table, "/v1/channels/tokens").valid] == [
+        "/v1/channels/tokens"
+    ]
+    assert [r.template for r in resolve(table, "/v1/channels/tokens/state").valid] == [
+        "/v1/channels/tokens/{token}"
+    ]
+
+
+async def test_a_method_a_path_does_not_have_is_405_with_allow(
+    http: httpx.AsyncClient, spec: dict[str, Any]
+) -> None:
+    # Every path of the document, also with each of its words (and the reserved IDs) as
+    # a parameter's value: a method it does not have is 405 method_not_allowed in the
+    # envelope with Allow listing the ones it has. PUT /v1/channels/tokens was a 400.
+    table = routes(spec)
+    tries = []
+    for url in sample_urls(spec, extra=tuple(ids.RESERVED_CHANNEL_IDS)):
+        route = resolve(table, url).route
+        if route is not None:
+            tries += [(method, url, route) for method in METHODS]
+    assert len(tries) > 150
+
+    async def one(method: str, url: str, route: Route) -> None:
+        response = await http.request(method, url)
+        where = (method, url, route.template, response.status_code, response.text)
+        if method in route.methods:
+            assert response.status_code != 405, where
+            return
+        assert response.status_code == 405, where
+        assert set(response.headers["allow"].split(", ")) == route.allow, where
+        error = response.json()
+        assert error["success"] is False and error["error"]["code"] == "method_not_allowed"
+
+    for attempt in tries:
+        await one(*attempt)
 
 
 async def test_the_docs_page_is_self_contained(

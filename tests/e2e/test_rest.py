@@ -216,7 +216,10 @@ async def test_nothing_crosses_projects(http: httpx.AsyncClient, node: Server) -
         ("PUT", "/channels/x", b'{"type": "secret"}', 400, "invalid_request"),
         ("PUT", "/channels/x", b'{"type": "private", "state": [1]}', 400, "invalid_request"),
         ("PUT", "/channels/x", b'{"type": "private", "state": "s"}', 400, "invalid_request"),
-        ("PUT", "/channels/tokens", b'{"type": "private"}', 400, "invalid_request"),
+        # Not a channel called "tokens": that path has no PUT (a reserved ID).
+        ("PUT", "/channels/tokens", b'{"type": "private"}', 405, "method_not_allowed"),
+        ("PUT", "/channels/tokens/state", b"{}", 405, "method_not_allowed"),
+        ("PUT", "/channels/tokens/subscribers/t", None, 404, "not_found"),
         ("PUT", "/channels/has%20space", b'{"type": "private"}', 400, "invalid_request"),
         ("PUT", "/channels/" + "x" * 129, b'{"type": "private"}', 400, "invalid_request"),
         ("POST", "/channels", b'{"state": {}}', 400, "invalid_request"),

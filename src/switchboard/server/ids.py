@@ -18,6 +18,17 @@ import time
 _EPOCH_MS = 1_640_995_200_000
 CHANNEL_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 RESERVED_CHANNEL_IDS = frozenset({"tokens"})
+"""Not channel IDs: ``/v1/channels/tokens`` is the token routes' (Hop's paths)."""
+
+_RESERVED = "|".join(re.escape(word) for word in sorted(RESERVED_CHANNEL_IDS))
+VALID_CHANNEL_ID = f"^(?!(?:{_RESERVED})$){CHANNEL_ID.pattern[1:]}"
+"""A valid channel ID, reserved IDs excluded, as one regex. It is the ``{channel_id}``
+pattern of ``/openapi.json`` (so a tool that reads only ``pattern`` still sees that
+``/v1/channels/tokens`` is no channel's URL); ECMA-262 and Python read it alike."""
+CHANNEL_ID_SEGMENT = rf"(?!(?:{_RESERVED})(?:/|$))[^\x7b\x7d/]+"
+"""The ``{channel_id}`` of a route (aiohttp's default, ``[^{}/]+``, less the reserved
+IDs): ``PUT /v1/channels/tokens`` is then a method that path does not have (405), never
+a channel route asked for a channel named "tokens"."""
 
 PROJECT_PREFIX = "project_"
 PROJECT_TOKEN_PREFIX = "ptk_"

@@ -19,6 +19,7 @@ from switchboard.exceptions import (
     PayloadTooLarge,
     Unavailable,
 )
+from switchboard.server import ids
 from switchboard.server import metrics as prometheus
 from switchboard.server.api import channels, console, openapi, settings, tokens, webhooks
 from switchboard.server.api.auth import REST_LIMIT, SERVICE
@@ -44,6 +45,15 @@ def redact_path(path: str) -> str:
     return _SECRET_IN_PATH.sub(lambda m: m.group(0)[:15] + "…", path)
 
 
+def _reserved_hint(path: str) -> str:
+    # PUT /v1/channels/tokens is most likely a channel named "tokens" being created
+    # (Hop's SDKs send exactly that): say why that path has no such method.
+    parts = [*path.split("/", 4), ""]
+    if parts[1:3] == ["v1", "channels"] and parts[3] in ids.RESERVED_CHANNEL_IDS:
+        return f" ({parts[3]!r} is reserved: it is not a channel ID)"
+    return ""
+
+
 def _from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Response:
     headers: dict[str, str] = {}
     error: APIError
@@ -52,7 +62,7 @@ def _from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Re
     elif isinstance(exc, web.HTTPMethodNotAllowed):
         allowed = ", ".join(sorted(exc.allowed_methods))
         error = APIError(
-            f"{request.method} is not allowed here; use {allowed}",
+            f"{request.method} is not allowed here; use {allowed}{_reserved_hint(request.path)}",
             status=405,
             code="method_not_allowed",
         )
@@ -198,7 +208,8 @@ def build_app(
     app.router.add_get("/ws", gateway.handle)
     app.router.add_get("/1.0/ws", gateway.handle)
     console.setup(app, gateway.hub)  # /console and /v1/stats (api/console.py)
-    # Token routes first: /v1/channels/tokens must never be read as a channel ID.
+    # The channel routes' {channel_id} excludes the reserved IDs (api/channels.py), so
+    # /v1/channels/tokens… is the token routes' alone, whatever the order here.
     app.router.add_routes(tokens.routes)
     app.router.add_routes(channels.routes)
     app.router.add_routes(webhooks.routes)

@@ -6,6 +6,7 @@ import msgspec
 from aiohttp import web
 
 from switchboard.exceptions import InvalidRequest
+from switchboard.server import ids
 from switchboard.server.api import bodies
 from switchboard.server.api.auth import SERVICE, authenticated_project
 from switchboard.server.api.envelope import ok
@@ -14,6 +15,11 @@ from switchboard.server.history import HistoryPolicy, check_policy
 from switchboard.server.store import UNCHANGED, Unchanged
 
 routes = web.RouteTableDef()
+
+CHANNEL = "/v1/channels/{channel_id:" + ids.CHANNEL_ID_SEGMENT + "}"
+"""A channel's path. A reserved ID is not a channel ID here: ``/v1/channels/tokens`` and
+the paths under it are the token routes' alone, whatever the method, so a method they
+lack is a 405 (not a channel route refusing the ID "tokens"), as ``/openapi.json`` says."""
 
 
 @routes.get("/v1/channels")
@@ -63,7 +69,7 @@ async def create_channel(request: web.Request) -> web.Response:
     return ok({"channel": channel_view(channel, project, history)})
 
 
-@routes.put("/v1/channels/{channel_id}")
+@routes.put(CHANNEL)
 async def create_channel_with_id(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     body = bodies.decode(await request.read(), bodies.ChannelBody)
@@ -79,7 +85,7 @@ async def create_channel_with_id(request: web.Request) -> web.Response:
     return ok({"channel": channel_view(channel, project, history)})
 
 
-@routes.get("/v1/channels/{channel_id}")
+@routes.get(CHANNEL)
 async def get_channel(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     channel, history = await request.app[SERVICE].channel_and_history(
@@ -88,7 +94,7 @@ async def get_channel(request: web.Request) -> web.Response:
     return ok({"channel": channel_view(channel, project, history)})
 
 
-@routes.patch("/v1/channels/{channel_id}")
+@routes.patch(CHANNEL)
 async def update_channel(request: web.Request) -> web.Response:
     """Switchboard's own: change a channel's history policy (docs/history.md)."""
     project = await authenticated_project(request)
@@ -99,21 +105,21 @@ async def update_channel(request: web.Request) -> web.Response:
     return ok({"channel": channel_view(channel, project, history)})
 
 
-@routes.delete("/v1/channels/{channel_id}")
+@routes.delete(CHANNEL)
 async def delete_channel(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     await request.app[SERVICE].delete_channel(project, request.match_info["channel_id"])
     return ok()
 
 
-@routes.get("/v1/channels/{channel_id}/state")
+@routes.get(CHANNEL + "/state")
 async def get_state(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     state = await request.app[SERVICE].get_state(project, request.match_info["channel_id"])
     return ok({"state": state})
 
 
-@routes.put("/v1/channels/{channel_id}/state")
+@routes.put(CHANNEL + "/state")
 async def set_state(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     state = bodies.json_value(await request.read())
@@ -121,7 +127,7 @@ async def set_state(request: web.Request) -> web.Response:
     return ok()
 
 
-@routes.patch("/v1/channels/{channel_id}/state")
+@routes.patch(CHANNEL + "/state")
 async def patch_state(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     partial = bodies.json_value(await request.read())
@@ -129,7 +135,7 @@ async def patch_state(request: web.Request) -> web.Response:
     return ok()
 
 
-@routes.post("/v1/channels/{channel_id}/messages")
+@routes.post(CHANNEL + "/messages")
 async def publish_message(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     body = bodies.decode(await request.read(), bodies.MessageBody)
@@ -139,7 +145,7 @@ async def publish_message(request: web.Request) -> web.Response:
     return ok()
 
 
-@routes.get("/v1/channels/{channel_id}/messages")
+@routes.get(CHANNEL + "/messages")
 async def channel_history(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     limit = bodies.query_int(request.query, "limit", 100)
@@ -152,7 +158,7 @@ async def channel_history(request: web.Request) -> web.Response:
     return ok(history_view(page, limit))
 
 
-@routes.put("/v1/channels/{channel_id}/subscribers/{token}")
+@routes.put(CHANNEL + "/subscribers/{token}")
 async def subscribe_token(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     await request.app[SERVICE].subscribe_token(
@@ -161,7 +167,7 @@ async def subscribe_token(request: web.Request) -> web.Response:
     return ok()
 
 
-@routes.delete("/v1/channels/{channel_id}/subscribers/{token}")
+@routes.delete(CHANNEL + "/subscribers/{token}")
 async def remove_token(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     await request.app[SERVICE].remove_token(
@@ -170,7 +176,7 @@ async def remove_token(request: web.Request) -> web.Response:
     return ok()
 
 
-@routes.get("/v1/channels/{channel_id}/tokens")
+@routes.get(CHANNEL + "/tokens")
 async def channel_tokens(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     service = request.app[SERVICE]
@@ -178,14 +184,14 @@ async def channel_tokens(request: web.Request) -> web.Response:
     return ok({"tokens": [token_view(t, await service.is_online(t.id)) for t in tokens]})
 
 
-@routes.get("/v1/channels/{channel_id}/presence")
+@routes.get(CHANNEL + "/presence")
 async def channel_presence(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     data = await request.app[SERVICE].presence(project, request.match_info["channel_id"])
     return ok(data)
 
 
-@routes.get("/v1/channels/{channel_id}/stats")
+@routes.get(CHANNEL + "/stats")
 async def channel_stats(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     count = await request.app[SERVICE].online_count(project, request.match_info["channel_id"])

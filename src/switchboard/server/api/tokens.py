@@ -1,4 +1,4 @@
-"""``/v1/channels/tokens`` routes. Registered before the channel routes: they win."""
+"""``/v1/channels/tokens`` routes (no channel route matches these paths: ``api/channels.py``)."""
 
 from __future__ import annotations
 

@@ -70,7 +70,9 @@ def document(app: web.Application) -> dict[str, Any]:
                 "A self-hostable realtime Channels server, REST-compatible with Hop's "
                 "Channels API. Every JSON response is an envelope: "
                 '`{"success": true, "data": ...}` or '
-                '`{"success": false, "error": {"code", "message"}}`.'
+                '`{"success": false, "error": {"code", "message"}}`. A method a path '
+                "does not have is `405 method_not_allowed`, with `Allow` listing the ones "
+                "it has."
             ),
         },
         "tags": [{"name": t} for t in dict.fromkeys(op.tag for _, _, op in ops)],

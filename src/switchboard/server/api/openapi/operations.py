@@ -78,13 +78,17 @@ PAGE_QUERIES = (
 )
 
 PATH_PARAMS: dict[str, dict[str, Any]] = {
+    # The reserved IDs are out of the pattern itself, so no URL is both a channel's and
+    # the token routes' (/v1/channels/tokens) for a tool that reads only ``pattern``.
     "channel_id": {
         "type": "string",
-        "pattern": ids.CHANNEL_ID.pattern,
-        "not": {"enum": sorted(ids.RESERVED_CHANNEL_IDS)},
+        "pattern": ids.VALID_CHANNEL_ID,
+        "description": "1 to 128 of A-Z a-z 0-9 _ . : @ -; not "
+        + ", ".join(sorted(ids.RESERVED_CHANNEL_IDS))
+        + " (reserved).",
     },
     "token": {"type": "string", "minLength": 1, "description": "A leap token ID."},
-    "name": {"type": "string", "description": "A file of the console."},
+    "name": {"type": "string", "minLength": 1, "description": "A file of the console."},
 }
 
 HISTORY_QUERIES = (
