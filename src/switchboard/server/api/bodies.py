@@ -120,7 +120,7 @@ def decode(body: bytes, kind: type[T], what: str = "body") -> T:
     if not body.strip():
         raise InvalidRequest(f"the request {what} is empty; send JSON")
     try:
-        value = msgspec.json.decode(body, type=kind)
+        value = _typed(body, kind)
         _check_plain_json(body)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"invalid {what}: {exc}") from None
@@ -133,6 +133,54 @@ def decode(body: bytes, kind: type[T], what: str = "body") -> T:
     except RecursionError:
         raise InvalidRequest(f"the request {what} is nested too deeply") from None
     return value
+
+
+def _typed(body: bytes, kind: type[T]) -> T:
+    """``body`` as ``kind``; an integer field also takes an integral number such as ``5.0``.
+
+    JSON has one number type, and JSON Schema (so ``/openapi.json``) counts ``1146.0`` as
+    an integer; Python's ``json.dumps`` writes ``size / 2`` so. msgspec's strict decoding
+    refuses it, and its lax mode also takes ``"12"`` or ``"null"`` as a number or null.
+    So on a refused float only, the lax decoding is kept if it changed nothing but the
+    spelling of numbers: the body's values, read back from it, equal the sent ones.
+    ``5.5``, ``"5"`` and ``true`` stay 400s.
+    """
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        if "got `float`" not in str(exc):
+            raise
+        try:
+            value = msgspec.json.decode(body, type=kind, strict=False)
+        except msgspec.ValidationError:
+            raise exc from None
+        taken = msgspec.json.decode(msgspec.json.encode(value))
+        if not _same_values(msgspec.json.decode(body), taken):
+            raise exc from None
+        return value
+
+
+def _same_values(sent: Any, taken: Any) -> bool:
+    """Whether every value of ``sent`` that was decoded into ``taken`` is equal there.
+
+    Numbers compare by value (``5.0`` is ``5``), anything else also by type. A key of
+    ``sent`` missing from ``taken`` is one the Struct ignores; one only in ``taken`` is
+    a default.
+    """
+    if isinstance(sent, dict):
+        return isinstance(taken, dict) and all(
+            _same_values(v, taken[k]) for k, v in sent.items() if k in taken
+        )
+    if isinstance(sent, list):
+        return (
+            isinstance(taken, list)
+            and len(sent) == len(taken)
+            and all(_same_values(a, b) for a, b in zip(sent, taken, strict=True))
+        )
+    numbers = (int, float)
+    if isinstance(sent, numbers) and not isinstance(sent, bool):
+        return isinstance(taken, numbers) and not isinstance(taken, bool) and sent == taken
+    return type(sent) is type(taken) and bool(sent == taken)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
