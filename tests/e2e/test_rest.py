@@ -134,6 +134,18 @@ async def test_token_create_with_empty_body_and_expiry(http: httpx.AsyncClient) 
         400,
         "invalid_request",
     )
+    # Found by scripts/fuzz-rest: "" was taken as no expiry on create (a 400 on PATCH),
+    # and a time that leaves the calendar in UTC (year 1 at +03:00) was a 500.
+    tid = token["token"]["id"]
+    for bad in ("", "0001-01-01T02:00:00+03:00", "9999-12-31T23:00:00-03:00"):
+        for spelling in ("expires_at", "expiresAt"):
+            error(await http.post("/channels/tokens", json={spelling: bad}), 400, "invalid_request")
+            error(
+                await http.patch(f"/channels/tokens/{tid}", json={spelling: bad}),
+                400,
+                "invalid_request",
+            )
+    assert len(data(await http.get("/channels/tokens"))["tokens"]) == 2
 
 
 async def test_auth_forms(node: Server) -> None:

@@ -22,7 +22,10 @@ def parse_iso(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # year 1 at +03:00 is before year 1 in UTC
+        raise ValueError(f"{text!r} is out of the calendar's range in UTC") from None
 
 
 def format_ms(epoch_ms: int) -> str:

@@ -19,8 +19,10 @@ async def create_token(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     raw = await request.read()
     body = bodies.decode(raw, bodies.CreateTokenBody) if raw.strip() else bodies.CreateTokenBody()
+    # "" is a timestamp to check (and refuse), as on PATCH, not a missing expiry.
+    expires_at = body.expires_at if body.expires_at is not None else body.expiresAt
     token = await request.app[SERVICE].create_token(
-        project, bodies.optional(body.state), body.expires_at or body.expiresAt
+        project, bodies.optional(body.state), expires_at
     )
     return ok({"token": token_view(token, False)})
 
