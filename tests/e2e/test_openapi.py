@@ -309,6 +309,14 @@ async def test_an_integer_written_with_a_zero_fraction_is_an_integer(
     assert (await http.get("/v1/channels/wrong")).status_code == 404
 
 
+def test_a_configured_bound_is_in_the_document(spec: dict[str, Any]) -> None:
+    # Found by the fuzzer's valid-data check: ?limit= over the webhook log size was a 400
+    # the document did not say. Its maximum is the node's --webhook-log-size (100 here).
+    params = spec["paths"]["/v1/webhooks/deliveries"]["get"]["parameters"]
+    limit = next(p for p in params if p["name"] == "limit")
+    assert limit["schema"] == {"type": "integer", "minimum": 1, "maximum": 100}
+
+
 async def test_the_docs_page_is_self_contained(
     http: httpx.AsyncClient, spec: dict[str, Any]
 ) -> None:

@@ -59,7 +59,7 @@ def document(app: web.Application) -> dict[str, Any]:
 
     paths: dict[str, dict[str, Any]] = {}
     for method, path, op in ops:
-        paths.setdefault(path, {})[method.lower()] = _operation(method, path, op, schema_of)
+        paths.setdefault(path, {})[method.lower()] = _operation(app, method, path, op, schema_of)
 
     return {
         "openapi": "3.1.0",
@@ -92,6 +92,7 @@ def document(app: web.Application) -> dict[str, Any]:
 
 
 def _operation(
+    app: web.Application,
     method: str,
     path: str,
     op: Operation,
@@ -114,7 +115,7 @@ def _operation(
     ]
     queries = (*op.query, PROJECT_QUERY) if op.auth else op.query
     params += [
-        {"name": q.name, "in": "query", "required": False, "schema": q.schema}
+        {"name": q.name, "in": "query", "required": False, "schema": q.schema_for(app)}
         | ({"description": q.description} if q.description else {})
         | ({"allowEmptyValue": True} if q.allow_empty else {})
         for q in queries
@@ -127,6 +128,12 @@ def _operation(
             "content": {"application/json": {"schema": schema_of[op.body]}},
         }
 
+    item["responses"] = _responses(op, schema_of)
+    return item
+
+
+def _responses(op: Operation, schema_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    """What ``op`` answers, by status: its success and the errors it may give."""
     responses: dict[str, Any] = {}
     if op.data is not None:
         responses["200"] = {
@@ -151,5 +158,4 @@ def _operation(
     else:
         responses["200"] = {"description": op.summary, "content": {op.content: {}}}
         responses["404"] = {"description": "No such file"}
-    item["responses"] = responses
-    return item
+    return responses

@@ -6,8 +6,11 @@ app without one fails the document (and so the tests) rather than being left out
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from aiohttp import web
 
 from switchboard.server import ids
 from switchboard.server.api import bodies
@@ -40,6 +43,13 @@ class Query:
     description: str = ""
     allow_empty: bool = False
     """``?name=`` (empty) is taken, as the default: the server's ``query_int`` does so."""
+    maximum: Callable[[web.Application], int | None] | None = None
+    """The largest value, where it is the server's configuration: read from the app."""
+
+    def schema_for(self, app: web.Application) -> dict[str, Any]:
+        """The parameter's JSON Schema on ``app`` (with its configured maximum)."""
+        top = None if self.maximum is None else self.maximum(app)
+        return self.schema if top is None else {**self.schema, "maximum": top}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +110,13 @@ HISTORY_QUERIES = (
     ),
     Query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "1 to 1000 (100).", True),
 )
+
+
+def _webhook_log_size(app: web.Application) -> int | None:
+    # A larger ?limit= is a 400, so the document says the node's own log size.
+    webhooks = app.get(wh.WEBHOOKS)
+    return None if webhooks is None else webhooks.settings.log_size
+
 
 _CH = "/v1/channels/{channel_id}"
 _TK = "/v1/channels/tokens/{token}"
@@ -216,7 +233,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/webhooks/deliveries"): Operation(
         "The last delivery attempts, newest first",
         wh.DeliveryList,
-        query=(Query("limit", {"type": "integer", "minimum": 1}, "1 to the log size (50).", True),),
+        query=(
+            Query(
+                "limit",
+                {"type": "integer", "minimum": 1},
+                "1 to the log size (--webhook-log-size); 50 if absent.",
+                True,
+                maximum=_webhook_log_size,
+            ),
+        ),
         tag="webhooks",
     ),
     # Not JSON: listed so the document has every route, described by their content.
