@@ -15,9 +15,11 @@ import pytest
 
 from switchboard.server.broker import Broker, LocalBroker
 from switchboard.server.broker import events as ev
+from switchboard.server.broker.events import NodePresence
 from switchboard.server.broker.redis import RedisBroker
-from switchboard.server.hub import Connection, Hub
-from switchboard.server.presence import NodePresence, member_id
+from switchboard.server.fanout import Connection, Dispatch, Hub
+from switchboard.server.history import NoHistoryCache
+from switchboard.server.ids import member_id
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -47,7 +49,13 @@ def connect(
 ) -> RecordingTransport:
     transport = RecordingTransport()
     conn = Connection(
-        hub, transport, cid=cid, project_id="p", token_id=token, scope=scope, compressed=False
+        hub.writer,
+        transport,
+        cid=cid,
+        project_id="p",
+        token_id=token,
+        scope=scope,
+        compressed=False,
     )
     hub.attach(conn)
     for channel in channels:
@@ -87,11 +95,15 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[], 
         if kind == "local":
             if started:
                 pytest.skip("an in-process broker has exactly one node")
-            broker: Broker = LocalBroker(shared)
             hub = shared
+            broker: Broker = LocalBroker(Dispatch(hub, NoHistoryCache()), hub, hub.changes)
         else:
-            hub = Hub(max_buffered_bytes=1 << 20)
-            broker = RedisBroker(url, hub, prefix="bt:", ttl=3.0)
+            node_id = f"node{len(started)}"
+            hub = Hub(max_buffered_bytes=1 << 20, node_id=node_id)
+            dispatch = Dispatch(hub, NoHistoryCache())
+            broker = RedisBroker(
+                url, dispatch, hub, hub.changes, prefix="bt:", ttl=3.0, node_id=node_id
+            )
         await broker.start()
         started.append(broker)
         return hub, broker
@@ -208,7 +220,13 @@ async def watch(hub: Hub, broker: Broker, channel: str) -> RecordingTransport:
     """A connection of ``hub`` that watches ``channel``'s presence, as the gateway makes one."""
     transport = RecordingTransport()
     conn = Connection(
-        hub, transport, cid="w", project_id="p", token_id=None, scope="project", compressed=False
+        hub.writer,
+        transport,
+        cid="w",
+        project_id="p",
+        token_id=None,
+        scope="project",
+        compressed=False,
     )
     hub.attach(conn)
     hub.join(conn, channel)

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from switchboard.server.presence import member_id
+from switchboard.server.ids import member_id
 from tests.conftest import launch, stop
 from tests.e2e.leap import Leap, leap
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import websockets
 
-from switchboard.server.activity import Activity
+from switchboard.server.fanout.activity import Activity
 from tests.conftest import ROOT, Server
 from tests.e2e.leap import Leap
 

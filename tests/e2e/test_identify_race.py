@@ -17,7 +17,8 @@ import pytest
 import websockets
 
 from switchboard.server.broker import events as ev
-from switchboard.server.hub import Connection, Hub
+from switchboard.server.fanout import Connection, Dispatch, Hub
+from switchboard.server.history import NoHistoryCache
 from tests.conftest import Server, join_node, start_node
 from tests.e2e.leap import Leap
 
@@ -38,7 +39,7 @@ class NullTransport:
 def test_the_hub_closes_a_connection_identifying_with_a_deleted_token() -> None:
     hub = Hub(max_buffered_bytes=1 << 20)
     conn = Connection(
-        hub,
+        hub.writer,
         NullTransport(),
         cid="c1",
         project_id="",
@@ -47,7 +48,7 @@ def test_the_hub_closes_a_connection_identifying_with_a_deleted_token() -> None:
         compressed=False,
     )
     other = Connection(
-        hub,
+        hub.writer,
         NullTransport(),
         cid="c2",
         project_id="",
@@ -57,7 +58,7 @@ def test_the_hub_closes_a_connection_identifying_with_a_deleted_token() -> None:
     )
     hub.watch_token(conn, "leap_token_a")
     hub.watch_token(other, "leap_token_b")
-    hub.handle(ev.TokenDeleted("project_x", "leap_token_a"))
+    Dispatch(hub, NoHistoryCache()).handle(ev.TokenDeleted("project_x", "leap_token_a"))
     assert conn.closing and not other.closing
     hub.unwatch_token(conn, "leap_token_a")
     hub.unwatch_token(other, "leap_token_b")

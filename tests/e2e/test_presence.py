@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from switchboard.server.presence import member_id
+from switchboard.server.ids import member_id
 from tests.conftest import Server
 from tests.e2e.leap import Leap, leap
 from tests.e2e.test_gateway import make_token, ok

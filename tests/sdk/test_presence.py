@@ -9,7 +9,7 @@ import pytest
 from switchboard import AsyncSwitchboard, ChannelPresence, MissingPermission, PresenceMember
 from switchboard.client import Member, PresenceJoin, PresenceLeave, connect
 from switchboard.server import permissions
-from switchboard.server.presence import member_id
+from switchboard.server.ids import member_id
 from tests.conftest import Server
 from tests.sdk.conftest import Recorder, Restartable, client_for
 

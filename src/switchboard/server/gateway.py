@@ -26,13 +26,13 @@ from switchboard.exceptions import APIError, Forbidden, RateLimited, Unauthorize
 from switchboard.server import ids
 from switchboard.server.address_limit import ConnectionsPerAddress
 from switchboard.server.config import Settings
+from switchboard.server.fanout.hub import Hub
 from switchboard.server.gateway_connection import GatewayConnection
-from switchboard.server.hub import Hub, leap_channel
 from switchboard.server.lingering_close import LingeringWebSocketResponse
 from switchboard.server.origins import origin_allowed
 from switchboard.server.presence_watch import start_watch
 from switchboard.server.protocol import frames
-from switchboard.server.protocol.frames import CloseCode, Since
+from switchboard.server.protocol.frames import CloseCode, Since, leap_channel
 from switchboard.server.protocol.session import (
     ClientPublish,
     Identify,

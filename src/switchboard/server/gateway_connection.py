@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from switchboard.server.clock import parse_iso
-from switchboard.server.hub import Connection
+from switchboard.server.fanout.connection import Connection
 from switchboard.server.protocol import frames
 from switchboard.server.protocol.frames import CloseCode
 from switchboard.server.protocol.session import (
@@ -65,7 +65,7 @@ class _Expiry:
 class GatewayConnection(Connection):
     """A hub connection that knows its socket, so it can close and expire."""
 
-    __slots__ = ("_close_task", "_expiry", "identity", "session", "ws")
+    __slots__ = ("_close_task", "_expiry", "hub", "identity", "session", "ws")
 
     def __init__(
         self,
@@ -76,7 +76,7 @@ class GatewayConnection(Connection):
         compressed: bool,
     ) -> None:
         super().__init__(
-            gateway.hub,
+            gateway.hub.writer,
             transport,
             cid=_new_cid(),
             project_id="",
@@ -84,6 +84,7 @@ class GatewayConnection(Connection):
             scope="noauth",
             compressed=compressed,
         )
+        self.hub = gateway.hub
         self.ws = ws
         self.session = session
         self.identity: Identity | None = None
@@ -118,7 +119,7 @@ class GatewayConnection(Connection):
         transport = self.transport
         # A peer that never reads never answers the close frame either: cut it off
         # after a grace period instead of holding its buffer forever.
-        asyncio.get_running_loop().call_later(_CLOSE_GRACE_S, transport.abort)  # type: ignore[attr-defined]
+        asyncio.get_running_loop().call_later(_CLOSE_GRACE_S, transport.abort)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 self.ws.close(code=code, message=reason.encode()[:120], drain=False),

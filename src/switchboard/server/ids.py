@@ -110,3 +110,14 @@ def redact(secret: str | None) -> str | None:
 
 def is_valid_channel_id(channel_id: str) -> bool:
     return bool(CHANNEL_ID.match(channel_id)) and channel_id not in RESERVED_CHANNEL_IDS
+
+
+def member_id(token_id: str) -> str:
+    """The public name of a token in presence dispatches: ``member_`` + 24 hex digits.
+
+    A one-way function of the token ID (which has at least 128 random bits, so the ID
+    cannot be found back from it), the same on every node; REST presence shows both so
+    a backend can match them.
+    """
+    digest = hashlib.sha256(b"switchboard-presence\x00" + token_id.encode()).hexdigest()
+    return "member_" + digest[:24]

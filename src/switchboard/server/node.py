@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 import socket
 from dataclasses import dataclass
@@ -17,9 +18,11 @@ from switchboard.server.api import build_app, http_errors
 from switchboard.server.api.app import DRAIN
 from switchboard.server.api.webhooks import WEBHOOKS
 from switchboard.server.broker import Broker, LocalBroker
+from switchboard.server.broker.base import EventHandler, LocalNode, PresenceChanges
 from switchboard.server.config import Settings
+from switchboard.server.fanout import Dispatch, Hub
 from switchboard.server.gateway import Gateway
-from switchboard.server.hub import Hub
+from switchboard.server.history import NoHistoryCache
 from switchboard.server.models import Project
 from switchboard.server.service import Service
 from switchboard.server.store import SqliteStore, Store
@@ -37,16 +40,37 @@ def open_store(settings: Settings) -> Store:
     return SqliteStore(settings.data_dir)
 
 
-def open_broker(settings: Settings, hub: Hub) -> Broker:
+def open_broker(
+    settings: Settings,
+    node_id: str,
+    handler: EventHandler,
+    local: LocalNode,
+    changes: PresenceChanges,
+) -> Broker:
     """In-process with the embedded store; Redis pub/sub and presence with Redis."""
     if settings.redis_url:
         from switchboard.server.broker.redis import RedisBroker
 
-        return RedisBroker(settings.redis_url, hub, prefix=settings.redis_prefix)
-    return LocalBroker(hub)
+        return RedisBroker(
+            settings.redis_url,
+            handler,
+            local,
+            changes,
+            prefix=settings.redis_prefix,
+            node_id=node_id,
+        )
+    return LocalBroker(handler, local, changes)
 
 
-def open_webhooks(settings: Settings, store: Store, broker: Broker) -> Webhooks:
+def offline_service(store: Store, settings: Settings) -> Service:
+    """A service on ``store`` whose events reach no socket: the store commands' (a
+    server's sockets are in its own process; it reads the store's new state anew)."""
+    hub = Hub(max_buffered_bytes=settings.limits.max_buffered_bytes)
+    broker = LocalBroker(Dispatch(hub, NoHistoryCache()), hub, hub.changes)
+    return Service(store, broker, settings.limits)
+
+
+def open_webhooks(settings: Settings, store: Store, node_id: str) -> Webhooks:
     """In-process with the embedded store; a Redis stream shared by the cluster with Redis."""
     options = SenderOptions(
         timeout_s=settings.webhook_timeout_s,
@@ -56,14 +80,12 @@ def open_webhooks(settings: Settings, store: Store, broker: Broker) -> Webhooks:
     )
     config = WebhookSettings(store, log_size=settings.webhook_log_size)
     if settings.redis_url:
-        from switchboard.server.broker.redis import RedisBroker
         from switchboard.server.webhooks.queue import RedisQueue
 
-        assert isinstance(broker, RedisBroker)
         queue = RedisQueue(
             settings.redis_url,
             prefix=settings.redis_prefix,
-            node_id=broker.node_id,
+            node_id=node_id,
             # An event is claimed from a node only once it cannot still be sending it.
             claim_after_s=2 * options.worst_case_s + 10,
         )
@@ -80,16 +102,35 @@ class Bootstrap:
 
 
 class Node:
-    """Store, broker, hub, service, gateway and HTTP server, started and stopped together."""
+    """Store, broker, hub, service, gateway and HTTP server, started and stopped together.
+
+    Each part is made with the parts it uses, in the order they depend on each other.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # A node of a cluster is named at random, so a restarted one is a new node.
+        self.node_id = secrets.token_hex(6) if settings.redis_url else LocalBroker.node_id
         self.store: Store = open_store(settings)
-        self.hub = Hub(max_buffered_bytes=settings.limits.max_buffered_bytes)
-        self.broker: Broker = open_broker(settings, self.hub)
-        self.service = Service(self.store, self.broker, settings.limits)
-        # One cache for the service that reads it and the hub that gets the events.
-        self.service.no_history = self.hub.no_history
+        self.webhooks = open_webhooks(settings, self.store, self.node_id)
+        changes = PresenceChanges()
+        self.hub = Hub(
+            max_buffered_bytes=settings.limits.max_buffered_bytes,
+            node_id=self.node_id,
+            changes=changes,
+            occupancy=self.webhooks.occupancy_changed,
+        )
+        # One cache for the service that reads it and the dispatch that gets the events.
+        no_history = NoHistoryCache()
+        dispatch = Dispatch(self.hub, no_history)
+        self.broker: Broker = open_broker(settings, self.node_id, dispatch, self.hub, changes)
+        self.service = Service(
+            self.store,
+            self.broker,
+            settings.limits,
+            webhooks=self.webhooks,
+            no_history=no_history,
+        )
         self.gateway = Gateway(self.service, self.hub, settings)
         self.app = build_app(
             self.service,
@@ -100,10 +141,6 @@ class Node:
             rest_requests_per_second=settings.limits.rest_requests_per_second,
             metrics=settings.metrics,
         )
-        self.webhooks = open_webhooks(settings, self.store, self.broker)
-        self.service.webhooks = self.webhooks
-        self.hub.on_occupancy = self.webhooks.occupancy_changed
-        self.hub.presence.on_occupancy = self.webhooks.occupancy_changed
         self.app[WEBHOOKS] = self.webhooks
         self._runner: web.AppRunner | None = None
         self._unserved_socket: socket.socket | None = None

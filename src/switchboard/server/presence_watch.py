@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from switchboard.server.presence import Key, Presence
+from switchboard.server.fanout.presence import Key, Presence
 from switchboard.server.service import Service
 
 
@@ -12,7 +12,7 @@ async def start_watch(presence: Presence, service: Service, key: Key) -> None:
     """Make sure ``key`` is watched on this node, seeded from a snapshot of the cluster.
 
     The first connection of this node to ask reads the snapshot; events that arrive
-    meanwhile are kept and applied after it (see :mod:`switchboard.server.presence`).
+    meanwhile are kept and applied after it (see :mod:`switchboard.server.fanout.presence`).
     Later ones wait for that same snapshot. On return the caller adds its connection
     with :meth:`Presence.add_watcher`, with no await in between, so it misses nothing.
     """

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 
 from switchboard.exceptions import APIError, NotFound
-from switchboard.server.hub import Hold, Hub
+from switchboard.server.fanout.holds import Hold
+from switchboard.server.fanout.hub import Hub
 from switchboard.server.protocol import frames
 from switchboard.server.protocol.frames import Since
 from switchboard.server.service import Service

@@ -9,7 +9,7 @@ header and to the gateway as a project-scope connection (docs/console.md).
 ``GET /v1/stats`` (permission ``read_channels``) answers for the caller's project: the
 project itself, the permissions of the caller's project token, its channel and token
 totals (from the store), this node's connections and online tokens, and messages
-per second over the last five minutes (:class:`~switchboard.server.activity.Activity`,
+per second over the last five minutes (:class:`~switchboard.server.fanout.activity.Activity`,
 sampled once a second by a background task of the app). With ``--redis`` the connection
 and online counts are this node's; the message rate is the cluster's (every node hears
 every message).
@@ -32,12 +32,11 @@ from aiohttp import web
 from switchboard import __version__
 from switchboard.exceptions import NotFound
 from switchboard.server import permissions
-from switchboard.server.activity import Activity
 from switchboard.server.api.auth import SERVICE, authenticated
 from switchboard.server.api.envelope import ok
 from switchboard.server.api.views import project_json
-from switchboard.server.broker.local import LocalBroker
-from switchboard.server.hub import Hub
+from switchboard.server.fanout.activity import Activity
+from switchboard.server.fanout.hub import Hub
 from switchboard.server.process_stats import process_figures
 
 
@@ -139,21 +138,7 @@ async def stats(request: web.Request) -> web.Response:
         project, page=1, page_size=1, sort_by="created_at", descending=False
     )
     tokens = await service.list_tokens(project)
-
-    clients = consoles = 0
-    online: set[str] = set()
-    active: set[str] = set()
-    for conn in hub.connections.values():
-        if conn.project_id != project.id:
-            continue
-        if conn.scope == "project":
-            consoles += 1
-            continue
-        clients += 1
-        if conn.token_id is not None:
-            online.add(conn.token_id)
-        active.update(conn.channels)
-
+    here = hub.project_figures(project.id)
     activity = hub.activity
     series = activity.series(project.id)
     recent = series[-10:]
@@ -164,13 +149,13 @@ async def stats(request: web.Request) -> web.Response:
             "permissions": permissions.names(access.permissions),
             "version": __version__,
             # With --redis: connections and online tokens are this node's own.
-            "cluster": not isinstance(service.broker, LocalBroker),
-            "connections": clients,
-            "console_connections": consoles,
+            "cluster": service.broker.clustered,
+            "connections": here.clients,
+            "console_connections": here.consoles,
             "channels": channels.total,
-            "channels_active": len(active),
+            "channels_active": here.channels_active,
             "tokens": len(tokens),
-            "tokens_online": len(online),
+            "tokens_online": here.tokens_online,
             # This process's memory, descriptors and tasks: a soak reads them for leaks.
             "process": process_figures(),
             "messages": {

@@ -1,22 +1,34 @@
-"""The `Broker` interface: fan-out between nodes, and presence across them."""
+"""The `Broker` interface, and what a broker is given to work with on its node.
+
+A broker sits between the service, which publishes events, and this node's sockets,
+which get them. It is made with both ends at hand (nothing is wired in afterwards):
+
+- an :class:`EventHandler`, which carries out each event on this node (the fan-out's
+  dispatch: ``switchboard.server.fanout.dispatch``);
+- a :class:`LocalNode`, what this node's sockets hold, which the broker reads to answer
+  presence queries and to write this node's share of presence for the others (the
+  hub is one);
+- :class:`PresenceChanges`, where the hub tells the broker that its presence changed
+  and which members joined or left, for the broker to carry to every node.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+import asyncio
+from collections import Counter
+from typing import Protocol
 
-from switchboard.server.broker.events import BrokerEvent
-
-if TYPE_CHECKING:
-    # Only a type here: importing presence (which imports the events) would be a cycle.
-    from switchboard.server.presence import NodePresence
+from switchboard.server.broker.events import BrokerEvent, MemberJoined, MemberLeft, NodePresence
 
 
 class Broker(Protocol):
-    """Carries :data:`BrokerEvent` to every node's hub, and counts live connections.
+    """Carries :data:`BrokerEvent` to every node, and counts live connections.
 
-    With one node the broker is a function call into the local hub; with Redis it is
+    With one node the broker is a function call into the local node; with Redis it is
     pub/sub plus per-node presence counts. Callers never know which.
     """
+
+    node_id: str
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
@@ -38,3 +50,72 @@ class Broker(Protocol):
         Nodes with no subscriber of the channel may be left out. A node that died stops
         being listed when its presence key expires, as with the counts.
         """
+
+    @property
+    def clustered(self) -> bool:
+        """True when other nodes may share the work (the console says so)."""
+
+    def stats(self) -> dict[str, object]:
+        """Figures for the metrics and the console (empty for the local broker)."""
+
+
+class EventHandler(Protocol):
+    """What a broker hands the events of every node to."""
+
+    def handle(self, event: BrokerEvent) -> None:
+        """Carry out one event on this node (no await: events stay in order)."""
+
+    def events_missed(self) -> None:
+        """The link to the other nodes was down: events published meanwhile are lost."""
+
+    def node_gone(self, node_id: str) -> None:
+        """``node_id`` died without saying so (its presence key expired)."""
+
+
+PresenceCounts = tuple[Counter[str], Counter[tuple[str, str]]]
+"""This node's connections per token ID, and subscribers per (project, channel)."""
+
+
+class LocalNode(Protocol):
+    """What a broker reads of this node's sockets (the hub answers all of it)."""
+
+    def token_connections(self, token_id: str) -> int: ...
+    def channel_connections(self, project_id: str, channel_id: str) -> int: ...
+    def presence_counts(self) -> PresenceCounts: ...
+    def channel_share(self, project_id: str, channel_id: str) -> NodePresence: ...
+    def presence_shares(self) -> dict[tuple[str, str], NodePresence]: ...
+    def announcements(self) -> list[MemberJoined]:
+        """A join for every token present on a channel here (sent again after a gap)."""
+
+    def watched_nodes(self) -> set[str]:
+        """Other nodes whose members this node's presence watches count."""
+
+
+class PresenceChanges:
+    """The hub's news for the broker: its presence changed, members joined or left.
+
+    The hub writes (:meth:`changed`, :meth:`member`), never awaiting; the broker's tasks
+    wait on :attr:`dirty` and :attr:`members_queued` and take the events in order.
+    """
+
+    __slots__ = ("_members", "dirty", "members_queued")
+
+    def __init__(self) -> None:
+        self.dirty = asyncio.Event()
+        """Set on any change to who is connected or subscribed on this node."""
+        self.members_queued = asyncio.Event()
+        self._members: list[MemberJoined | MemberLeft] = []
+
+    def changed(self) -> None:
+        self.dirty.set()
+
+    def member(self, event: MemberJoined | MemberLeft) -> None:
+        """A token's first connection here joined a channel, or its last left it."""
+        self._members.append(event)
+        self.members_queued.set()
+
+    def take_members(self) -> list[MemberJoined | MemberLeft]:
+        """The member events queued so far, oldest first; the queue is emptied."""
+        self.members_queued.clear()
+        events, self._members = self._members, []
+        return events

@@ -94,6 +94,15 @@ class TokenDeleted(msgspec.Struct, tag=True, frozen=True):
     token_id: str
 
 
+class NodePresence(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """One node's share of a channel's presence (also its JSON in Redis)."""
+
+    tokens: dict[str, int] = {}
+    """Token ID → that token's connections on the node subscribed to the channel."""
+    tokenless: int = 0
+    """Connections without a token subscribed to the channel on the node."""
+
+
 class MemberJoined(msgspec.Struct, tag=True, frozen=True):
     """A token's first connection on ``node_id`` subscribed to a channel (presence)."""
 

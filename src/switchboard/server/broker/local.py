@@ -1,53 +1,65 @@
-"""`LocalBroker`: the single-node broker, a direct call into this node's hub."""
+"""`LocalBroker`: the single-node broker, a direct call into this node's handler."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
-from switchboard.server.broker import events as ev
-from switchboard.server.broker.events import BrokerEvent
-
-if TYPE_CHECKING:
-    # Types only: the hub imports the broker's events, so importing it here is a cycle.
-    from switchboard.server.hub import Hub
-    from switchboard.server.presence import NodePresence
+from switchboard.server.aio import cancel_and_wait
+from switchboard.server.broker.base import EventHandler, LocalNode, PresenceChanges
+from switchboard.server.broker.events import BrokerEvent, NodePresence
 
 
 class LocalBroker:
-    """Delivers events to the local :class:`~switchboard.server.hub.Hub` at once.
+    """Hands events to this node's :class:`EventHandler` at once.
 
     Order is trivially publish order: each event is handled before ``publish`` returns.
+    Presence events (a token's first join, its last leave) go the same way, from a
+    task, since the hub emits them in the middle of a join or leave.
     """
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        hub.on_member_change = self._member_changed
+    node_id = "local"
 
-    def _member_changed(self, event: ev.MemberJoined | ev.MemberLeft) -> None:
-        # Later in this loop turn, not now: the hub is in the middle of a join or leave.
-        asyncio.get_running_loop().call_soon(self.hub.handle, event)
+    def __init__(self, handler: EventHandler, local: LocalNode, changes: PresenceChanges) -> None:
+        self._handler = handler
+        self._local = local
+        self._changes = changes
+        self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return "LocalBroker()"
 
+    @property
+    def clustered(self) -> bool:
+        return False
+
     async def start(self) -> None:
-        pass
+        self._task = asyncio.create_task(self._hand_members_over())
 
     async def stop(self) -> None:
-        pass
+        if self._task is not None:
+            await cancel_and_wait([self._task])
+            self._task = None
+
+    async def _hand_members_over(self) -> None:
+        while True:
+            await self._changes.members_queued.wait()
+            for event in self._changes.take_members():
+                self._handler.handle(event)
 
     async def ping(self) -> None:
         pass
 
     async def publish(self, event: BrokerEvent) -> None:
-        self.hub.handle(event)
+        self._handler.handle(event)
 
     async def token_connections(self, token_id: str) -> int:
-        return self.hub.token_connections(token_id)
+        return self._local.token_connections(token_id)
 
     async def channel_connections(self, project_id: str, channel_id: str) -> int:
-        return self.hub.channel_connections(project_id, channel_id)
+        return self._local.channel_connections(project_id, channel_id)
 
     async def channel_presence(self, project_id: str, channel_id: str) -> dict[str, NodePresence]:
-        return {self.hub.node_id: self.hub.presence.local(project_id, channel_id)}
+        return {self.node_id: self._local.channel_share(project_id, channel_id)}
+
+    def stats(self) -> dict[str, object]:
+        return {}

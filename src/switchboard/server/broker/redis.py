@@ -1,9 +1,10 @@
 """`RedisBroker`: events between the nodes of a cluster, and presence across them.
 
 Delivery: every event is published, msgspec-encoded, on one Redis pub/sub topic
-(``{prefix}events``); every node subscribes to it and hands each event to its hub,
-which ignores what concerns no local socket. One topic keeps order simple: events a
-node publishes one after another arrive everywhere in that order. (Per-channel topics,
+(``{prefix}events``); every node subscribes to it and hands each event to its handler
+(the node's fan-out), which ignores what concerns no local socket. One topic keeps
+order simple: events a node publishes one after another arrive everywhere in that
+order. (Per-channel topics,
 and sharded pub/sub on Redis Cluster, are the scaling path: ``docs/scaling.md``.)
 
 Presence: each node keeps, under its own ID, how many of its connections each token
@@ -13,7 +14,7 @@ sum over nodes whose key is alive, so a node killed with ``kill -9`` stops count
 when its key expires, and the first reader after that sweeps its hashes away. A node
 that stops cleanly deletes its own at once. A third hash, ``:m``, holds who: per
 channel, this node's connections per token and its tokenless ones (JSON of
-:class:`~switchboard.server.presence.NodePresence`); it is written with the other two,
+:class:`~switchboard.server.broker.events.NodePresence`); it is written with the other two,
 in the same transaction, only when something changed, so a publish costs nothing more.
 
 Presence events (``MemberJoined``/``MemberLeft``, one when a token's first connection on
@@ -38,7 +39,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections import Counter
 from typing import Any
 
 import msgspec
@@ -47,10 +47,8 @@ from redis.asyncio.client import PubSub
 
 from switchboard.exceptions import Unavailable
 from switchboard.server.aio import cancel_and_wait, wait_event
-from switchboard.server.broker import events as ev
-from switchboard.server.broker.events import BrokerEvent
-from switchboard.server.hub import Hub
-from switchboard.server.presence import NodePresence, announcements
+from switchboard.server.broker.base import EventHandler, LocalNode, PresenceChanges
+from switchboard.server.broker.events import BrokerEvent, NodePresence
 from switchboard.server.redis_pool import open_client
 
 log = logging.getLogger("switchboard.broker")
@@ -98,7 +96,9 @@ class RedisBroker:
     def __init__(
         self,
         url: str,
-        hub: Hub,
+        handler: EventHandler,
+        local: LocalNode,
+        changes: PresenceChanges,
         *,
         prefix: str = "sb:",
         node_id: str | None = None,
@@ -106,7 +106,9 @@ class RedisBroker:
         timeout: float = 2.0,
     ) -> None:
         self.url = url
-        self.hub = hub
+        self._handler = handler
+        self._local = local
+        self._changes = changes
         self.prefix = prefix
         self.node_id = node_id or secrets.token_hex(6)
         self.ttl = ttl
@@ -114,20 +116,18 @@ class RedisBroker:
         self.topic = f"{prefix}events"
         self._redis: Any = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._dirty = asyncio.Event()
         self.connected = False
         self.events_received = 0
         self.reconnects = 0
-        self._members: list[ev.MemberJoined | ev.MemberLeft] = []
-        self._members_queued = asyncio.Event()
         self._announce = False
         """Set on each (re)connection: after the next presence write, announce every member."""
-        hub.on_presence_change = self._dirty.set
-        hub.node_id = self.node_id
-        hub.on_member_change = self._queue_member
 
     def __repr__(self) -> str:
         return f"RedisBroker(node={self.node_id!r})"
+
+    @property
+    def clustered(self) -> bool:
+        return True
 
     def _k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -178,7 +178,7 @@ class RedisBroker:
     # Delivery.
 
     async def _read(self, subscribed: asyncio.Event) -> None:
-        """Hand every event to the hub; reconnect and resubscribe after a fault."""
+        """Hand every event to the handler; reconnect and resubscribe after a fault."""
         delay = 0.1
         while True:
             pubsub: Any = _EventsSubscription(self._redis.connection_pool, self._reconnected)
@@ -200,7 +200,7 @@ class RedisBroker:
                         except msgspec.DecodeError:
                             log.warning("undecodable broker event dropped")
                             continue
-                        self.hub.handle(event)
+                        self._handler.handle(event)
                         if self.events_received % _EVENTS_PER_TURN == 0:
                             # A backlog arrives already buffered, and get_message then
                             # returns without yielding: let the writes and every other
@@ -209,8 +209,7 @@ class RedisBroker:
             except _FAULTS as exc:
                 self.connected = False
                 self.reconnects += 1
-                # Policy changes published meanwhile are missed: forget what was known.
-                self.hub.no_history.clear()
+                self._handler.events_missed()
                 log.warning(
                     "broker disconnected; reconnecting",
                     extra={"error": str(exc), "retry_in_s": delay},
@@ -224,15 +223,15 @@ class RedisBroker:
     # Presence.
 
     def _reconnected(self) -> None:
-        # Events published while the subscription was away were missed: whatever this
-        # node knew of which channels keep no history may be stale (docs/history.md).
-        self.hub.no_history.clear()
+        # Events published while the subscription was away were missed (what this node
+        # knew of which channels keep no history may be stale: docs/history.md).
+        self._handler.events_missed()
         # Presence events this node published while Redis was away are lost, and watchers
         # elsewhere may have taken it for dead: once its presence is written again, its
         # members are announced again (as they are whenever its key is found missing);
         # a join a watcher knows already changes nothing.
         self._announce = True
-        self._dirty.set()
+        self._changes.changed()
 
     async def _keep_presence(self) -> None:
         """Refresh this node's key, and write its counts whenever they change."""
@@ -242,27 +241,21 @@ class RedisBroker:
                 await self._write_presence()
             except _FAULTS as exc:
                 log.warning("presence not written", extra={"error": str(exc)})
-                self._dirty.set()
+                self._changes.changed()
                 await asyncio.sleep(0.5)
                 continue
             # Not wait_for or asyncio.timeout: on Python 3.11 either can swallow a
             # cancellation that lands as the timeout fires, and stop() would wait
             # forever (switchboard.server.aio).
-            await wait_event(self._dirty, interval)
+            await wait_event(self._changes.dirty, interval)
 
     async def _write_presence(self) -> None:
-        self._dirty.clear()
-        tokens: Counter[str] = Counter()
-        channels: Counter[str] = Counter()
-        for conn in self.hub.connections.values():
-            if conn.token_id is not None:
-                tokens[conn.token_id] += 1
-            if conn.scope != "project":
-                for channel_id in conn.channels:
-                    channels[_channel_field(conn.project_id, channel_id)] += 1
+        self._changes.dirty.clear()
+        tokens, by_channel = self._local.presence_counts()
+        channels = {_channel_field(p, c): n for (p, c), n in by_channel.items()}
         members = {
             _channel_field(p, c): _encoder.encode(share)
-            for (p, c), share in self.hub.presence.all_local().items()
+            for (p, c), share in self._local.presence_shares().items()
         }
         t_key = self._k("presence", self.node_id, "t")
         c_key = self._k("presence", self.node_id, "c")
@@ -284,8 +277,8 @@ class RedisBroker:
         was_alive = (await pipe.execute())[0]
         if self._announce or not was_alive:
             self._announce = False
-            for event in announcements(self.hub.connections.values(), self.node_id):
-                self._queue_member(event)
+            for event in self._local.announcements():
+                self._changes.member(event)
 
     async def _remote_fields(self, suffix: str, field: str) -> dict[str, bytes]:
         """``field`` of hash ``suffix`` of every other live node that has it, by node."""
@@ -327,14 +320,14 @@ class RedisBroker:
             log.info("swept dead nodes", extra={"nodes": dead})
 
     async def token_connections(self, token_id: str) -> int:
-        return self.hub.token_connections(token_id) + await self._remote_sum("t", token_id)
+        return self._local.token_connections(token_id) + await self._remote_sum("t", token_id)
 
     async def channel_connections(self, project_id: str, channel_id: str) -> int:
-        local = self.hub.channel_connections(project_id, channel_id)
+        local = self._local.channel_connections(project_id, channel_id)
         return local + await self._remote_sum("c", _channel_field(project_id, channel_id))
 
     async def channel_presence(self, project_id: str, channel_id: str) -> dict[str, NodePresence]:
-        shares = {self.node_id: self.hub.presence.local(project_id, channel_id)}
+        shares = {self.node_id: self._local.channel_share(project_id, channel_id)}
         remote = await self._remote_fields("m", _channel_field(project_id, channel_id))
         for node, value in remote.items():
             try:
@@ -345,12 +338,8 @@ class RedisBroker:
 
     # Presence events.
 
-    def _queue_member(self, event: ev.MemberJoined | ev.MemberLeft) -> None:
-        self._members.append(event)
-        self._members_queued.set()
-
     async def _send_members(self) -> None:
-        events, self._members = self._members, []
+        events = self._changes.take_members()
         if not events:
             return
         pipe = self._redis.pipeline(transaction=False)
@@ -361,8 +350,7 @@ class RedisBroker:
     async def _publish_members(self) -> None:
         """Publish presence events in the order the hub queued them, a batch per wakeup."""
         while True:
-            await self._members_queued.wait()
-            self._members_queued.clear()
+            await self._changes.members_queued.wait()
             try:
                 await self._send_members()
             except _FAULTS as exc:
@@ -371,10 +359,10 @@ class RedisBroker:
                 log.warning("presence events not published", extra={"error": str(exc)})
 
     async def _check_watched_nodes(self) -> None:
-        """Tell the hub which nodes its presence watches count on have died."""
+        """Tell the handler which nodes this node's presence watches count on have died."""
         while True:
             await asyncio.sleep(_WATCH_CHECK_S)
-            nodes = sorted(self.hub.presence.remote_nodes())
+            nodes = sorted(self._local.watched_nodes())
             if not nodes:
                 continue
             try:
@@ -386,9 +374,9 @@ class RedisBroker:
                 continue  # Redis is away: nobody can tell; try again next time
             for node, live in zip(nodes, alive, strict=True):
                 if not live:
-                    self.hub.presence.node_gone(node)
+                    self._handler.node_gone(node)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, object]:
         return {
             "node_id": self.node_id,
             "connected": self.connected,

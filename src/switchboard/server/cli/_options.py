@@ -13,10 +13,8 @@ import click
 import msgspec
 
 from switchboard.exceptions import APIError
-from switchboard.server.broker import LocalBroker
 from switchboard.server.config import Settings
-from switchboard.server.hub import Hub
-from switchboard.server.node import open_store
+from switchboard.server.node import offline_service, open_store
 from switchboard.server.service import Service
 from switchboard.server.store import Store
 
@@ -89,8 +87,7 @@ def with_service(settings: Settings, work: Callable[[Service], Awaitable[T]]) ->
         store: Store = open_store(settings)
         await store.open()
         try:
-            hub = Hub(max_buffered_bytes=settings.limits.max_buffered_bytes)
-            return await work(Service(store, LocalBroker(hub), settings.limits))
+            return await work(offline_service(store, settings))
         finally:
             await store.close()
 

@@ -12,15 +12,9 @@ from typing import Any
 
 import msgspec
 
+# One definition for the server and the realtime client; re-exported for the server's side.
+from switchboard._leap_ops import Op as Op
 from switchboard.exceptions import ProtocolViolation
-
-
-class Op(enum.IntEnum):
-    DISPATCH = 0
-    HELLO = 1
-    IDENTIFY = 2
-    HEARTBEAT = 3
-    HEARTBEAT_ACK = 4
 
 
 class CloseCode(enum.IntEnum):
@@ -228,6 +222,80 @@ def heartbeat_probe(tag: str) -> bytes:
 def dispatch(channel: str | None, event: str, data: Any, *, unicast: bool) -> bytes:
     """A DISPATCH frame. All four keys are always present: strict clients need them."""
     return encode({"op": Op.DISPATCH, "d": {"c": channel, "u": unicast, "e": event, "d": data}})
+
+
+# The dispatches every node sends, one builder each: the fan-out, the edge and presence
+# build them here and nowhere else.
+
+_GRACEFUL = msgspec.Raw(msgspec.json.encode({"graceful": True}))
+
+
+def leap_channel(project_id: str, channel_id: str, channel_type: str, state: Any) -> dict[str, Any]:
+    """The LeapChannel object of ``INIT`` and ``AVAILABLE``."""
+    return {
+        "id": channel_id,
+        "project_id": project_id,
+        "type": channel_type,
+        "state": state,
+        "capabilities": 0,
+    }
+
+
+def available(
+    project_id: str, channel_id: str, channel_type: str, state: Any, *, unicast: bool
+) -> bytes:
+    """``AVAILABLE``: the connection is on the channel now (its answer to a SUBSCRIBE is
+    unicast; a grant made by the backend is not)."""
+    channel = leap_channel(project_id, channel_id, channel_type, state)
+    return dispatch(channel_id, "AVAILABLE", {"channel": channel}, unicast=unicast)
+
+
+def unavailable(channel_id: str) -> bytes:
+    """``UNAVAILABLE {graceful: true}``: the channel was deleted or the grant removed."""
+    return dispatch(channel_id, "UNAVAILABLE", _GRACEFUL, unicast=False)
+
+
+def subscribe_refused(channel_id: str, error_code: str) -> bytes:
+    """``UNAVAILABLE {graceful: false, error_code}``: a SUBSCRIBE was refused."""
+    d = {"graceful": False, "error_code": error_code}
+    return dispatch(channel_id, "UNAVAILABLE", d, unicast=True)
+
+
+def message(
+    channel_id: str, event: str, data: Any, offset: int | None = None, epoch: str | None = None
+) -> bytes:
+    """A live ``MESSAGE``. ``offset`` and ``epoch`` only on channels with history (an
+    opt-in: Hop's clients read ``e`` and ``d``)."""
+    d: dict[str, Any] = {"e": event, "d": data}
+    if offset is not None:
+        d["offset"] = offset
+        d["epoch"] = epoch
+    return dispatch(channel_id, "MESSAGE", d, unicast=False)
+
+
+def direct_message(event: str, data: Any) -> bytes:
+    """``DIRECT_MESSAGE`` to every connection of a token."""
+    return dispatch(None, "DIRECT_MESSAGE", {"e": event, "d": data}, unicast=False)
+
+
+def state_update(channel_id: str, state: Any) -> bytes:
+    """``STATE_UPDATE`` with the channel's whole new state."""
+    return dispatch(channel_id, "STATE_UPDATE", {"state": state}, unicast=False)
+
+
+def token_state_update(state: Any) -> bytes:
+    """``TOKEN_STATE_UPDATE`` with the token's whole new state (its metadata)."""
+    return dispatch(None, "TOKEN_STATE_UPDATE", {"state": state}, unicast=False)
+
+
+def presence_change(channel_id: str, event: str, member: dict[str, Any]) -> bytes:
+    """``PRESENCE_JOIN`` or ``PRESENCE_LEAVE`` (Switchboard's) to a channel's watchers."""
+    return dispatch(channel_id, event, member, unicast=False)
+
+
+def presence_members(channel_id: str, members: list[dict[str, Any]]) -> bytes:
+    """``PRESENCE`` (Switchboard's): who is on the channel, answering a SUBSCRIBE."""
+    return dispatch(channel_id, "PRESENCE", {"presence": members}, unicast=True)
 
 
 def error_dispatch(channel: str | None, code: str, message: str) -> bytes:

@@ -45,22 +45,30 @@ def expired(token: Token, now: datetime | None = None) -> bool:
 class ServiceBase:
     """What every part of the service shares: the store, the broker, the limits, the checks."""
 
-    def __init__(self, store: Store, broker: Broker, limits: Limits) -> None:
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        limits: Limits,
+        *,
+        webhooks: Webhooks | None = None,
+        no_history: NoHistoryCache | None = None,
+    ) -> None:
         self.store = store
         self.broker = broker
         self.limits = limits
+        self.webhooks = webhooks
+        """Told of every accepted message, and asked about private subscriptions a token
+        was not granted (``switchboard.server.webhooks``); None runs without webhooks."""
+        self.no_history = NoHistoryCache() if no_history is None else no_history
+        """Channels known to keep no history; the node's dispatch shares it, so the
+        broker's events keep it right on every node."""
         self._projects: dict[str, Project] = {}
         # Messages accepted through this node, counted once each after the broker took
         # them (never per recipient): metrics read them through stats().
         self.rest_messages = 0
         self.rest_direct_messages = 0
         self.client_messages = 0
-        self.webhooks: Webhooks | None = None
-        """Told of every accepted message, and asked about private subscriptions a token
-        was not granted; set by the node (``switchboard.server.webhooks``)."""
-        self.no_history = NoHistoryCache()
-        """Channels known to keep no history; the node shares its hub's, which the
-        broker's events keep right on every node."""
 
     def stats(self) -> dict[str, int]:
         """Messages this node accepted: REST channel and direct messages, client MESSAGEs."""

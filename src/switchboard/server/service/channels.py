@@ -12,8 +12,10 @@ from switchboard.exceptions import (
 )
 from switchboard.server import ids
 from switchboard.server.broker import events as ev
+from switchboard.server.broker.events import NodePresence
 from switchboard.server.clock import now_iso
 from switchboard.server.history import MAX_PAGE, HistoryPage, HistoryPolicy
+from switchboard.server.ids import member_id
 from switchboard.server.models import (
     Channel,
     ChannelType,
@@ -21,7 +23,6 @@ from switchboard.server.models import (
     Project,
     Token,
 )
-from switchboard.server.presence import NodePresence, member_id
 from switchboard.server.service._base import SORT_FIELDS
 from switchboard.server.service.settings import SettingsOperations
 from switchboard.server.store import UNCHANGED, Unchanged

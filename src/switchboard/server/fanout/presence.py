@@ -27,35 +27,27 @@ credential its user connects with, and other subscribers must not learn it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from switchboard.server.broker import events as ev
+from switchboard.server.broker.events import NodePresence
+from switchboard.server.fanout.connection import Connection
+from switchboard.server.ids import member_id
 from switchboard.server.protocol import frames
-
-if TYPE_CHECKING:
-    from switchboard.server.hub import Connection
 
 Key = tuple[str, str]
 """(project ID, channel ID)."""
 
 NULL = msgspec.Raw(b"null")
 
-
-def member_id(token_id: str) -> str:
-    """The public name of a token in presence dispatches: ``member_`` + 24 hex digits.
-
-    A one-way function of the token ID (which has at least 128 random bits, so the ID
-    cannot be found back from it), the same on every node; REST presence shows both so
-    a backend can match them.
-    """
-    digest = hashlib.sha256(b"switchboard-presence\x00" + token_id.encode()).hexdigest()
-    return "member_" + digest[:24]
+Occupancy = Callable[[str, str, str, int], None]
+"""Called with (project, ``t`` or ``c``, token or channel ID, +1 or -1) when a token or
+a channel gets its first connection on this node or loses its last (the webhooks')."""
 
 
 def announcements(conns: Iterable[Connection], node_id: str) -> list[ev.MemberJoined]:
@@ -75,15 +67,6 @@ def announcements(conns: Iterable[Connection], node_id: str) -> list[ev.MemberJo
                 seen.add(key)
                 out.append(ev.MemberJoined(*key, state=conn.metadata or NULL, node_id=node_id))
     return out
-
-
-class NodePresence(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    """One node's share of a channel's presence (also its JSON in Redis)."""
-
-    tokens: dict[str, int] = {}
-    """Token ID → that token's connections on the node subscribed to the channel."""
-    tokenless: int = 0
-    """Connections without a token subscribed to the channel on the node."""
 
 
 @dataclass(slots=True)
@@ -114,19 +97,21 @@ class Presence:
 
     def __init__(
         self,
-        node_id: Callable[[], str],
+        node_id: str,
         emit: Callable[[ev.MemberJoined | ev.MemberLeft], None],
         send: Callable[[list[Connection], bytes], None],
+        occupancy: Occupancy | None = None,
     ) -> None:
         self._node_id = node_id
         self._emit = emit
+        """Takes the member events, for the broker to carry to every node."""
         self._send = send
+        self._occupancy = occupancy
+        """Told when a channel gets its first subscriber here or loses its last
+        (project-scope ones do not count)."""
         self._tokens: dict[Key, Counter[str]] = {}
         self._tokenless: Counter[Key] = Counter()
         self.watches: dict[Key, Watch] = {}
-        self.on_occupancy: Callable[[str, str, str, int], None] | None = None
-        """Called with (project, ``c``, channel, ±1) when a channel gets its first
-        subscriber on this node or loses its last (project-scope ones do not count)."""
 
     # This node's subscriptions.
 
@@ -135,8 +120,8 @@ class Presence:
         if conn.scope == "project":
             return
         key = (conn.project_id, channel_id)
-        if self.on_occupancy is not None and key not in self._tokens and key not in self._tokenless:
-            self.on_occupancy(conn.project_id, "c", channel_id, 1)
+        if self._occupancy is not None and key not in self._tokens and key not in self._tokenless:
+            self._occupancy(conn.project_id, "c", channel_id, 1)
         token_id = conn.token_id
         if token_id is None:
             self._tokenless[key] += 1
@@ -146,7 +131,7 @@ class Presence:
         if counts[token_id] == 1:
             self._emit(
                 ev.MemberJoined(
-                    conn.project_id, channel_id, token_id, conn.metadata or NULL, self._node_id()
+                    conn.project_id, channel_id, token_id, conn.metadata or NULL, self._node_id
                 )
             )
 
@@ -174,13 +159,13 @@ class Presence:
                 self._vacated(key)
             self._emit(
                 ev.MemberLeft(
-                    conn.project_id, channel_id, token_id, conn.metadata or NULL, self._node_id()
+                    conn.project_id, channel_id, token_id, conn.metadata or NULL, self._node_id
                 )
             )
 
     def _vacated(self, key: Key) -> None:
-        if self.on_occupancy is not None and key not in self._tokens and key not in self._tokenless:
-            self.on_occupancy(key[0], "c", key[1], -1)
+        if self._occupancy is not None and key not in self._tokens and key not in self._tokenless:
+            self._occupancy(key[0], "c", key[1], -1)
 
     def local(self, project_id: str, channel_id: str) -> NodePresence:
         """This node's share of one channel's presence."""
@@ -294,7 +279,7 @@ class Presence:
 
     def remote_nodes(self) -> set[str]:
         """Other nodes that some watch counts members on (the broker checks they live)."""
-        me = self._node_id()
+        me = self._node_id
         return {n for w in self.watches.values() for m in w.members.values() for n in m.nodes} - {
             me
         }
@@ -316,7 +301,5 @@ class Presence:
         self, watch: Watch, channel_id: str, event: str, token_id: str, state: msgspec.Raw
     ) -> None:
         if watch.watchers:
-            payload = frames.dispatch(
-                channel_id, event, _member_view(token_id, state), unicast=False
-            )
+            payload = frames.presence_change(channel_id, event, _member_view(token_id, state))
             self._send(list(watch.watchers), payload)

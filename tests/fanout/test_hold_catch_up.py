@@ -14,10 +14,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from switchboard.server import hub as hub_module
 from switchboard.server.broker import events as ev
-from switchboard.server.hub import Connection, Hub
-from tests.hub.test_coalescing import RecordingTransport, next_turn, split_frames
+from switchboard.server.fanout import Connection, Dispatch, Hub
+from switchboard.server.fanout import holds as holds_module
+from switchboard.server.history import NoHistoryCache
+from tests.fanout.sockets import RecordingTransport, next_turn, split_frames
 
 
 def message(offset: int, epoch: str = "e1") -> ev.ChannelMessage:
@@ -35,10 +36,16 @@ def received(transport: RecordingTransport) -> list[tuple[str, Any]]:
     return out
 
 
-def recovering(hub: Hub) -> tuple[Connection, RecordingTransport, hub_module.Hold]:
+def recovering(hub: Hub) -> tuple[Connection, RecordingTransport, holds_module.Hold]:
     transport = RecordingTransport()
     conn = Connection(
-        hub, transport, cid="c", project_id="p", token_id=None, scope="noauth", compressed=False
+        hub.writer,
+        transport,
+        cid="c",
+        project_id="p",
+        token_id=None,
+        scope="noauth",
+        compressed=False,
     )
     hub.attach(conn)
     hub.join(conn, "room")
@@ -52,24 +59,28 @@ def replay_of(*offsets: int) -> list[bytes]:
 async def test_the_live_copy_of_the_last_replayed_message_is_left_out() -> None:
     hub = Hub(max_buffered_bytes=1 << 20)
     _, transport, hold = recovering(hub)
-    hub.handle(message(3))  # held: the replay below carries it
+    Dispatch(hub, NoHistoryCache()).handle(message(3))  # held: the replay below carries it
     hub.release(hold, replay_of(3, 4), through=4, epoch="e1")
     # Offset 4 was in the history the replay read; its broadcast comes only now.
-    hub.handle(message(4))
-    hub.handle(message(5))
-    hub.handle(message(6))  # the catch-up ended at 5: plain fan-out from here
+    Dispatch(hub, NoHistoryCache()).handle(message(4))
+    Dispatch(hub, NoHistoryCache()).handle(message(5))
+    Dispatch(hub, NoHistoryCache()).handle(
+        message(6)
+    )  # the catch-up ended at 5: plain fan-out from here
     await next_turn()
     assert received(transport) == [("REPLAY", 3), ("REPLAY", 4), ("MESSAGE", 5), ("MESSAGE", 6)]
-    assert not hub._held
+    assert not hub.holds
 
 
 async def test_state_updates_during_the_catch_up_arrive_in_order() -> None:
     hub = Hub(max_buffered_bytes=1 << 20)
     _, transport, hold = recovering(hub)
     hub.release(hold, replay_of(4), through=4, epoch="e1")
-    hub.handle(ev.ChannelStateChanged("p", "room", msgspec.Raw(b'{"n":1}')))
-    hub.handle(message(4))
-    hub.handle(message(5))
+    Dispatch(hub, NoHistoryCache()).handle(
+        ev.ChannelStateChanged("p", "room", msgspec.Raw(b'{"n":1}'))
+    )
+    Dispatch(hub, NoHistoryCache()).handle(message(4))
+    Dispatch(hub, NoHistoryCache()).handle(message(5))
     await next_turn()
     assert received(transport) == [("REPLAY", 4), ("STATE_UPDATE", {"n": 1}), ("MESSAGE", 5)]
 
@@ -78,25 +89,27 @@ async def test_a_new_epoch_ends_the_catch_up_and_is_delivered() -> None:
     hub = Hub(max_buffered_bytes=1 << 20)
     _, transport, hold = recovering(hub)
     hub.release(hold, replay_of(4), through=4, epoch="e1")
-    hub.handle(message(1, epoch="e2"))
+    Dispatch(hub, NoHistoryCache()).handle(message(1, epoch="e2"))
     await next_turn()
     assert received(transport) == [("REPLAY", 4), ("MESSAGE", 1)]
-    assert not hub._held
+    assert not hub.holds
 
 
 async def test_a_live_copy_that_never_comes_ends_the_catch_up_in_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(hub_module, "CATCH_UP_S", 0.05)
+    monkeypatch.setattr(holds_module, "CATCH_UP_S", 0.05)
     hub = Hub(max_buffered_bytes=1 << 20)
     conn, transport, hold = recovering(hub)
     hub.release(hold, replay_of(4), through=4, epoch="e1")
-    hub.handle(ev.ChannelStateChanged("p", "room", msgspec.Raw(b"1")))  # no offset
-    assert hub._held  # still in catch-up
+    Dispatch(hub, NoHistoryCache()).handle(
+        ev.ChannelStateChanged("p", "room", msgspec.Raw(b"1"))
+    )  # no offset
+    assert hub.holds  # still in catch-up
     await asyncio.sleep(0.1)
-    assert not hub._held
+    assert not hub.holds
     assert conn.channels == {"room"}
-    hub.handle(message(5))  # by the fan-out set again
+    Dispatch(hub, NoHistoryCache()).handle(message(5))  # by the fan-out set again
     await next_turn()
     assert received(transport) == [("REPLAY", 4), ("STATE_UPDATE", 1), ("MESSAGE", 5)]
 
@@ -106,10 +119,10 @@ async def test_leaving_during_the_catch_up_stops_the_frames() -> None:
     conn, transport, hold = recovering(hub)
     hub.release(hold, replay_of(4), through=4, epoch="e1")
     hub.leave(conn, "room")
-    hub.handle(message(5))
+    Dispatch(hub, NoHistoryCache()).handle(message(5))
     await next_turn()
     assert received(transport) == [("REPLAY", 4)]
-    assert not hub._held
+    assert not hub.holds
 
 
 async def test_a_second_release_is_a_no_op() -> None:
@@ -117,6 +130,6 @@ async def test_a_second_release_is_a_no_op() -> None:
     _, transport, hold = recovering(hub)
     hub.release(hold, replay_of(4), through=4, epoch="e1")
     hub.release(hold, [], None, None)
-    hub.handle(message(4))
+    Dispatch(hub, NoHistoryCache()).handle(message(4))
     await next_turn()
     assert received(transport) == [("REPLAY", 4)]

@@ -6,52 +6,26 @@ socket path (and the slow-consumer close over a real socket) is in tests/e2e.
 
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
 
-from switchboard.server.hub import QUEUE_FLUSH_BYTES, Connection, Hub
-
-
-class RecordingTransport:
-    def __init__(self, buffered: int = 0) -> None:
-        self.writes: list[bytes] = []
-        self.buffered = buffered
-
-    def write(self, data: bytes | bytearray) -> None:
-        self.writes.append(bytes(data))
-
-    def get_write_buffer_size(self) -> int:
-        return self.buffered
-
-    def is_closing(self) -> bool:
-        return False
-
-
-def split_frames(data: bytes) -> list[bytes]:
-    """Payloads of the short unmasked frames in ``data``."""
-    out = []
-    while data:
-        n, start = data[1] & 0x7F, 2
-        if n == 126:
-            n, start = int.from_bytes(data[2:4], "big"), 4
-        out.append(data[start : start + n])
-        data = data[start + n :]
-    return out
+from switchboard.server.fanout.connection import QUEUE_FLUSH_BYTES, Connection
+from switchboard.server.fanout.hub import Hub
+from tests.fanout.sockets import RecordingTransport, next_turn, split_frames
 
 
 def subscriber(hub: Hub, cid: str, transport: RecordingTransport) -> Connection:
     conn = Connection(
-        hub, transport, cid=cid, project_id="p", token_id=None, scope="noauth", compressed=False
+        hub.writer,
+        transport,
+        cid=cid,
+        project_id="p",
+        token_id=None,
+        scope="noauth",
+        compressed=False,
     )
     hub.attach(conn)
     hub.join(conn, "room")
     return conn
-
-
-async def next_turn() -> None:
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
 
 
 async def test_one_turn_of_publishes_is_one_write_per_socket_in_order() -> None:
@@ -100,7 +74,7 @@ async def test_a_socket_over_the_cap_is_closed_and_the_others_still_get_theirs()
     subscriber(hub, "fast", fast)
     hub.broadcast("p", "room", b"x")
     await next_turn()
-    assert slow_conn.closing and hub.closed_slow == 1
+    assert slow_conn.closing and hub.writer.closed_slow == 1
     assert split_frames(b"".join(fast.writes)) == [b"x"]
     hub.broadcast("p", "room", b"y")
     await next_turn()
@@ -125,7 +99,7 @@ async def test_a_burst_in_one_turn_is_written_in_bounded_pieces_and_the_cap_stil
     for _ in range(5000):  # ~5 MB for each socket in one turn
         hub.broadcast("p", "room", frame)
     assert all(len(w) <= QUEUE_FLUSH_BYTES + 1100 for w in fast.writes)
-    assert slow_conn.closing and hub.closed_slow == 1
+    assert slow_conn.closing and hub.writer.closed_slow == 1
     assert sum(map(len, slow.writes)) <= (1 << 20) + QUEUE_FLUSH_BYTES + 1100
     await next_turn()
     assert split_frames(b"".join(fast.writes)) == [frame] * 5000
