@@ -13,7 +13,7 @@ import pytest
 from switchboard import AsyncSwitchboard
 from tests.conftest import Server, node_pair
 from tests.e2e.leap import leap
-from tests.e2e.test_history_recovery import slow_reads, subscribe, until_recovery
+from tests.edge.test_history_recovery import slow_reads, subscribe, until_recovery
 from tests.sdk.conftest import client_for
 from tests.sdk.test_history_recovery import GatedRelay, Received, publish
 

@@ -11,7 +11,7 @@ import pytest
 from switchboard.server.ids import member_id
 from tests.conftest import Server
 from tests.e2e.leap import Leap, leap
-from tests.e2e.test_gateway import make_token, ok
+from tests.edge.test_gateway import make_token, ok
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -2,7 +2,7 @@
 replayed message from reaching the client a second time (issue 17, item 1).
 
 The hub is driven directly with events, as the broker gives them; the race over real
-sockets is in tests/e2e/test_recovery_seam_race.py.
+sockets is in tests/edge/test_recovery_seam_race.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Used by ``tests/protocol/test_fuzz.py`` (the session state machine),
 ``tests/protocol/test_frames_fuzz.py`` (random and mutated frames),
-``tests/e2e/test_gateway_fuzz.py`` (mutated frames over a real socket) and
+``tests/edge/test_gateway_fuzz.py`` (mutated frames over a real socket) and
 ``scripts/fuzz-protocol`` (the same properties for minutes, with the ``long`` profile).
 
 The oracle, :func:`expected`, reads SPEC §3 independently of the code under test: it

@@ -40,7 +40,7 @@ from prometheus_client.exposition import choose_encoder
 from switchboard import __version__
 from switchboard.exceptions import Unavailable
 from switchboard.server.broker import LocalBroker
-from switchboard.server.gateway import Gateway
+from switchboard.server.edge import Gateway
 from switchboard.server.service import Service
 
 if TYPE_CHECKING:

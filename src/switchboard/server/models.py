@@ -6,10 +6,22 @@ gateway splice it into their output without decoding and re-encoding it.
 
 from __future__ import annotations
 
+import enum
+
 import msgspec
 
 from switchboard._channel_type import ChannelType
 from switchboard.server.permissions import ALL, Permission
+
+
+class Unchanged(enum.Enum):
+    """The type of :data:`UNCHANGED`."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Unchanged.UNCHANGED
+"""Passed for a field an update leaves as it is (a PATCH that does not name it)."""
 
 __all__ = [
     "EMPTY_STATE",

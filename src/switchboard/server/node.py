@@ -20,8 +20,8 @@ from switchboard.server.api.webhooks import WEBHOOKS
 from switchboard.server.broker import Broker, LocalBroker
 from switchboard.server.broker.base import EventHandler, LocalNode, PresenceChanges
 from switchboard.server.config import Settings
+from switchboard.server.edge import Gateway
 from switchboard.server.fanout import Dispatch, Hub
-from switchboard.server.gateway import Gateway
 from switchboard.server.history import NoHistoryCache
 from switchboard.server.models import Project
 from switchboard.server.service import Service

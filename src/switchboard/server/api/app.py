@@ -26,7 +26,7 @@ from switchboard.server.api.auth import REST_LIMIT, SERVICE
 from switchboard.server.api.cors import add_headers, is_preflight, preflight_response
 from switchboard.server.api.draining import Drain
 from switchboard.server.api.envelope import error_response, ok
-from switchboard.server.gateway import Gateway
+from switchboard.server.edge import Gateway
 from switchboard.server.ratelimit import TokenBuckets
 from switchboard.server.service import Service
 

@@ -12,7 +12,7 @@ from switchboard.server.api.auth import SERVICE, authenticated_project
 from switchboard.server.api.envelope import ok
 from switchboard.server.api.views import channel_view, history_view, token_view
 from switchboard.server.history import HistoryPolicy, check_policy
-from switchboard.server.store import UNCHANGED, Unchanged
+from switchboard.server.models import UNCHANGED, Unchanged
 
 routes = web.RouteTableDef()
 

@@ -15,7 +15,7 @@ are backends. With origins set:
 These are steps of the app's one request middleware (``api/app.py``), not a middleware
 of their own. The WebSocket gateway does not use CORS (browsers do not preflight
 WebSockets); its ``Origin`` check uses the same
-:func:`~switchboard.server.origins.origin_allowed` with its own list (``--ws-origin``).
+:func:`~switchboard.server.edge.origins.origin_allowed` with its own list (``--ws-origin``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from aiohttp import web
 
 from switchboard.exceptions import Forbidden
 from switchboard.server.api.envelope import error_response
-from switchboard.server.origins import origin_allowed
+from switchboard.server.edge.origins import origin_allowed
 
 ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE"
 ALLOWED_HEADERS = "Authorization, Content-Type"

@@ -9,7 +9,7 @@ from switchboard.server.api import bodies
 from switchboard.server.api.auth import SERVICE, authenticated_project
 from switchboard.server.api.envelope import ok
 from switchboard.server.api.views import token_view
-from switchboard.server.store import UNCHANGED
+from switchboard.server.models import UNCHANGED
 
 routes = web.RouteTableDef()
 

@@ -17,15 +17,16 @@ from switchboard.server.clock import now_iso
 from switchboard.server.history import MAX_PAGE, HistoryPage, HistoryPolicy
 from switchboard.server.ids import member_id
 from switchboard.server.models import (
+    UNCHANGED,
     Channel,
     ChannelType,
     Page,
     Project,
     Token,
+    Unchanged,
 )
 from switchboard.server.service._base import SORT_FIELDS
 from switchboard.server.service.settings import SettingsOperations
-from switchboard.server.store import UNCHANGED, Unchanged
 
 
 class ChannelOperations(SettingsOperations):

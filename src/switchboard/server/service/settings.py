@@ -12,9 +12,8 @@ from __future__ import annotations
 import msgspec
 
 from switchboard.server.history import HistoryPolicy, check_policy
-from switchboard.server.models import Project
+from switchboard.server.models import Project, Unchanged
 from switchboard.server.service._base import ServiceBase
-from switchboard.server.store import Unchanged
 
 HISTORY_KEY = "history"
 

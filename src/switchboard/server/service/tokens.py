@@ -13,11 +13,12 @@ from switchboard.server import ids
 from switchboard.server.broker import events as ev
 from switchboard.server.clock import format_iso, now_iso, parse_iso
 from switchboard.server.models import (
+    UNCHANGED,
     Project,
     Token,
+    Unchanged,
 )
 from switchboard.server.service._base import ServiceBase
-from switchboard.server.store import UNCHANGED, Unchanged
 
 
 class TokenOperations(ServiceBase):

@@ -4,7 +4,7 @@
 One contract test suite (``tests/store``) runs against every implementation.
 """
 
-from switchboard.server.store.base import UNCHANGED, Store, Unchanged
+from switchboard.server.store.base import Store
 from switchboard.server.store.sqlite import SqliteStore
 
-__all__ = ["UNCHANGED", "SqliteStore", "Store", "Unchanged"]
+__all__ = ["SqliteStore", "Store"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -15,16 +14,17 @@ from switchboard.server.history import (
     HistoryPolicy,
     StreamPosition,
 )
-from switchboard.server.models import Access, Channel, Page, Project, ProjectTokenInfo, Token
+from switchboard.server.models import (
+    UNCHANGED,
+    Access,
+    Channel,
+    Page,
+    Project,
+    ProjectTokenInfo,
+    Token,
+    Unchanged,
+)
 from switchboard.server.permissions import ALL, Permission
-
-
-class Unchanged(enum.Enum):
-    UNCHANGED = "unchanged"
-
-
-UNCHANGED = Unchanged.UNCHANGED
-"""Passed for a field an update leaves as it is."""
 
 
 class Store(Protocol):

@@ -18,8 +18,7 @@ from redis import exceptions as redis_errors
 
 from switchboard.exceptions import Conflict, NotFound, PayloadTooLarge
 from switchboard.server import ids
-from switchboard.server.models import Channel, ChannelType, Page, Token
-from switchboard.server.store.base import UNCHANGED, Unchanged
+from switchboard.server.models import UNCHANGED, Channel, ChannelType, Page, Token, Unchanged
 from switchboard.server.store.redis_fields import ms, text
 
 _CREATE_CHANNEL = """

@@ -18,8 +18,7 @@ import msgspec
 from switchboard.exceptions import Conflict, NotFound, PayloadTooLarge
 from switchboard.server import ids
 from switchboard.server.clock import now_iso
-from switchboard.server.models import Channel, ChannelType, Page, Token
-from switchboard.server.store.base import UNCHANGED, Unchanged
+from switchboard.server.models import UNCHANGED, Channel, ChannelType, Page, Token, Unchanged
 
 T = TypeVar("T")
 

@@ -14,10 +14,10 @@ import websockets
 
 from switchboard.server.clock import format_iso
 from switchboard.server.config import Limits
-from switchboard.server.store import UNCHANGED
+from switchboard.server.models import UNCHANGED
 from tests.conftest import Server, start_node
 from tests.e2e.leap import Leap, leap
-from tests.e2e.test_gateway import make_token, ok
+from tests.edge.test_gateway import make_token, ok
 
 pytestmark = pytest.mark.timeout(30)
 

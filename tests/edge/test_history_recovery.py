@@ -14,7 +14,7 @@ import pytest
 from switchboard.server.history import HistoryPage
 from tests.conftest import Server
 from tests.e2e.leap import Leap, leap
-from tests.e2e.test_gateway import make_token, ok
+from tests.edge.test_gateway import make_token, ok
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -1,6 +1,6 @@
-"""`GatewayConnection`: one Leap socket's place in the hub, with its close and expiry.
+"""`SocketConnection`: one Leap socket's place in the hub, with its close and expiry.
 
-The gateway (``switchboard.server.gateway``) makes one per socket; the hub writes to it.
+The gateway (``edge/gateway.py``) makes one per socket; the hub writes to it.
 Its expiry timers live in one object made only when the token expires or the client
 asked for an expiry notice, so an ordinary connection carries no timer.
 """
@@ -13,12 +13,13 @@ import itertools
 import logging
 import secrets
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from switchboard.server.clock import parse_iso
 from switchboard.server.fanout.connection import Connection
+from switchboard.server.fanout.hub import Hub
 from switchboard.server.protocol import frames
 from switchboard.server.protocol.frames import CloseCode
 from switchboard.server.protocol.session import (
@@ -26,9 +27,6 @@ from switchboard.server.protocol.session import (
     SessionState,
 )
 from switchboard.server.service import Identity
-
-if TYPE_CHECKING:
-    from switchboard.server.gateway import Gateway
 
 log = logging.getLogger("switchboard.gateway")
 
@@ -62,21 +60,21 @@ class _Expiry:
         self.close_timer = self.notice_timer = None
 
 
-class GatewayConnection(Connection):
+class SocketConnection(Connection):
     """A hub connection that knows its socket, so it can close and expire."""
 
     __slots__ = ("_close_task", "_expiry", "hub", "identity", "session", "ws")
 
     def __init__(
         self,
-        gateway: Gateway,
+        hub: Hub,
         ws: web.WebSocketResponse,
         session: LeapSession,
         transport: Any,
         compressed: bool,
     ) -> None:
         super().__init__(
-            gateway.hub.writer,
+            hub.writer,
             transport,
             cid=_new_cid(),
             project_id="",
@@ -84,7 +82,7 @@ class GatewayConnection(Connection):
             scope="noauth",
             compressed=compressed,
         )
-        self.hub = gateway.hub
+        self.hub = hub
         self.ws = ws
         self.session = session
         self.identity: Identity | None = None

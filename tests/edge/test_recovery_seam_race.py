@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import Server
 from tests.e2e.leap import Leap, leap
-from tests.e2e.test_history_recovery import epoch_of, history_channel, publish, subscribe
+from tests.edge.test_history_recovery import epoch_of, history_channel, publish, subscribe
 
 pytestmark = pytest.mark.timeout(120)
 
