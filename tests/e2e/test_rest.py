@@ -233,6 +233,8 @@ async def test_nothing_crosses_projects(http: httpx.AsyncClient, node: Server) -
         ("PUT", "/channels/tokens/state", b"{}", 405, "method_not_allowed"),
         ("PUT", "/channels/tokens/subscribers/t", None, 404, "not_found"),
         ("PUT", "/channels/has%20space", b'{"type": "private"}', 400, "invalid_request"),
+        # A trailing newline is not a channel ID (the document's pattern says so too).
+        ("PUT", "/channels/game%0A", b'{"type": "private"}', 400, "invalid_request"),
         ("PUT", "/channels/" + "x" * 129, b'{"type": "private"}', 400, "invalid_request"),
         ("POST", "/channels", b'{"state": {}}', 400, "invalid_request"),
         ("POST", "/channels/tokens", b'{"state": 5}', 400, "invalid_request"),

@@ -109,7 +109,8 @@ def redact(secret: str | None) -> str | None:
 
 
 def is_valid_channel_id(channel_id: str) -> bool:
-    return bool(CHANNEL_ID.match(channel_id)) and channel_id not in RESERVED_CHANNEL_IDS
+    # fullmatch: "$" alone would let a trailing newline through ("game\n").
+    return bool(CHANNEL_ID.fullmatch(channel_id)) and channel_id not in RESERVED_CHANNEL_IDS
 
 
 def member_id(token_id: str) -> str:
