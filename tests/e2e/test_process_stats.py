@@ -15,7 +15,7 @@ import httpx
 import pytest
 import websockets
 
-from switchboard.server import process_stats
+from switchboard.server.observability import process_stats
 from tests.conftest import Server, launch, stop
 from tests.e2e.leap import leap
 

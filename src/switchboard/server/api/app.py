@@ -20,13 +20,13 @@ from switchboard.exceptions import (
     Unavailable,
 )
 from switchboard.server import ids
-from switchboard.server import metrics as prometheus
 from switchboard.server.api import channels, console, openapi, settings, tokens, webhooks
 from switchboard.server.api.auth import REST_LIMIT, SERVICE
 from switchboard.server.api.cors import add_headers, is_preflight, preflight_response
 from switchboard.server.api.draining import Drain
 from switchboard.server.api.envelope import error_response, ok
 from switchboard.server.edge import Gateway
+from switchboard.server.observability import metrics as prometheus
 from switchboard.server.ratelimit import TokenBuckets
 from switchboard.server.service import Service
 

@@ -37,7 +37,7 @@ from switchboard.server.api.envelope import ok
 from switchboard.server.api.views import project_json
 from switchboard.server.fanout.activity import Activity
 from switchboard.server.fanout.hub import Hub
-from switchboard.server.process_stats import process_figures
+from switchboard.server.observability.process_stats import process_figures
 
 
 @dataclass(frozen=True, slots=True)
