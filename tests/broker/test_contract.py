@@ -17,6 +17,7 @@ from switchboard.server.broker import Broker, LocalBroker
 from switchboard.server.broker import events as ev
 from switchboard.server.broker.events import NodePresence
 from switchboard.server.broker.redis import RedisBroker
+from switchboard.server.broker.topics import TopicInterest
 from switchboard.server.fanout import Connection, Dispatch, Hub
 from switchboard.server.history import NoHistoryCache
 from switchboard.server.ids import member_id
@@ -40,7 +41,7 @@ class RecordingTransport:
         return False
 
 
-def connect(
+async def connect(
     hub: Hub,
     cid: str,
     token: str | None = None,
@@ -60,6 +61,8 @@ def connect(
     hub.attach(conn)
     for channel in channels:
         hub.join(conn, channel)
+    # As the edge does before it answers: the node hears the topics of what it joined.
+    await hub.topics.ready(hub.topics.wanted(), 5.0)
     return transport
 
 
@@ -99,10 +102,10 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[], 
             broker: Broker = LocalBroker(Dispatch(hub, NoHistoryCache()), hub, hub.changes)
         else:
             node_id = f"node{len(started)}"
-            hub = Hub(max_buffered_bytes=1 << 20, node_id=node_id)
+            hub = Hub(max_buffered_bytes=1 << 20, node_id=node_id, topics=TopicInterest())
             dispatch = Dispatch(hub, NoHistoryCache())
             broker = RedisBroker(
-                url, dispatch, hub, hub.changes, prefix="bt:", ttl=3.0, node_id=node_id
+                url, dispatch, hub, hub.changes, hub.topics, prefix="bt:", ttl=3.0, node_id=node_id
             )
         await broker.start()
         started.append(broker)
@@ -122,8 +125,8 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> None:
 
 async def test_a_message_reaches_subscribers_in_order(cluster: Any) -> None:
     hub, broker = await cluster()
-    a = connect(hub, "a", channels=("game",))
-    b = connect(hub, "b", channels=("other",))
+    a = await connect(hub, "a", channels=("game",))
+    b = await connect(hub, "b", channels=("other",))
     for i in range(100):
         await broker.publish(ev.ChannelMessage("p", "game", "n", msgspec.Raw(str(i).encode())))
 
@@ -138,7 +141,7 @@ async def test_a_message_reaches_subscribers_in_order(cluster: Any) -> None:
 async def test_events_cross_to_another_node(cluster: Any) -> None:
     hub1, broker1 = await cluster()
     hub2, _broker2 = await cluster()
-    t = connect(hub2, "t", token="leap_token_1", channels=("game",))
+    t = await connect(hub2, "t", token="leap_token_1", channels=("game",))
     await broker1.publish(ev.DirectMessage("p", "leap_token_1", "dm", msgspec.Raw(b"1")))
     await broker1.publish(ev.ChannelStateChanged("p", "game", msgspec.Raw(b'{"s":1}')))
     await broker1.publish(ev.TokenDeleted("p", "leap_token_1"))
@@ -153,12 +156,12 @@ async def test_events_cross_to_another_node(cluster: Any) -> None:
 
 async def test_presence_counts_every_node(cluster: Any) -> None:
     hub1, broker1 = await cluster()
-    connect(hub1, "a", token="leap_token_1", channels=("game",))
-    connect(hub1, "console", scope="project", channels=("game",))
+    await connect(hub1, "a", token="leap_token_1", channels=("game",))
+    await connect(hub1, "console", scope="project", channels=("game",))
     assert await broker1.token_connections("leap_token_1") == 1
     assert await broker1.channel_connections("p", "game") == 1  # the console is not counted
     hub2, broker2 = await cluster()
-    connect(hub2, "b", token="leap_token_1", channels=("game",))
+    await connect(hub2, "b", token="leap_token_1", channels=("game",))
 
     async def both_counted() -> bool:
         tokens = await broker1.token_connections("leap_token_1")
@@ -172,7 +175,7 @@ async def test_presence_counts_every_node(cluster: Any) -> None:
 async def test_a_stopped_node_stops_counting_at_once(cluster: Any) -> None:
     _hub1, broker1 = await cluster()
     hub2, broker2 = await cluster()
-    connect(hub2, "b", token="leap_token_1")
+    await connect(hub2, "b", token="leap_token_1")
 
     async def counted() -> bool:
         return bool(await broker1.token_connections("leap_token_1") == 1)
@@ -180,6 +183,29 @@ async def test_a_stopped_node_stops_counting_at_once(cluster: Any) -> None:
     await eventually(counted)
     await broker2.stop()
     assert await broker1.token_connections("leap_token_1") == 0
+
+
+async def test_a_grant_returns_once_the_token_sockets_are_on_the_channel(cluster: Any) -> None:
+    hub1, broker1 = await cluster()
+    hub2, _ = await cluster()
+    here = await connect(hub1, "here", token="leap_token_g")
+    there = await connect(hub2, "there", token="leap_token_g")
+
+    async def counted() -> bool:
+        return bool(await broker1.token_connections("leap_token_g") == 2)
+
+    await eventually(counted)
+    grant = ev.TokenSubscribed("p", "leap_token_g", "vault", "private", msgspec.Raw(b"{}"))
+    await broker1.publish_grant(grant)
+    # On every node, when the grant returns: a message published now reaches both.
+    await broker1.publish(ev.ChannelMessage("p", "vault", "m", msgspec.Raw(b"1")))
+
+    async def both_got_it() -> bool:
+        return all(
+            [f["d"]["e"] for f in payloads(t)] == ["AVAILABLE", "MESSAGE"] for t in (here, there)
+        )
+
+    await eventually(both_got_it)
 
 
 async def test_ping(cluster: Any) -> None:
@@ -192,15 +218,15 @@ async def test_ping(cluster: Any) -> None:
 
 async def test_presence_of_a_channel_is_every_nodes_share(cluster: Any) -> None:
     hub1, broker1 = await cluster()
-    connect(hub1, "a1", token="leap_token_a", channels=("game",))
-    connect(hub1, "a2", token="leap_token_a", channels=("game", "other"))
-    connect(hub1, "anon", token=None, scope="noauth", channels=("game",))
-    connect(hub1, "console", scope="project", channels=("game",))
+    await connect(hub1, "a1", token="leap_token_a", channels=("game",))
+    await connect(hub1, "a2", token="leap_token_a", channels=("game", "other"))
+    await connect(hub1, "anon", token=None, scope="noauth", channels=("game",))
+    await connect(hub1, "console", scope="project", channels=("game",))
     shares = await broker1.channel_presence("p", "game")
     assert list(shares.values()) == [NodePresence({"leap_token_a": 2}, 1)]
     hub2, broker2 = await cluster()
-    connect(hub2, "a3", token="leap_token_a", channels=("game",))
-    connect(hub2, "b", token="leap_token_b", channels=("game",))
+    await connect(hub2, "a3", token="leap_token_a", channels=("game",))
+    await connect(hub2, "b", token="leap_token_b", channels=("game",))
 
     async def both() -> bool:
         return len(await broker1.channel_presence("p", "game")) == 2
@@ -250,9 +276,9 @@ async def test_joins_and_leaves_cross_nodes_once_per_token(cluster: Any) -> None
     hub1, broker1 = await cluster()
     hub2, _broker2 = await cluster()
     watcher = await watch(hub1, broker1, "game")
-    a = connect(hub2, "a1", token="leap_token_a")
+    a = await connect(hub2, "a1", token="leap_token_a")
     hub2.join(hub2.connections["a1"], "game")
-    connect(hub1, "a2", token="leap_token_a", channels=("game",))  # the same token, elsewhere
+    await connect(hub1, "a2", token="leap_token_a", channels=("game",))  # the same token, elsewhere
     joined = [("PRESENCE_JOIN", member_id("leap_token_a"))]
 
     async def arrived() -> bool:
@@ -274,7 +300,7 @@ async def test_joins_and_leaves_cross_nodes_once_per_token(cluster: Any) -> None
 async def test_a_watch_starts_from_who_is_there(cluster: Any) -> None:
     hub1, broker1 = await cluster()
     hub2, _broker2 = await cluster()
-    connect(hub2, "b", token="leap_token_b", channels=("game",))
+    await connect(hub2, "b", token="leap_token_b", channels=("game",))
 
     async def counted() -> bool:
         return len(await broker1.channel_presence("p", "game")) == 2

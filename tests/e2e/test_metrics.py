@@ -230,7 +230,10 @@ async def test_redis_health_follows_a_real_redis(tmp_path: Path, own_redis: Redi
             assert value(up, "switchboard_broker_connected") == 1
             await ok(await api.put("/channels/c", json={"type": "unprotected"}))
             await ok(await api.post("/channels/c/messages", json={"e": "x"}))
-            # The broker hears its own publish back from Redis, a moment later.
+            await ok(await api.delete("/channels/c"))
+            # The broker hears its own publish back from Redis, a moment later: not the
+            # message (no socket here is on the channel, so the node does not hear its
+            # topic), but the deletion, which goes on the topic every node hears.
             deadline = time.monotonic() + 5
             while True:
                 _, heard = await scrape(http)
@@ -239,6 +242,7 @@ async def test_redis_health_follows_a_real_redis(tmp_path: Path, own_redis: Redi
                     break
                 await asyncio.sleep(0.05)
             assert value(heard, events) > value(up, events)
+            assert value(heard, "switchboard_broker_topics") == 0  # no socket, no topic
 
             own_redis.stop()
             started = time.monotonic()

@@ -16,9 +16,9 @@ from switchboard import __version__
 from switchboard.exceptions import Conflict
 from switchboard.server.api import build_app, http_errors
 from switchboard.server.api.app import DRAIN
-from switchboard.server.api.webhooks import WEBHOOKS
 from switchboard.server.broker import Broker, LocalBroker
 from switchboard.server.broker.base import EventHandler, LocalNode, PresenceChanges
+from switchboard.server.broker.topics import TopicInterest
 from switchboard.server.config import Settings
 from switchboard.server.edge import Gateway
 from switchboard.server.fanout import Dispatch, Hub
@@ -46,6 +46,7 @@ def open_broker(
     handler: EventHandler,
     local: LocalNode,
     changes: PresenceChanges,
+    topics: TopicInterest,
 ) -> Broker:
     """In-process with the embedded store; Redis pub/sub and presence with Redis."""
     if settings.redis_url:
@@ -56,6 +57,7 @@ def open_broker(
             handler,
             local,
             changes,
+            topics,
             prefix=settings.redis_prefix,
             node_id=node_id,
         )
@@ -114,16 +116,22 @@ class Node:
         self.store: Store = open_store(settings)
         self.webhooks = open_webhooks(settings, self.store, self.node_id)
         changes = PresenceChanges()
+        # In one process the broker hears every event; on Redis, only the topics of the
+        # channels and tokens of this node's sockets (broker/topics.py).
+        topics = TopicInterest(hears_everything=not settings.redis_url)
         self.hub = Hub(
             max_buffered_bytes=settings.limits.max_buffered_bytes,
             node_id=self.node_id,
             changes=changes,
+            topics=topics,
             occupancy=self.webhooks.occupancy_changed,
         )
         # One cache for the service that reads it and the dispatch that gets the events.
         no_history = NoHistoryCache()
         dispatch = Dispatch(self.hub, no_history)
-        self.broker: Broker = open_broker(settings, self.node_id, dispatch, self.hub, changes)
+        self.broker: Broker = open_broker(
+            settings, self.node_id, dispatch, self.hub, changes, topics
+        )
         self.service = Service(
             self.store,
             self.broker,
@@ -141,7 +149,6 @@ class Node:
             rest_requests_per_second=settings.limits.rest_requests_per_second,
             metrics=settings.metrics,
         )
-        self.app[WEBHOOKS] = self.webhooks
         self._runner: web.AppRunner | None = None
         self._unserved_socket: socket.socket | None = None
         self.port = settings.port

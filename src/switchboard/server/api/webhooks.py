@@ -11,12 +11,10 @@ import msgspec
 from aiohttp import web
 
 from switchboard.server.api import bodies
-from switchboard.server.api.auth import authenticated_project
+from switchboard.server.api.auth import SERVICE, authenticated_project
 from switchboard.server.api.envelope import ok
 from switchboard.server.webhooks import Webhooks
 from switchboard.server.webhooks.config import EventType
-
-WEBHOOKS = web.AppKey("webhooks", Webhooks)
 
 routes = web.RouteTableDef()
 
@@ -73,7 +71,9 @@ class DeliveryList(msgspec.Struct):
 
 
 def _webhooks(request: web.Request) -> Webhooks:
-    return request.app[WEBHOOKS]
+    webhooks = request.app[SERVICE].webhooks
+    assert webhooks is not None, "a node's service always has its webhooks"
+    return webhooks
 
 
 @routes.get("/v1/webhooks")

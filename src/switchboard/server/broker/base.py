@@ -18,7 +18,14 @@ import asyncio
 from collections import Counter
 from typing import Protocol
 
-from switchboard.server.broker.events import BrokerEvent, MemberJoined, MemberLeft, NodePresence
+from switchboard.server.broker.events import (
+    BrokerEvent,
+    GrantJoined,
+    MemberJoined,
+    MemberLeft,
+    NodePresence,
+    TokenSubscribed,
+)
 
 
 class Broker(Protocol):
@@ -37,6 +44,11 @@ class Broker(Protocol):
 
     async def publish(self, event: BrokerEvent) -> None:
         """Deliver ``event`` to every node, in publish order per channel and per token."""
+
+    async def publish_grant(self, event: TokenSubscribed) -> None:
+        """Publish a backend's grant and return once every node with the token's sockets
+        has joined them to the channel (bounded): a message the backend publishes next
+        reaches them."""
 
     async def token_connections(self, token_id: str) -> int:
         """Live connections identified with this token, on every node."""
@@ -98,23 +110,48 @@ class PresenceChanges:
     wait on :attr:`dirty` and :attr:`members_queued` and take the events in order.
     """
 
-    __slots__ = ("_members", "dirty", "members_queued")
+    __slots__ = ("_channels", "_members", "_tokens", "dirty", "members_queued")
 
     def __init__(self) -> None:
         self.dirty = asyncio.Event()
         """Set on any change to who is connected or subscribed on this node."""
+        self._tokens: set[str] = set()
+        self._channels: set[tuple[str, str]] = set()
         self.members_queued = asyncio.Event()
-        self._members: list[MemberJoined | MemberLeft] = []
+        self._members: list[MemberJoined | MemberLeft | GrantJoined] = []
 
     def changed(self) -> None:
         self.dirty.set()
+
+    def token_touched(self, token_id: str) -> None:
+        """The token's count of connections here changed."""
+        self._tokens.add(token_id)
+        self.dirty.set()
+
+    def channel_touched(self, key: tuple[str, str]) -> None:
+        """Who is subscribed to the channel here changed."""
+        self._channels.add(key)
+        self.dirty.set()
+
+    def take_touched(self) -> tuple[set[str], set[tuple[str, str]]]:
+        """The tokens and channels touched since the last take (the broker writes just
+        those: a connect costs the same however many sockets the node holds)."""
+        self.dirty.clear()
+        tokens, self._tokens = self._tokens, set()
+        channels, self._channels = self._channels, set()
+        return tokens, channels
 
     def member(self, event: MemberJoined | MemberLeft) -> None:
         """A token's first connection here joined a channel, or its last left it."""
         self._members.append(event)
         self.members_queued.set()
 
-    def take_members(self) -> list[MemberJoined | MemberLeft]:
+    def grant_joined(self, ack: str, node_id: str) -> None:
+        """This node joined the sockets a grant asked an answer for (``TokenSubscribed.ack``)."""
+        self._members.append(GrantJoined(ack, node_id))
+        self.members_queued.set()
+
+    def take_members(self) -> list[MemberJoined | MemberLeft | GrantJoined]:
         """The member events queued so far, oldest first; the queue is emptied."""
         self.members_queued.clear()
         events, self._members = self._members, []

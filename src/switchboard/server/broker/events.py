@@ -65,6 +65,17 @@ class TokenSubscribed(msgspec.Struct, tag=True, frozen=True):
     state: msgspec.Raw
     origin_cid: str | None = None
     """The connection whose SUBSCRIBE made it, which has had its AVAILABLE already."""
+    ack: str | None = None
+    """``{node}:{request}``: each node that joins the token's sockets to the channel
+    tells that node so (``GrantJoined``), so the backend's call returns after it."""
+
+
+class GrantJoined(msgspec.Struct, tag=True, frozen=True):
+    """A node joined a token's sockets to a channel a ``TokenSubscribed`` granted (its
+    ``ack``): sent to the granting node alone, on its own topic."""
+
+    request: str
+    node_id: str
 
 
 class TokenUnsubscribed(msgspec.Struct, tag=True, frozen=True):
@@ -136,4 +147,5 @@ BrokerEvent = (
     | MemberJoined
     | MemberLeft
     | HistoryChanged
+    | GrantJoined
 )

@@ -6,7 +6,7 @@ import asyncio
 
 from switchboard.server.aio import cancel_and_wait
 from switchboard.server.broker.base import EventHandler, LocalNode, PresenceChanges
-from switchboard.server.broker.events import BrokerEvent, NodePresence
+from switchboard.server.broker.events import BrokerEvent, NodePresence, TokenSubscribed
 
 
 class LocalBroker:
@@ -51,6 +51,9 @@ class LocalBroker:
 
     async def publish(self, event: BrokerEvent) -> None:
         self._handler.handle(event)
+
+    async def publish_grant(self, event: TokenSubscribed) -> None:
+        self._handler.handle(event)  # joined before this returns: one node hears everything
 
     async def token_connections(self, token_id: str) -> int:
         return self._local.token_connections(token_id)

@@ -12,12 +12,14 @@ nothing published after the answer is missed.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import Any
 
-from switchboard.exceptions import APIError, Unauthorized
+from switchboard.exceptions import APIError, Unauthorized, Unavailable
 from switchboard.server import ids
+from switchboard.server.broker.topics import channel_topic, token_topic
 from switchboard.server.edge.presence_watch import start_watch
 from switchboard.server.edge.recovery import recover
 from switchboard.server.edge.socket import SocketConnection
@@ -37,6 +39,15 @@ from switchboard.server.service import Identity, Service
 
 log = logging.getLogger("switchboard.gateway")
 
+IDENTIFY_AT_ONCE = 32
+"""IDENTIFYs looked up at the same time; the others wait their turn. A connect storm
+(every client of a restarted node at once) then queues here instead of taking every
+connection of the Redis pool and failing those that find none free within its timeout
+(1,000 token sockets at once: closed 4000 before, all identified now)."""
+
+TOPIC_WAIT_S = 5.0
+"""How long a step waits for the broker to hear a topic before it gives up (Redis away)."""
+
 
 class LeapSteps:
     """The service-facing half of the Leap protocol (see the module docstring)."""
@@ -44,6 +55,7 @@ class LeapSteps:
     def __init__(self, service: Service, hub: Hub) -> None:
         self.service = service
         self.hub = hub
+        self._identifying = asyncio.Semaphore(IDENTIFY_AT_ONCE)
 
     async def carry_out(self, conn: SocketConnection, event: Any) -> None:
         """Carry out one session event; a refused request is answered with ``ERROR``."""
@@ -65,6 +77,11 @@ class LeapSteps:
     # IDENTIFY.
 
     async def identify(self, conn: SocketConnection, event: Identify) -> None:
+        async with self._identifying:
+            if not conn.closing:
+                await self._identify_watched(conn, event)
+
+    async def _identify_watched(self, conn: SocketConnection, event: Identify) -> None:
         token = event.token
         if not token:
             return await self._identify(conn, event)
@@ -72,7 +89,12 @@ class LeapSteps:
         # knows it only once it is attached): the soak found sockets that outlived it.
         self.hub.watch_token(conn, token)
         try:
-            await self._identify(conn, event)
+            # The token's topic is heard before the token is looked up: a deletion
+            # published from then on reaches this socket (broker/topics.py).
+            async with self.hub.topics.listening([token_topic(token)], TOPIC_WAIT_S):
+                await self._identify(conn, event)
+        except Unavailable as exc:
+            conn.session.close(CloseCode.UNKNOWN_ERROR, exc.message)  # the client retries
         finally:
             self.hub.unwatch_token(conn, token)
 
@@ -87,7 +109,12 @@ class LeapSteps:
             count = await self.service.broker.token_connections(identity.token.id) + 1
         if conn.closing:
             return
-        holds = self._attach(conn, identity, channels, count, event)
+        # INIT's channels are heard before INIT is sent: nothing published after it is missed.
+        topics = [channel_topic(c.project_id, c.id) for c in channels]
+        async with self.hub.topics.listening(topics, TOPIC_WAIT_S):
+            if conn.closing:
+                return
+            holds = self._attach(conn, identity, channels, count, event)
         log.info(
             "connection identified",
             extra={
@@ -195,12 +222,15 @@ class LeapSteps:
         # Presence shows who is there, with their tokens' state: not to anonymous visitors.
         watching = presence and conn.scope != "noauth"
         key = (channel.project_id, channel.id)
-        if watching:
-            await start_watch(self.hub.presence, self.service, key)
-            if conn.closing:
-                self.hub.presence.release(key)
-                return
-        hold = self._join(conn, channel, watching, presence, since)
+        # The channel's topic is heard before AVAILABLE (and before a presence snapshot,
+        # whose events meanwhile must reach the watch): nothing after them is missed.
+        async with self.hub.topics.listening([channel_topic(*key)], TOPIC_WAIT_S):
+            if watching:
+                await start_watch(self.hub.presence, self.service, key)
+                if conn.closing:
+                    self.hub.presence.release(key)
+                    return
+            hold = self._join(conn, channel, watching, presence, since)
         if hold is not None and since is not None:
             # "No history" is said only to a client that claims a position in one.
             claimed = since.epoch is not None

@@ -16,6 +16,7 @@ from typing import Any
 
 from switchboard.server.broker import events as ev
 from switchboard.server.broker.events import BrokerEvent
+from switchboard.server.broker.topics import channel_topic
 from switchboard.server.fanout.connection import Outgoing
 from switchboard.server.fanout.hub import Hub
 from switchboard.server.history import NoHistoryCache
@@ -68,15 +69,27 @@ def token_subscribed(hub: Hub, event: ev.TokenSubscribed) -> None:
         event.project_id, event.channel_id, event.channel_type, event.state, unicast=False
     )
     frame = Outgoing(payload)
+    heard = hub.topics.is_heard(channel_topic(event.project_id, event.channel_id))
+    later = []
     for conn in hub.token_members(event.project_id, event.token_id):
-        if conn.cid != event.origin_cid:  # that one had its AVAILABLE already
+        if conn.cid == event.origin_cid:
+            continue  # that one had its AVAILABLE already
+        if heard or event.channel_id in conn.channels:
             hub.join(conn, event.channel_id)
             conn.send(frame)
+        else:
+            later.append(conn)
+    if later:
+        # This node does not hear the channel yet: the AVAILABLE waits until it does.
+        hub.join_when_heard(later, event.channel_id, frame, event.ack)
+    elif event.ack is not None and hub.token_connections(event.token_id):
+        hub.changes.grant_joined(event.ack, hub.node_id)
 
 
 def token_unsubscribed(hub: Hub, event: ev.TokenUnsubscribed) -> None:
     frame = Outgoing(frames.unavailable(event.channel_id))
     for conn in hub.token_members(event.project_id, event.token_id):
+        hub.revoke_grant(conn, event.channel_id)
         if hub.leave(conn, event.channel_id) and conn.cid != event.origin_cid:
             conn.send(frame)
 

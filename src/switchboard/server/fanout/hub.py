@@ -15,17 +15,26 @@ this node (it is the broker's :class:`~switchboard.server.broker.base.LocalNode`
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import logging
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from switchboard.exceptions import Unavailable
 from switchboard.server.broker import events as ev
 from switchboard.server.broker.base import PresenceChanges, PresenceCounts
 from switchboard.server.broker.events import NodePresence
+from switchboard.server.broker.topics import TopicInterest, channel_topic, token_topic
 from switchboard.server.fanout.activity import Activity
 from switchboard.server.fanout.connection import Coalescer, Connection, Outgoing
 from switchboard.server.fanout.holds import Hold, Holds, Key
 from switchboard.server.fanout.presence import Occupancy, Presence, announcements
+
+log = logging.getLogger("switchboard.hub")
+
+GRANT_WAIT_S = 5.0
+"""How long a backend's grant waits for its channel's topic before it joins anyway."""
 
 _K = TypeVar("_K")
 
@@ -72,7 +81,9 @@ class ProjectFigures:
 class Hub:
     """See the module docstring.
 
-    ``changes`` gets presence news for the broker; ``occupancy`` (the webhooks') is
+    ``changes`` gets presence news for the broker; ``topics`` counts the topics this
+    node's sockets need (one per membership of a channel, one per connection of a token);
+    ``occupancy`` (the webhooks') is
     called with (project, ``t`` or ``c``, token or channel, ±1) when a token's first
     connection here is attached or its last detached, and when a channel gets its
     first subscriber here or loses its last.
@@ -84,9 +95,13 @@ class Hub:
         max_buffered_bytes: int,
         node_id: str = "local",
         changes: PresenceChanges | None = None,
+        topics: TopicInterest | None = None,
         occupancy: Occupancy | None = None,
     ) -> None:
         self.node_id = node_id
+        self.topics = TopicInterest(hears_everything=True) if topics is None else topics
+        """What this node must hear: a channel's topic per membership, a token's per
+        attached connection (``broker/topics.py``)."""
         self.writer = Coalescer(max_buffered_bytes)
         self.changes = PresenceChanges() if changes is None else changes
         self._occupancy = occupancy
@@ -96,6 +111,9 @@ class Hub:
         self._identifying: dict[str, set[Connection]] = {}
         """Connections whose IDENTIFY is looking their token up, not attached yet."""
         self.holds = Holds(self._rejoin)
+        self._granting: set[tuple[str, str]] = set()
+        """(connection, channel) of grants waiting for their topic (join_when_heard)."""
+        self._grant_tasks: set[asyncio.Task[None]] = set()
         self.presence = Presence(node_id, self.changes.member, self._send_to, occupancy)
         """Who is subscribed where on this node, and the presence watches."""
         self.activity = Activity()
@@ -117,11 +135,12 @@ class Hub:
     def attach(self, conn: Connection) -> None:
         self.connections[conn.cid] = conn
         if conn.token_id is not None:
+            self.topics.want(token_topic(conn.token_id))
             members = self._by_token.setdefault(conn.token_id, set())
             members.add(conn)
             if len(members) == 1 and self._occupancy is not None:
                 self._occupancy(conn.project_id, "t", conn.token_id, 1)
-        self.changes.changed()
+            self.changes.token_touched(conn.token_id)
 
     def detach(self, conn: Connection) -> None:
         if self.connections.pop(conn.cid, None) is None:
@@ -131,12 +150,15 @@ class Hub:
             if self.holds:
                 self.holds.left(conn, channel_id)
             self.presence.left(conn, channel_id)
+            self.topics.release(channel_topic(conn.project_id, channel_id))
+            self.changes.channel_touched((conn.project_id, channel_id))
         conn.channels.clear()
         if conn.token_id is not None:
+            self.topics.release(token_topic(conn.token_id))
             _discard(self._by_token, conn.token_id, conn)
             if conn.token_id not in self._by_token and self._occupancy is not None:
                 self._occupancy(conn.project_id, "t", conn.token_id, -1)
-        self.changes.changed()
+            self.changes.token_touched(conn.token_id)
 
     def watch_token(self, conn: Connection, token_id: str) -> None:
         """``conn`` is about to look ``token_id`` up: if it is deleted, close ``conn``.
@@ -159,11 +181,12 @@ class Hub:
             return
         if channel_id not in conn.channels:
             conn.channels.add(channel_id)
+            self.topics.want(channel_topic(conn.project_id, channel_id))
             self.presence.joined(conn, channel_id)
+            self.changes.channel_touched((conn.project_id, channel_id))
         key = (conn.project_id, channel_id)
         if not (self.holds and self.holds.holding(key, conn)):
             self._by_channel.setdefault(key, set()).add(conn)
-        self.changes.changed()
 
     def leave(self, conn: Connection, channel_id: str) -> bool:
         if channel_id not in conn.channels:
@@ -173,8 +196,54 @@ class Hub:
         if self.holds:
             self.holds.left(conn, channel_id)
         self.presence.left(conn, channel_id)
-        self.changes.changed()
+        self.topics.release(channel_topic(conn.project_id, channel_id))
+        self.changes.channel_touched((conn.project_id, channel_id))
         return True
+
+    # A backend's grant, joined once the channel's topic is heard.
+
+    def join_when_heard(
+        self, conns: list[Connection], channel_id: str, frame: Outgoing, ack: str | None = None
+    ) -> None:
+        """Join ``conns`` (one project's) to ``channel_id`` and send them ``frame`` (their
+        ``AVAILABLE``) once this node hears the channel's topic: nothing published after
+        the AVAILABLE may be missed. :meth:`revoke_grant` cancels it for one connection.
+        ``ack``: the grant's request, answered once they are joined."""
+        for conn in conns:
+            self._granting.add((conn.cid, channel_id))
+        task = asyncio.get_running_loop().create_task(
+            self._join_when_heard(conns, channel_id, frame, ack)
+        )
+        self._grant_tasks.add(task)
+        task.add_done_callback(self._grant_tasks.discard)
+
+    async def _join_when_heard(
+        self, conns: list[Connection], channel_id: str, frame: Outgoing, ack: str | None
+    ) -> None:
+        topic = channel_topic(conns[0].project_id, channel_id)
+        try:
+            async with self.topics.listening([topic], GRANT_WAIT_S):
+                self._grant(conns, channel_id, frame)
+        except Unavailable:
+            # Redis is away: the grant stands (what is published meanwhile is lost
+            # anyway, as for every socket of this node).
+            log.warning("grant joined before its topic was heard", extra={"topic": topic})
+            self._grant(conns, channel_id, frame)
+        if ack is not None:
+            self.changes.grant_joined(ack, self.node_id)
+
+    def _grant(self, conns: list[Connection], channel_id: str, frame: Outgoing) -> None:
+        for conn in conns:
+            if (conn.cid, channel_id) not in self._granting:
+                continue  # revoked meanwhile
+            self._granting.discard((conn.cid, channel_id))
+            if conn.cid in self.connections and not conn.closing:
+                self.join(conn, channel_id)
+                conn.send(frame)
+
+    def revoke_grant(self, conn: Connection, channel_id: str) -> None:
+        """A grant not yet joined (see :meth:`join_when_heard`) was taken back."""
+        self._granting.discard((conn.cid, channel_id))
 
     # History recovery (fanout/holds.py).
 

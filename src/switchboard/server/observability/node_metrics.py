@@ -143,8 +143,13 @@ class NodeCollector:
         )
         yield CounterMetricFamily(
             "switchboard_broker_events_received",
-            "Events this node received from the cluster's broker topic.",
+            "Events this node's broker reader decoded (it hears only its sockets' topics).",
             value=stats["events_received"],
+        )
+        yield GaugeMetricFamily(
+            "switchboard_broker_topics",
+            "Pub/sub topics this node wants now: its sockets' channels and tokens.",
+            value=stats["topics"],
         )
 
 

@@ -190,7 +190,9 @@ class ChannelOperations(SettingsOperations):
         channel = await self._channel(project, channel_id)
         await self._token(project, token_id)
         if await self.store.add_subscription(project.id, channel_id, token_id):
-            await self.broker.publish(
+            # Returns once the token's live sockets are on the channel, on every node: a
+            # message the backend publishes next reaches them (docs/scaling.md).
+            await self.broker.publish_grant(
                 ev.TokenSubscribed(
                     project.id, token_id, channel_id, channel.type.value, channel.state
                 )

@@ -16,6 +16,7 @@ from switchboard.server import ids
 from switchboard.server.api import bodies
 from switchboard.server.api import settings as project_settings
 from switchboard.server.api import webhooks as wh
+from switchboard.server.api.auth import SERVICE
 from switchboard.server.api.bodies import QUERY_INT_MAX
 from switchboard.server.api.openapi.schemas import (
     ChannelData,
@@ -114,7 +115,8 @@ HISTORY_QUERIES = (
 
 def _webhook_log_size(app: web.Application) -> int | None:
     # A larger ?limit= is a 400, so the document says the node's own log size.
-    webhooks = app.get(wh.WEBHOOKS)
+    service = app.get(SERVICE)
+    webhooks = None if service is None else service.webhooks
     return None if webhooks is None else webhooks.settings.log_size
 
 

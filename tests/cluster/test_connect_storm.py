@@ -1,0 +1,44 @@
+"""A connect storm on a node on Redis (issue 20, item 4): many token sockets identify at
+once; each gets its INIT (it waits its turn), none is closed for want of a Redis
+connection."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import running_node
+from tests.e2e.leap import leap
+
+pytestmark = pytest.mark.timeout(120)
+
+SOCKETS = 1000
+
+
+async def test_a_storm_of_token_identifies_all_get_init(redis_url: str, tmp_path: Path) -> None:
+    async with running_node(tmp_path / "a", redis_url=redis_url) as node:
+        assert node.node is not None
+        service = node.node.service
+        project = await service.store.get_project(node.project_id)
+        assert project is not None
+        await service.create_channel(project, "private", "room")
+
+        async def grant() -> str:
+            token = await service.create_token(project)
+            await service.subscribe_token(project, "room", token.id)
+            return token.id
+
+        tokens = await asyncio.gather(*(grant() for _ in range(SOCKETS)))
+
+        async def one(token: str) -> list[str]:
+            async with leap(node.ws_url) as client:
+                await client.identify(node.project_id, token)
+                return [c["id"] for c in client.init["channels"]]
+
+        started = asyncio.get_running_loop().time()
+        inits = await asyncio.gather(*(one(t) for t in tokens))
+        took = asyncio.get_running_loop().time() - started
+        print(f"{SOCKETS} token sockets identified at once in {took:.2f} s")
+        assert inits == [["room"]] * SOCKETS
