@@ -19,12 +19,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from switchboard import __version__
 from switchboard.exceptions import Unavailable
-from switchboard.server.broker import LocalBroker
+from switchboard.server.broker import Broker
 from switchboard.server.edge import Gateway
 from switchboard.server.service import Service
 
 if TYPE_CHECKING:
-    from switchboard.server.broker.redis import RedisBroker
     from switchboard.server.fanout import HubStats
 
 REDIS_PING_TIMEOUT_S = 0.5
@@ -41,7 +40,7 @@ class RedisProbe:
     seconds: float | None
 
 
-async def probe_redis(broker: RedisBroker) -> RedisProbe:
+async def probe_redis(broker: Broker) -> RedisProbe:
     """PING Redis through the broker's client, bounded by :data:`REDIS_PING_TIMEOUT_S`."""
     started = time.perf_counter()
     try:
@@ -58,13 +57,8 @@ class NodeCollector:
     def __init__(self, service: Service, gateway: Gateway) -> None:
         self.service = service
         self.gateway = gateway
-        self.redis_broker: RedisBroker | None = None
-        if not isinstance(service.broker, LocalBroker):
-            # Imported only here: a node on SQLite never loads the Redis client.
-            from switchboard.server.broker.redis import RedisBroker
-
-            if isinstance(service.broker, RedisBroker):
-                self.redis_broker = service.broker
+        self.redis_broker: Broker | None = service.broker if service.broker.clustered else None
+        """The broker of a node of a cluster (on Redis), whose PING and counters are shown."""
         self.redis: RedisProbe | None = None
         """Set by the handler just before each collection (collection cannot await)."""
 
