@@ -341,4 +341,4 @@ async def test_missing_things_are_404(http: httpx.AsyncClient) -> None:
 async def test_health_and_readiness(node: Server) -> None:
     async with httpx.AsyncClient(base_url=node.base_url) as client:
         assert data(await client.get("/healthz")) == {"status": "ok"}
-        assert data(await client.get("/readyz")) == {"status": "ready"}
+        assert data(await client.get("/readyz")) == {"status": "ready", "workers": 1}

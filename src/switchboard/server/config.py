@@ -77,6 +77,12 @@ class Settings:
     """If set, a WebSocket upgrade whose ``Origin`` is not listed is refused with 403
     (``*`` matches any); browsers always send Origin, other clients may send none, and a
     missing Origin is allowed."""
+    workers: int = 1
+    """Worker processes serving this port (``serve --workers``): each is a node of the
+    cluster; ``/readyz`` says how many."""
+    worker: int | None = None
+    """This process's number among them (1..workers), None when it runs alone: a
+    worker shares its port with the others (``SO_REUSEPORT``) and prints no banner."""
     metrics: bool = False
     """Serve ``GET /metrics`` (Prometheus text format, no authentication) on the main
     port. Off by default: only operators should reach it (docs/metrics.md)."""

@@ -148,6 +148,7 @@ class Node:
             cors_origins=settings.cors_origins,
             rest_requests_per_second=settings.limits.rest_requests_per_second,
             metrics=settings.metrics,
+            workers=settings.workers,
         )
         self._runner: web.AppRunner | None = None
         self._unserved_socket: socket.socket | None = None
@@ -174,6 +175,9 @@ class Node:
         sock = socket.socket(socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.settings.worker is not None:
+                # Every worker listens on the same port; the kernel deals connections out.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((self.settings.host, self.settings.port))
         except OSError:
             sock.close()
@@ -274,7 +278,12 @@ async def serve(settings: Settings) -> None:
     """Run a node until SIGTERM or SIGINT, then shut down gracefully."""
     node = Node(settings)
     await node.start()
-    print(node.banner(), flush=True)
+    if settings.worker is None:
+        print(node.banner(), flush=True)
+    else:
+        # The supervisor waits for this line from each worker, then prints the banner once.
+        print(f"worker {settings.worker} ready", flush=True)
+        log.info("worker ready", extra={"worker": settings.worker, "node": node.node_id})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

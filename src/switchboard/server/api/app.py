@@ -180,6 +180,7 @@ def build_app(
     cors_origins: tuple[str, ...] = (),
     rest_requests_per_second: float = 0.0,
     metrics: bool = False,
+    workers: int = 1,
 ) -> web.Application:
     drain = Drain()
     middleware = request_middleware(drain, body_timeout_s=body_timeout_s, cors_origins=cors_origins)
@@ -201,7 +202,7 @@ def build_app(
             raise Unavailable(f"not ready: {exc}") from None
         if not gateway.accepting:
             raise Unavailable("shutting down")
-        return ok({"status": "ready"})
+        return ok({"status": "ready", "workers": workers})
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -16,6 +16,7 @@ from switchboard.exceptions import APIError
 from switchboard.server import logs
 from switchboard.server.cli._options import option, store_options
 from switchboard.server.cli._webhook_options import webhook_options
+from switchboard.server.cli.workers import free_port, supervise, worker_count
 from switchboard.server.config import Limits, Settings
 from switchboard.server.node import run
 
@@ -155,6 +156,13 @@ _LIMIT_FIELDS = frozenset(f.name for f in dataclasses.fields(Limits))
     help="Seconds SIGTERM waits for sockets to close and REST calls to finish.",
 )
 @option(
+    "--workers",
+    default="1",
+    help="Worker processes on this port, each a node of the cluster (needs --redis), "
+    "or auto for one per core; the kernel deals connections out among them.",
+)
+@click.option("--worker", type=int, default=None, hidden=True)
+@option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -170,10 +178,17 @@ def serve(
     closed with 1001 (clients reconnect), in-flight REST calls finish, then it exits 0.
     """
     logs.configure(log_level)
+    try:
+        fields["workers"] = worker_count(fields["workers"])
+    except ValueError:
+        raise click.BadParameter("a number of processes, or auto", param_hint="--workers") from None
     limits = Limits(**{name: fields.pop(name) for name in _LIMIT_FIELDS & fields.keys()})
     settings = Settings(
         **fields, cors_origins=_split(cors_origins), ws_origins=_split(ws_origins), limits=limits
     )
+    if settings.workers > 1 and settings.worker is None:
+        _supervise(settings)
+        return
     try:
         run(settings)
     except APIError as exc:
@@ -182,6 +197,18 @@ def serve(
         raise click.ClickException(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
         ) from None
+
+
+def _supervise(settings: Settings) -> None:
+    """``--workers N``: this process starts N workers and watches them (cli/workers.py)."""
+    if not settings.redis_url:
+        raise click.ClickException(
+            f"--workers {settings.workers} needs --redis: each worker is a node of a cluster, "
+            "and the embedded SQLite store belongs to one process"
+        )
+    if settings.port == 0:
+        settings = dataclasses.replace(settings, port=free_port(settings.host))
+    raise SystemExit(supervise(settings, settings.workers))
 
 
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:

@@ -95,6 +95,8 @@ class Health(msgspec.Struct, forbid_unknown_fields=True):
 
 class Ready(msgspec.Struct, forbid_unknown_fields=True):
     status: Literal["ready"]
+    workers: int
+    """Worker processes serving this port (``serve --workers``; 1 alone)."""
 
 
 class MessageRate(msgspec.Struct):
