@@ -34,7 +34,7 @@ def _shown(value: object) -> str:
     """A default as the help text shows it: lists comma-separated, empty ones as "none"."""
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value) or "none"
-    return str(value)
+    return str(value) or "none"
 
 
 class Command:

@@ -56,6 +56,10 @@ class Config:
     def node_pids(self) -> list[list[int]]:
         return [node.server.pids() for node in self.nodes]
 
+    async def send(self, seq: int) -> tuple[int, bytes]:
+        """Publish message ``seq`` through the publishing node's REST API."""
+        return await self.pool.request(self.publish_to.build_publish(payload(seq)))
+
     def subscriber_node_pids(self) -> list[int]:
         return [p for node in self.subscribe_on for p in node.server.pids()]
 
@@ -137,16 +141,17 @@ class Rep:
         return self.redis_cpu / max(1, self.count) * 1e6
 
 
-Publisher = Callable[[Config, int], Awaitable[tuple[dict[int, int], float]]]
-"""Sends K messages to a configuration's publishing node; returns the HTTP statuses seen and
-the time (``time.time()``) the last message was sent."""
+Send = Callable[[int], Awaitable[tuple[int, bytes]]]
+"""Publishes message ``seq`` (a REST call) and returns its HTTP status and body."""
+Publisher = Callable[[Send, int], Awaitable[tuple[dict[int, int], float]]]
+"""Sends K messages with ``Send`` (``Config.send``: to a configuration's publishing node);
+returns the HTTP statuses seen and the time (``time.time()``) the last message was sent."""
 
 
 def closed_loop(window: int) -> Publisher:
     """``window`` requests in flight: the next is sent when an answer comes back."""
 
-    async def publish(cfg: Config, k: int) -> tuple[dict[int, int], float]:
-        build = cfg.publish_to.build_publish
+    async def publish(send: Send, k: int) -> tuple[dict[int, int], float]:
         statuses: dict[int, int] = {}
         next_seq = 0
         t_last = 0.0
@@ -158,7 +163,7 @@ def closed_loop(window: int) -> Publisher:
                 next_seq += 1
                 if seq == k - 1:
                     t_last = time.time()
-                status, _ = await cfg.pool.request(build(payload(seq)))
+                status, _ = await send(seq)
                 statuses[status] = statuses.get(status, 0) + 1
 
         await asyncio.gather(*(worker() for _ in range(window)))
@@ -170,8 +175,7 @@ def closed_loop(window: int) -> Publisher:
 def paced(rate: float) -> Publisher:
     """``rate`` messages per second, evenly spaced (open loop: the server does not set the pace)."""
 
-    async def publish(cfg: Config, k: int) -> tuple[dict[int, int], float]:
-        build = cfg.publish_to.build_publish
+    async def publish(send: Send, k: int) -> tuple[dict[int, int], float]:
         loop = asyncio.get_running_loop()
         statuses: dict[int, int] = {}
         t_last = 0.0
@@ -180,7 +184,7 @@ def paced(rate: float) -> Publisher:
             nonlocal t_last
             if seq == k - 1:
                 t_last = time.time()
-            status, _ = await cfg.pool.request(build(payload(seq)))
+            status, _ = await send(seq)
             statuses[status] = statuses.get(status, 0) + 1
 
         tasks = []
@@ -219,7 +223,7 @@ async def one_rep(
     )
     busy0, ours0 = machine_busy_seconds(), cpu_seconds(ours)
     t0 = time.time()
-    statuses, t_sent = await publish(cfg, k)
+    statuses, t_sent = await publish(cfg.send, k)
     dones = await asyncio.gather(*(c.read(timeout + 30) for c in cfg.clients))
     busy1, ours1 = machine_busy_seconds(), cpu_seconds(ours)
     ncpu1 = [cpu_seconds(p) for p in node_pids]

@@ -7,7 +7,8 @@ data frames; short frames (keep-alives) are answered, not counted.
 
 Commands (``cmd``):
 
-- ``connect {spec, n}``: open ``n`` more connections, answer when all are subscribed.
+- ``connect {spec, n}``: open ``n`` more connections, answer when all are subscribed (to
+  ``spec["channel"]``, or with ``spec["channels"]``, a list of ``n`` names, each to its own).
 - ``arm {target, timeout, latency}``: reset the frame count; answer ``armed`` at once,
   then ``done`` when ``target`` frames have arrived or ``timeout`` passed. With
   ``latency``, every counted frame's send time (``~<ns>~`` in the payload) is compared
@@ -50,6 +51,7 @@ class Client:
     async def connect(self, spec: dict[str, Any], n: int) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         tokens: list[str | None] = spec.pop("tokens", None) or [None] * n
+        channels: list[str] | None = spec.pop("channels", None)
         concurrency = int(spec.pop("concurrency", 128))
         sem = asyncio.Semaphore(concurrency)
         errors: list[str] = []
@@ -60,9 +62,10 @@ class Client:
             nonlocal ready
             async with sem:
                 try:
+                    own = spec if channels is None else {**spec, "channel": channels[i]}
                     _, conn = await asyncio.wait_for(
                         loop.create_connection(
-                            lambda: WsConn(spec, tokens[i], self.counter),
+                            lambda: WsConn(own, tokens[i], self.counter),
                             spec["host"],
                             spec["port"],
                         ),

@@ -93,14 +93,23 @@ _SAMPLE = payload(0, 1_700_000_000_000_000_000)
 
 
 def switchboard_proc(
-    name: str, *, log_level: str = "warning", extra: Sequence[str] = (), ready_text: str
+    name: str,
+    *,
+    log_level: str = "warning",
+    extra: Sequence[str] = (),
+    ready_text: str,
+    src: str | None = None,
 ) -> ServerProc:
-    """A ``switchboard serve`` on a free port with a fresh data directory (not started)."""
+    """A ``switchboard serve`` on a free port with a fresh data directory (not started); with
+    ``src``, the code of that source tree (``PYTHONPATH=src python -m switchboard.server.cli``)
+    instead of this checkout's."""
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="sb-bench-"))
-    argv = [SWITCHBOARD_BIN, "serve", "--port", str(port), "--data", str(tmp / "data")]
+    command = [SWITCHBOARD_BIN] if src is None else [PYTHON, "-m", "switchboard.server.cli"]
+    argv = [*command, "serve", "--port", str(port), "--data", str(tmp / "data")]
     argv += ["--log-level", log_level, *extra]
-    return ServerProc(name, argv, port, ready_text=ready_text, tmpdir=tmp)
+    env = {} if src is None else {"PYTHONPATH": src}
+    return ServerProc(name, argv, port, env=env, ready_text=ready_text, tmpdir=tmp)
 
 
 def leap_publish_builder(port: int, auth: dict[str, str]) -> Callable[[bytes], bytes]:
@@ -114,10 +123,14 @@ def leap_publish_builder(port: int, auth: dict[str, str]) -> Callable[[bytes], b
 
 
 async def start_switchboard(
-    servers: Servers, *, log_level: str = "warning", extra: Sequence[str] = ()
+    servers: Servers,
+    *,
+    log_level: str = "warning",
+    extra: Sequence[str] = (),
+    src: str | None = None,
 ) -> Target:
     server = switchboard_proc(
-        "switchboard", log_level=log_level, extra=extra, ready_text="Project token:"
+        "switchboard", log_level=log_level, extra=extra, ready_text="Project token:", src=src
     )
     port = server.port
     assert server.tmpdir is not None
@@ -148,6 +161,33 @@ async def start_switchboard(
         {"project_id": project_id.group(1), "ptk": ptk.group(1), "data_dir": str(data)},
     )
     return target
+
+
+async def join_switchboard(
+    servers: Servers,
+    first: Target,
+    url: str,
+    name: str,
+    *,
+    extra: Sequence[str] = (),
+    src: str | None = None,
+) -> Target:
+    """Another ``switchboard serve`` on ``first``'s Redis ``url``: same project and token, its own
+    port (a node of ``first``'s cluster)."""
+    # "Store:" ends the banner of a node that joins: it makes no project of its own.
+    server = await servers.start(
+        switchboard_proc(name, extra=["--redis", url, *extra], ready_text="Store:", src=src)
+    )
+    build = leap_publish_builder(server.port, {"Authorization": first.info["ptk"]})
+    return Target(
+        name,
+        server,
+        {**first.ws, "port": server.port},
+        server.port,
+        build,
+        first.wire_bytes,
+        first.info,
+    )
 
 
 async def start_switchboard_redis(servers: Servers) -> Target:

@@ -3,6 +3,15 @@
     .venv/bin/python bench/cluster.py [--quick] [--sizes 1000,5000] [--configs single,redis,cluster]
                                       [--reps 3] [--duration 1.0] [--window 4] [--pace 0.5]
                                       [--paced-duration 2.0] [--max-others 0.25] [--retries 1]
+    .venv/bin/python bench/cluster.py --layout spread [--channels 3000] [--before-src PATH] [--rate R]
+                                      [--subscribers-per-channel 1] [the phases' options above]
+
+``--layout spread`` (issue 20.1) measures what each node of a cluster hears instead: three nodes,
+3,000 channels whose subscribers sit on one node each, publishes spread evenly over the channels
+and the nodes' REST APIs; events each node decoded (its /metrics) against messages published,
+topics per node, node and Redis CPU per published message; ``--before-src`` runs the same on a
+second set of nodes from an older source tree, alternating repetitions, and prints after ÷
+before. Its details are in ``_spread.py``. The rest of this text is the default layout, fanout.
 
 Three configurations are started in this run, side by side, each with its own load client(s):
 
@@ -55,6 +64,7 @@ import os
 import shutil
 import time
 
+import _spread as spread
 from _cli import Command, comma_ints, run_main
 from _cluster import (
     CONFIGS,
@@ -72,7 +82,7 @@ from _http_load import HttpPool
 from _loadclient_driver import LoadClient
 from _report import fmt_int, header, loss_note, pct, table
 from _servers import HOST, ServerProc, Servers, start_redis
-from _targets import Target, leap_publish_builder, start_switchboard, switchboard_proc
+from _targets import join_switchboard, start_switchboard
 
 CONNECT_CONCURRENCY = 32
 """Handshakes in flight per load client. Nodes on Redis used to refuse a burst of more than ~100
@@ -109,28 +119,18 @@ def command() -> Command:
     )
     cmd.retries()
     cmd.option("--redis-server", "the redis-server binary to start", "redis-server")
+    cmd.parser.add_argument(
+        "--layout",
+        choices=["fanout", "spread"],
+        default="fanout",
+        help="fanout: the configurations above; spread: many channels over three nodes, each"
+        " node's events decoded (default fanout)",
+    )
+    spread.add_options(cmd)
     return cmd
 
 
 # Servers.
-
-
-async def join_node(servers: Servers, first: Target, url: str, name: str) -> Target:
-    """Another ``switchboard serve`` on ``first``'s Redis: same project and token, its own port."""
-    # "Store:" ends the banner of a node that joins: it makes no project of its own.
-    server = await servers.start(
-        switchboard_proc(name, extra=["--redis", url], ready_text="Store:")
-    )
-    build = leap_publish_builder(server.port, {"Authorization": first.info["ptk"]})
-    return Target(
-        name,
-        server,
-        {**first.ws, "port": server.port},
-        server.port,
-        build,
-        first.wire_bytes,
-        first.info,
-    )
 
 
 async def make_config(
@@ -157,8 +157,8 @@ async def make_config(
             subscribe_on = nodes
         else:
             others = await asyncio.gather(
-                join_node(servers, first, url, "switchboard B"),
-                join_node(servers, first, url, "switchboard C"),
+                join_switchboard(servers, first, url, "switchboard B"),
+                join_switchboard(servers, first, url, "switchboard C"),
             )
             nodes = [first, *others]
             subscribe_on = list(others)
@@ -333,7 +333,7 @@ def print_through_redis(cfgs: list[Config], sizes: list[int]) -> None:
                         LABELS[cfg.name],
                         f"{n:,}",
                         fmt_int(s["publish_rate"]),
-                        fmt_int(s["publish_rate"] * nodes),
+                        fmt_int(s["publish_rate"] * len(cfg.subscribe_on)),
                         f"{s['commands']:.2f} ({commands_per_message(reps)})",
                         f"{s['redis_us_per_message']:.1f}",
                         f"{s['first_node_us_per_message']:.0f}" if nodes > 1 else "—",
@@ -349,7 +349,7 @@ def print_through_redis(cfgs: list[Config], sizes: list[int]) -> None:
                     "configuration",
                     "N",
                     "messages/s published through Redis",
-                    "events/s out of Redis (one per node)",
+                    "events/s out of Redis (one per node with subscribers)",
                     "Redis commands per message",
                     "Redis CPU µs per message",
                     "node A CPU µs per message",
@@ -359,10 +359,11 @@ def print_through_redis(cfgs: list[Config], sizes: list[int]) -> None:
             )
         )
         print(
-            "\nEvery node subscribes to the one events topic, so Redis sends each message to every"
-            " node (A too, which decodes and drops it: none of its sockets care). Node A's CPU per"
-            " message is its REST handler, the store reads, the PUBLISH and its own copy of the"
-            " event. Commands are Redis's own counts (INFO commandstats) over the repetitions."
+            "\nRedis sends each message to the nodes with sockets on its channel (B and C; since"
+            " the topic per channel of issue 20.1 not to A, which used to decode its own copy and"
+            " drop it). Node A's CPU per message is its REST handler, the store reads and the"
+            " PUBLISH."
+            " Commands are Redis's own counts (INFO commandstats) over the repetitions."
         )
 
 
@@ -418,6 +419,13 @@ async def main() -> int:
     # The nodes get exactly the flags below, not a Redis URL or a data dir from the environment.
     for key in [k for k in os.environ if k.startswith("SWITCHBOARD_")]:
         del os.environ[key]
+    if args.layout == "spread":
+        if redis_bin is None:
+            print(f"{args.redis_server} not found: the spread layout needs it")
+            return 1
+        header("Cluster benchmark: many channels, each on one node")
+        spread.print_spread(await spread.run_spread(args, redis_bin), args)
+        return 0
 
     cpus = os.cpu_count() or 0
     header("Cross-node fan-out benchmark")
