@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
@@ -39,13 +42,19 @@ MAX_CONNECTIONS = 64
 connections add little throughput; they only hold more requests in flight."""
 
 
-class WaitingConnectionPool(aioredis.ConnectionPool):
-    """A connection pool that, when every connection is busy, waits for one to be released."""
+class _Waiting(aioredis.ConnectionPool):
+    """When every connection is busy, wait for one to be released (the module docstring).
 
-    def __init__(self, *, wait_timeout: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    Two pools take it: :class:`WaitingConnectionPool` (a Redis at an address) and
+    :class:`WaitingSentinelPool` (the master a set of Sentinels names).
+    """
+
+    wait_timeout: float
+    _waiters: collections.deque[asyncio.Future[None]]
+
+    def _wait_for_connections(self, wait_timeout: float) -> None:
         self.wait_timeout = wait_timeout
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiters = collections.deque()
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -87,16 +96,83 @@ class WaitingConnectionPool(aioredis.ConnectionPool):
                 return
 
 
+class WaitingConnectionPool(_Waiting):
+    """A pool of connections to one Redis that waits when all are busy."""
+
+    def __init__(self, *, wait_timeout: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._wait_for_connections(wait_timeout)
+
+
+class WaitingSentinelPool(_Waiting, SentinelConnectionPool):
+    """A pool of connections to the master Sentinels name, that waits when all are busy.
+
+    redis-py's Sentinel pool asks the Sentinels for the master's address on each new
+    connection and drops idle connections to an old master, so after a failover the
+    next commands reach the promoted replica.
+    """
+
+    def __init__(self, service_name: str, sentinel_manager: Any, **kwargs: Any) -> None:
+        wait_timeout = kwargs.pop("wait_timeout")
+        super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
+        self._wait_for_connections(wait_timeout)
+
+
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelURL:
+    """``redis+sentinel://[:password@]host:port[,host:port…]/MASTER[/DB]``."""
+
+    sentinels: list[tuple[str, int]]
+    master: str
+    db: int
+    password: str | None
+    """The master's (and its replicas'); the Sentinels are asked without one."""
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """Raises ValueError with what is wrong."""
+    rest = url.removeprefix(SENTINEL_SCHEME)
+    auth, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    parts = [p for p in path.split("/") if p]
+    if not hosts or not 1 <= len(parts) <= 2:
+        raise ValueError("expected redis+sentinel://[:password@]host:port[,host:port…]/MASTER[/DB]")
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":")
+        if not name or not port.isdigit():
+            raise ValueError(f"a Sentinel is host:port, not {host!r}")
+        sentinels.append((name.strip("[]"), int(port)))
+    db = int(parts[1]) if len(parts) == 2 else 0
+    password = unquote(auth.partition(":")[2]) if auth else None
+    return SentinelURL(sentinels, unquote(parts[0]), db, password or None)
+
+
 def open_client(url: str, *, timeout: float, health_check_interval: int = 0) -> aioredis.Redis:
-    """A client for ``url`` over a :class:`WaitingConnectionPool` of :data:`MAX_CONNECTIONS`."""
-    pool = WaitingConnectionPool.from_url(
-        url,
-        max_connections=MAX_CONNECTIONS,
-        wait_timeout=timeout,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=health_check_interval,
-        retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
-        maint_notifications_config=MaintNotificationsConfig(enabled=False),
-    )
+    """A client for ``url`` over a waiting pool of :data:`MAX_CONNECTIONS`: to one Redis
+    (``redis://``, ``rediss://``), or to the master Sentinels name (``redis+sentinel://``)."""
+    options: dict[str, Any] = {
+        "max_connections": MAX_CONNECTIONS,
+        "wait_timeout": timeout,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": health_check_interval,
+        "retry": Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+    }
+    if url.startswith(SENTINEL_SCHEME):
+        where = parse_sentinel_url(url)
+        sentinel = Sentinel(where.sentinels, socket_timeout=timeout, socket_connect_timeout=timeout)
+        client: aioredis.Redis = sentinel.master_for(
+            where.master,
+            connection_pool_class=WaitingSentinelPool,
+            db=where.db,
+            password=where.password,
+            **options,
+        )
+        return client
+    pool = WaitingConnectionPool.from_url(url, **options)
     return aioredis.Redis.from_pool(pool)

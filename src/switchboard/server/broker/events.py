@@ -78,6 +78,12 @@ class GrantJoined(msgspec.Struct, tag=True, frozen=True):
     node_id: str
 
 
+class Heartbeat(msgspec.Struct, tag=True, frozen=True):
+    """A node's beat on its own topic: hearing it back proves its subscription is alive."""
+
+    node_id: str
+
+
 class TokenUnsubscribed(msgspec.Struct, tag=True, frozen=True):
     """A token lost a channel: its live connections leave it and get UNAVAILABLE."""
 
@@ -148,4 +154,5 @@ BrokerEvent = (
     | MemberLeft
     | HistoryChanged
     | GrantJoined
+    | Heartbeat
 )

@@ -36,7 +36,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from switchboard.exceptions import Unavailable
 from switchboard.server.aio import cancel_and_wait
 from switchboard.server.broker.base import EventHandler, LocalNode, PresenceChanges
-from switchboard.server.broker.events import BrokerEvent, GrantJoined, NodePresence, TokenSubscribed
+from switchboard.server.broker.events import (
+    BrokerEvent,
+    GrantJoined,
+    Heartbeat,
+    NodePresence,
+    TokenSubscribed,
+)
 from switchboard.server.broker.redis_presence import FAULTS, RedisPresence
 from switchboard.server.broker.topics import SHARED, TopicInterest, node_topic, topic_of
 from switchboard.server.redis_pool import open_client
@@ -51,6 +57,13 @@ _EVENTS_PER_TURN = 256
 
 _RECONNECT_MAX_S = 1.0
 """The longest wait between two attempts to resubscribe to a Redis that went away."""
+
+HEARTBEAT_S = 1.0
+"""How often a node publishes a beat on its own topic (and checks it hears them)."""
+
+HEARTBEAT_MISSED_S = 3.5
+"""A subscription that heard no beat for this long is dropped and made again: a Redis
+failover can leave its socket open to a server that no longer gets the publishes."""
 
 GRANT_WAIT_S = 2.0
 """How long a backend's grant waits for the nodes with the token's sockets to join them."""
@@ -105,6 +118,10 @@ class RedisBroker:
         self.events_received = 0
         """Events this node's reader decoded (it hears only its topics)."""
         self.reconnects = 0
+        self._heard_at = 0.0
+        self._deaf = False
+        """Set when the beats stopped coming back: the reader drops its subscription."""
+        """When this node's reader last heard anything (its beats come every second)."""
         self._grants: dict[str, tuple[set[str], asyncio.Future[None]]] = {}
         """Grants waiting for nodes to join the token's sockets: request -> (nodes, done)."""
 
@@ -136,6 +153,7 @@ class RedisBroker:
         self._tasks = [
             asyncio.create_task(self._read(subscribed)),
             asyncio.create_task(self._change_topics()),
+            asyncio.create_task(self._beat()),
             *self._presence.tasks(),
         ]
         await asyncio.wait_for(subscribed.wait(), self.timeout * 2)
@@ -204,6 +222,7 @@ class RedisBroker:
                 topics = [SHARED, node_topic(self.node_id), *self.topics.resubscribing()]
                 await pubsub.subscribe(*(self.prefix + t for t in topics))
                 self._pubsub = pubsub
+                self._heard_at = asyncio.get_running_loop().time()
                 self.connected = True
                 subscribed.set()
                 # Redis may have lost this node's presence while it was away: the
@@ -229,18 +248,25 @@ class RedisBroker:
     async def _deliver(self, pubsub: Any) -> None:
         """Read one subscription until it fails: events, and Redis's confirmations."""
         prefix_len = len(self.prefix)
+        loop = asyncio.get_running_loop()
         while True:
             message = await pubsub.get_message(timeout=1.0)
+            if self._deaf:
+                self._deaf = False
+                raise RedisConnectionError("no heartbeat heard back on this subscription")
             if message is None:
                 continue
+            self._heard_at = loop.time()
             kind = message["type"]
             if kind == "message":
-                self.events_received += 1
                 try:
                     event = _decoder.decode(message["data"])
                 except msgspec.DecodeError:
                     log.warning("undecodable broker event dropped")
                     continue
+                if isinstance(event, Heartbeat):
+                    continue
+                self.events_received += 1
                 if isinstance(event, GrantJoined):
                     self._grant_joined(event)
                 else:
@@ -271,6 +297,23 @@ class RedisBroker:
             except FAULTS as exc:
                 # The reader sees the same fault and resubscribes to every wanted topic.
                 log.warning("topic change not sent", extra={"error": str(exc)})
+
+    async def _beat(self) -> None:
+        """Publish a beat on this node's topic every second; drop a subscription that hears
+        none (see :data:`HEARTBEAT_MISSED_S`), so the reader subscribes again."""
+        beat = self.prefix + topic_of(Heartbeat(self.node_id))
+        payload = _encoder.encode(Heartbeat(self.node_id))
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await self._redis.publish(beat, payload)
+            except FAULTS:
+                continue  # Redis is away: the reader sees it too
+            if self._pubsub is not None and loop.time() - self._heard_at > HEARTBEAT_MISSED_S:
+                log.warning("broker heard no heartbeat; subscribing again")
+                self._heard_at = loop.time()
+                self._deaf = True  # the reader, back within a second, starts over
 
     def _reconnected(self) -> None:
         # Events published while the subscription was away were missed (what this node

@@ -59,6 +59,8 @@ def topic_of(event: ev.BrokerEvent) -> str:
         return token_topic(event.token_id)
     if isinstance(event, ev.GrantJoined):
         return node_topic(event.request.partition(":")[0])
+    if isinstance(event, ev.Heartbeat):
+        return node_topic(event.node_id)
     # ChannelDeleted also forgets the channel in every node's no-history cache, and
     # HistoryChanged is about that cache alone: both are for every node (and rare).
     return SHARED

@@ -53,8 +53,10 @@ _store_options = [
         "redis_url",
         env="REDIS_URL",
         default=None,
-        help="Redis URL (redis:// or rediss://, with password and database); every "
-        "process on one Redis is one cluster, and --data is not used.",
+        help="Redis URL: redis:// or rediss:// (with password and database), or "
+        "redis+sentinel://[:password@]host:port[,host:port...]/MASTER[/DB] to follow "
+        "the master Sentinels name; every process on one Redis is one cluster, and --data "
+        "is not used.",
     ),
     option("--redis-prefix", default="sb:", help="Prefix of every Redis key and topic."),
 ]

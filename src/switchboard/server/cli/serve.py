@@ -193,6 +193,8 @@ def serve(
         run(settings)
     except APIError as exc:
         raise click.ClickException(exc.message) from None
+    except ValueError as exc:  # a --redis URL that cannot be read
+        raise click.ClickException(f"--redis: {exc}") from None
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
