@@ -52,6 +52,7 @@ SERVE_ENVIRONMENT = {
     "SWITCHBOARD_WEBHOOK_LOG_SIZE": "7",
     "SWITCHBOARD_SHUTDOWN_GRACE": "1.5",
     "SWITCHBOARD_WORKERS": "1",
+    "SWITCHBOARD_REDIS_MIN_REPLICAS": "1",
     "SWITCHBOARD_LOG_LEVEL": "debug",
 }
 
@@ -61,6 +62,7 @@ SERVE_SETTINGS = Settings(
     data_dir=Path("/srv/switchboard"),
     redis_url="redis://cache:6380/2",
     redis_prefix="app:",
+    redis_min_replicas=1,
     public_url="https://rt.example",
     heartbeat_interval_ms=1234,
     identify_timeout_s=2.5,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import redis
 
+from tests.cluster.slow_link import ThreadedLink, slow_link_in_a_thread
 from tests.conftest import free_port
 
 MASTER = "sbmaster"
@@ -20,9 +22,10 @@ MASTER = "sbmaster"
 @dataclass
 class SentinelSet:
     master_port: int
-    replica_port: int
+    replica_ports: list[int]
     sentinel_ports: list[int]
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    replication: ThreadedLink | None = None
 
     @property
     def url(self) -> str:
@@ -42,7 +45,10 @@ class SentinelSet:
         return None
 
     def kill_master(self) -> None:
+        """``kill -9``; what the delayed replication link still held is lost with it."""
         self.procs[self.master_port].kill()
+        if self.replication is not None:
+            self.replication.cut()
 
     def freeze_master(self) -> None:
         """SIGSTOP: its sockets stay open and silent, as behind a network partition."""
@@ -88,16 +94,35 @@ def _wait_synced(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def sentinel_set(directory: Path) -> Iterator[SentinelSet]:
-    """Master, replica and three Sentinels (quorum 2, down after 1 s), all stopped after."""
-    ports = SentinelSet(free_port(), free_port(), [free_port() for _ in range(3)])
+def sentinel_set(
+    directory: Path, replicas: int = 1, replication_delay: float = 0.0
+) -> Iterator[SentinelSet]:
+    """Master, replicas and three Sentinels (quorum 2, down after 1 s), all stopped after.
+
+    ``replication_delay``: the replicas reach the master through a link delayed this
+    long each way, so a write reaches them that much after the master acknowledged it.
+    """
+    distinct: set[int] = set()
+    while len(distinct) < 1 + replicas + 3:  # free_port may give a port twice in a row
+        distinct.add(free_port())
+    chosen = list(distinct)
+    ports = SentinelSet(chosen[0], chosen[1 : 1 + replicas], chosen[1 + replicas :])
+    with contextlib.ExitStack() as stack:
+        yield from _started(ports, directory, replication_delay, stack)
+
+
+def _started(
+    ports: SentinelSet, directory: Path, delay: float, stack: contextlib.ExitStack
+) -> Iterator[SentinelSet]:
     try:
         ports.procs[ports.master_port] = _redis(ports.master_port, directory)
-        ports.procs[ports.replica_port] = _redis(
-            ports.replica_port, directory, "--replicaof", "127.0.0.1", str(ports.master_port)
-        )
-        replica = ports.procs[ports.replica_port]
-        _wait_synced(ports.replica_port, replica)
+        upstream = ports.master_port
+        if delay:
+            ports.replication = stack.enter_context(slow_link_in_a_thread(upstream, delay))
+            upstream = ports.replication.port
+        for port in ports.replica_ports:
+            ports.procs[port] = _redis(port, directory, "--replicaof", "127.0.0.1", str(upstream))
+            _wait_synced(port, ports.procs[port])
         for port in ports.sentinel_ports:
             conf = directory / f"sentinel-{port}.conf"
             conf.write_text(

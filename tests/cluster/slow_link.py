@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
@@ -34,6 +35,17 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
         writer.close()
 
 
+_LINKS: dict[int, set[asyncio.Task[None]]] = {}
+"""The piping tasks of each open link, by its local port (for :func:`cut`)."""
+
+
+def cut(local_port: int) -> None:
+    """Drop every connection of the link and what it still holds (a network cut: the
+    bytes in flight never arrive). Call it on the link's own event loop."""
+    for task in list(_LINKS.get(local_port, ())):
+        task.cancel()
+
+
 @contextlib.asynccontextmanager
 async def slow_link(port: int, delay: float) -> AsyncIterator[int]:
     """Listen on a free port; forward to ``127.0.0.1:port`` with ``delay`` each way."""
@@ -49,10 +61,49 @@ async def slow_link(port: int, delay: float) -> AsyncIterator[int]:
             task.add_done_callback(tasks.discard)
 
     server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    local = server.sockets[0].getsockname()[1]
+    _LINKS[local] = tasks
     try:
-        yield server.sockets[0].getsockname()[1]
+        yield local
     finally:
+        _LINKS.pop(local, None)
         server.close()
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class ThreadedLink:
+    """A :func:`slow_link` on an event loop of its own (``port``), for synchronous code."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, port: int) -> None:
+        self._loop = loop
+        self.port = port
+
+    def cut(self) -> None:
+        self._loop.call_soon_threadsafe(cut, self.port)
+
+
+@contextlib.contextmanager
+def slow_link_in_a_thread(port: int, delay: float) -> Iterator[ThreadedLink]:
+    """:func:`slow_link` on an event loop of its own, for synchronous fixtures."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    listening: list[int] = []
+
+    async def serve(done: asyncio.Event) -> None:
+        async with slow_link(port, delay) as local:
+            listening.append(local)
+            started.set()
+            await done.wait()
+
+    done = asyncio.Event()
+    thread = threading.Thread(target=lambda: loop.run_until_complete(serve(done)), daemon=True)
+    thread.start()
+    started.wait(10)
+    try:
+        yield ThreadedLink(loop, listening[0])
+    finally:
+        loop.call_soon_threadsafe(done.set)
+        thread.join(10)
+        loop.close()

@@ -103,6 +103,60 @@ async def failover_under_load(sentinels: SentinelSet, a: Server, b: Server, faul
             pass
 
 
+@pytest.mark.parametrize("min_replicas", [0, 1])
+async def test_acknowledged_writes_and_a_failover(tmp_path: Path, min_replicas: int) -> None:
+    """Eight writers create tokens as fast as they can; the master is killed; after the
+    promotion, every token the node acknowledged must still exist. Redis replicates
+    asynchronously (here over a link delayed 50 ms each way, as across a network), so
+    without --redis-min-replicas the last acknowledged writes vanish with the old
+    master; with 1, each was on a replica before its answer."""
+    with sentinel_set(tmp_path, replicas=2, replication_delay=0.05) as sentinels:
+        extra = ("--redis", sentinels.url, "--redis-min-replicas", str(min_replicas))
+        node = launch(tmp_path / "a", *extra)
+        try:
+            lost, acked = await writes_through_a_failover(sentinels, node)
+        finally:
+            assert stop(node, signal.SIGTERM) == 0
+    print(f"--redis-min-replicas {min_replicas}: {lost} of {acked} acknowledged writes lost")
+    if min_replicas:
+        assert lost == 0
+
+
+async def writes_through_a_failover(sentinels: SentinelSet, node: Server) -> tuple[int, int]:
+    acked: list[str] = []
+    stop_at = asyncio.Event()
+    async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as api:
+
+        async def writer() -> None:
+            while not stop_at.is_set():
+                try:
+                    r = await api.post("/channels/tokens", json={}, timeout=5)
+                except httpx.HTTPError:
+                    continue
+                if r.status_code == 200:
+                    acked.append(r.json()["data"]["token"]["id"])
+
+        writers = [asyncio.create_task(writer()) for _ in range(8)]
+        await asyncio.sleep(1.0)
+        sentinels.kill_master()
+        old = ("127.0.0.1", sentinels.master_port)
+        deadline = time.monotonic() + 30
+        while sentinels.master_address() in (old, None):
+            assert time.monotonic() < deadline, "no promotion"
+            await asyncio.sleep(0.1)
+        stop_at.set()
+        await asyncio.gather(*writers)
+        lost = 0
+        for token in acked:
+            for _ in range(50):
+                r = await api.get(f"/channels/tokens/{token}")
+                if r.status_code in (200, 404):
+                    break
+                await asyncio.sleep(0.1)  # 503 while the node reaches the new master
+            lost += r.status_code == 404
+    return lost, len(acked)
+
+
 def test_store_commands_take_a_sentinel_url(tmp_path: Path) -> None:
     with sentinel_set(tmp_path) as sentinels:
         made = subprocess.run(

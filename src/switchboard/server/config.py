@@ -64,6 +64,9 @@ class Settings:
     redis_url: str | None = None
     redis_prefix: str = "sb:"
     """Prefix of every Redis key and topic, so clusters can share one Redis."""
+    redis_min_replicas: int = 0
+    """Replicas each write to the store must reach before it is acknowledged (``WAIT``):
+    with 1 or more, an acknowledged write survives a failover; 0 waits for none."""
     public_url: str | None = None
     """Base URL printed at startup and used in links; default ``http://host:port``."""
     heartbeat_interval_ms: int = 30_000

@@ -36,7 +36,11 @@ def open_store(settings: Settings) -> Store:
     if settings.redis_url:
         from switchboard.server.store.redis import RedisStore
 
-        return RedisStore(settings.redis_url, prefix=settings.redis_prefix)
+        return RedisStore(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            min_replicas=settings.redis_min_replicas,
+        )
     return SqliteStore(settings.data_dir)
 
 

@@ -151,9 +151,83 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     return SentinelURL(sentinels, unquote(parts[0]), db, password or None)
 
 
-def open_client(url: str, *, timeout: float, health_check_interval: int = 0) -> aioredis.Redis:
+_READS = frozenset(
+    b"GET HGET HMGET HGETALL HLEN HEXISTS HSCAN EXISTS SMEMBERS SISMEMBER SCARD SSCAN "
+    b"ZRANGE ZRANGEBYSCORE ZREVRANGE ZSCORE ZCARD XRANGE XREVRANGE XLEN XINFO SCAN TYPE "
+    b"TTL PTTL PING INFO SCRIPT EVALSHA_RO WAIT PUBLISH".split()
+)
+"""Commands that change nothing kept (PUBLISH is gone once delivered): no WAIT after them."""
+
+
+async def _wait_for_replicas(conn: Any, replicas: int, wait_ms: int) -> None:
+    """``WAIT`` on ``conn`` until ``replicas`` replicas have its writes; fail if fewer do."""
+    await conn.send_command("WAIT", replicas, wait_ms)
+    acked = await conn.read_response()
+    if int(acked) < replicas:
+        raise RedisConnectionError(
+            f"the write reached {acked} of {replicas} replicas within {wait_ms} ms"
+        )
+
+
+class ReplicatedPipeline(aioredis.client.Pipeline):
+    """A pipeline whose writes return once the client's replicas have them."""
+
+    replicas = 0
+    wait_ms = 0
+
+    async def _execute_transaction(
+        self, connection: Any, commands: Any, raise_on_error: Any
+    ) -> Any:
+        result = await super()._execute_transaction(connection, commands, raise_on_error)
+        await _wait_for_replicas(connection, self.replicas, self.wait_ms)
+        return result
+
+    async def _execute_pipeline(self, connection: Any, commands: Any, raise_on_error: Any) -> Any:
+        result = await super()._execute_pipeline(connection, commands, raise_on_error)
+        if any(_is_write(args[0]) for args, _ in commands):
+            await _wait_for_replicas(connection, self.replicas, self.wait_ms)
+        return result
+
+
+class ReplicatedRedis(aioredis.Redis):
+    """A client whose writes return once ``replicas`` replicas have them (or fail):
+    an acknowledged write then survives a failover (``--redis-min-replicas``)."""
+
+    replicas = 0
+    wait_ms = 0
+
+    async def _send_command_parse_response(
+        self, conn: Any, command_name: Any, *args: Any, **options: Any
+    ) -> Any:
+        result = await super()._send_command_parse_response(  # type: ignore[no-untyped-call]
+            conn, command_name, *args, **options
+        )
+        if _is_write(command_name):
+            await _wait_for_replicas(conn, self.replicas, self.wait_ms)
+        return result
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        pipe = ReplicatedPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
+        pipe.replicas, pipe.wait_ms = self.replicas, self.wait_ms
+        return pipe
+
+
+def _is_write(command: Any) -> bool:
+    name = command.encode() if isinstance(command, str) else bytes(command)
+    return name.upper() not in _READS
+
+
+def open_client(
+    url: str, *, timeout: float, health_check_interval: int = 0, min_replicas: int = 0
+) -> aioredis.Redis:
     """A client for ``url`` over a waiting pool of :data:`MAX_CONNECTIONS`: to one Redis
-    (``redis://``, ``rediss://``), or to the master Sentinels name (``redis+sentinel://``)."""
+    (``redis://``, ``rediss://``), or to the master Sentinels name (``redis+sentinel://``).
+
+    ``min_replicas``: each write waits until that many replicas have it (``WAIT``, up to
+    ``timeout``), and fails if fewer do (:class:`ReplicatedRedis`)."""
+    redis_class = ReplicatedRedis if min_replicas else aioredis.Redis
     options: dict[str, Any] = {
         "max_connections": MAX_CONNECTIONS,
         "wait_timeout": timeout,
@@ -168,11 +242,16 @@ def open_client(url: str, *, timeout: float, health_check_interval: int = 0) -> 
         sentinel = Sentinel(where.sentinels, socket_timeout=timeout, socket_connect_timeout=timeout)
         client: aioredis.Redis = sentinel.master_for(
             where.master,
+            redis_class=redis_class,
             connection_pool_class=WaitingSentinelPool,
             db=where.db,
             password=where.password,
             **options,
         )
-        return client
-    pool = WaitingConnectionPool.from_url(url, **options)
-    return aioredis.Redis.from_pool(pool)
+    else:
+        client = redis_class.from_pool(WaitingConnectionPool.from_url(url, **options))
+    if isinstance(client, ReplicatedRedis):
+        # Half the socket timeout: WAIT answers (with how many replicas had it) before
+        # the read of its answer would time out.
+        client.replicas, client.wait_ms = min_replicas, int(timeout * 500)
+    return client

@@ -34,6 +34,14 @@ _LIMIT_FIELDS = frozenset(f.name for f in dataclasses.fields(Limits))
 )
 @store_options
 @option(
+    "--redis-min-replicas",
+    default=0,
+    type=click.IntRange(0),
+    help="Replicas each write to Redis must reach before it is acknowledged (WAIT): with "
+    "1 or more, no acknowledged write is lost in a failover; writes fail while fewer "
+    "replicas answer.",
+)
+@option(
     "--public-url",
     default=None,
     help="Base URL clients use, if not http://HOST:PORT (e.g. behind a proxy).",

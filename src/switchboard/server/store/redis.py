@@ -53,10 +53,14 @@ from switchboard.server.store.redis_settings import SETTINGS_SCRIPTS, RedisSetti
 class RedisStore(RedisProjects, RedisChannels, RedisHistory, RedisSettings, CommonMethods):
     """The :class:`~switchboard.server.store.Store` of a cluster (see the module docstring)."""
 
-    def __init__(self, url: str, *, prefix: str = "sb:", timeout: float = 2.0) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "sb:", timeout: float = 2.0, min_replicas: int = 0
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.timeout = timeout
+        self.min_replicas = min_replicas
+        """Replicas each write must reach before it is acknowledged (``WAIT``; 0: none)."""
         self._redis: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
 
@@ -72,7 +76,12 @@ class RedisStore(RedisProjects, RedisChannels, RedisHistory, RedisSettings, Comm
         return self._redis
 
     async def open(self) -> None:
-        self._redis = open_client(self.url, timeout=self.timeout, health_check_interval=15)
+        self._redis = open_client(
+            self.url,
+            timeout=self.timeout,
+            health_check_interval=15,
+            min_replicas=self.min_replicas,
+        )
         for name, source in [
             *PROJECT_SCRIPTS,
             *CHANNEL_SCRIPTS,
