@@ -13,16 +13,27 @@ import httpx
 import pytest
 
 from tests.compat.conftest import JS
-from tests.conftest import Server, join_node, start_node
+from tests.conftest import Server, join_node, launch, start_node, stop
 
 pytestmark = pytest.mark.compat
 
 
-@pytest.fixture(params=["one node", "three nodes on Redis"])
+@pytest.fixture(params=["one node", "three nodes on Redis", "two workers on Redis"])
 async def topology(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[Server, Server, Server]]:
     """(backend's node, browser's node, the node later checks go to)."""
+    if request.param == "two workers on Redis":
+        # One port, two processes (serve --workers 2): the kernel deals each connection
+        # to either, so the backend's and the browser's land where they land.
+        workers = launch(
+            tmp_path / "w", "--workers", "2", "--redis", request.getfixturevalue("redis_url")
+        )
+        try:
+            yield workers, workers, workers
+        finally:
+            assert stop(workers) == 0
+        return
     if request.param == "one node":
         servers = [await start_node(tmp_path / "one")]
     else:
