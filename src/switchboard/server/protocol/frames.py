@@ -7,39 +7,14 @@ typed structs; a frame that is not JSON, or not of the right shape, raises
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
 import msgspec
 
 # One definition for the server and the realtime client; re-exported for the server's side.
+from switchboard._leap_ops import CloseCode as CloseCode
 from switchboard._leap_ops import Op as Op
 from switchboard.exceptions import ProtocolViolation
-
-
-class CloseCode(enum.IntEnum):
-    """WebSocket close codes the gateway sends, and what the official clients do on each."""
-
-    GOING_AWAY = 1001
-    """Server shutting down: clients reconnect."""
-    UNKNOWN_ERROR = 4000
-    """Slow consumer, too many connections, or an unexpected failure: clients reconnect."""
-    INVALID_AUTH = 4001
-    """Bad project, bad/expired/deleted token: clients stop."""
-    IDENTIFY_TIMEOUT = 4002
-    NOT_AUTHENTICATED = 4003
-    """A dispatch before IDENTIFY."""
-    UNKNOWN_OPCODE = 4004
-    INVALID_PAYLOAD = 4005
-    """Not JSON, or not the right shape."""
-    BAD_ROUTE = 4006
-    """The close reason is the socket URL to use instead."""
-    OUT_OF_SYNC = 4007
-    """No heartbeat in time."""
-    FLOODING = 4008
-    """Switchboard's own: the client kept sending past its rate limits. Hop's clients
-    do not know the code and reconnect, with their usual backoff."""
-
 
 # Client → server frames. Unknown keys are ignored (clients add their own, e.g. Go's "u").
 
