@@ -8,7 +8,8 @@ data frames; short frames (keep-alives) are answered, not counted.
 Commands (``cmd``):
 
 - ``connect {spec, n}``: open ``n`` more connections, answer when all are subscribed (to
-  ``spec["channel"]``, or with ``spec["channels"]``, a list of ``n`` names, each to its own).
+  ``spec["channel"]``, or with ``spec["channels"]``, a list of ``n`` names, each to its own;
+  ``spec["sources"]``: local addresses to bind, round robin).
 - ``arm {target, timeout, latency}``: reset the frame count; answer ``armed`` at once,
   then ``done`` when ``target`` frames have arrived or ``timeout`` passed. With
   ``latency``, every counted frame's send time (``~<ns>~`` in the payload) is compared
@@ -25,9 +26,11 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import sys
 import time
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -35,6 +38,30 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _cli import Command, run_on_uvloop
 from _http_load import HttpPool
 from _loadclient_conn import READY, Counter, WsConn
+
+IP_BIND_ADDRESS_NO_PORT = 24
+"""Linux: a bind to port 0 leaves the port to connect(), which picks it per destination."""
+
+
+async def open_conn(
+    factory: Callable[[], WsConn], spec: dict[str, Any], source: str | None
+) -> tuple[asyncio.BaseTransport, WsConn]:
+    """Connect to ``spec``'s host and port, from the address ``source`` if given (bound with
+    ``IP_BIND_ADDRESS_NO_PORT``: a plain bind to port 0 searches the ephemeral ports of every
+    destination, slower with every socket open, and a client's CPU grows with them)."""
+    loop = asyncio.get_running_loop()
+    if source is None:
+        return await loop.create_connection(factory, spec["host"], spec["port"])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (spec["host"], spec["port"]))
+    except BaseException:
+        sock.close()
+        raise
+    return await loop.create_connection(factory, sock=sock)
 
 
 class Client:
@@ -49,10 +76,12 @@ class Client:
         sys.stdout.flush()
 
     async def connect(self, spec: dict[str, Any], n: int) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
         tokens: list[str | None] = spec.pop("tokens", None) or [None] * n
         channels: list[str] | None = spec.pop("channels", None)
         concurrency = int(spec.pop("concurrency", 128))
+        # Source addresses, round robin (``connect`` with ``sources``): one client address has
+        # ~28k ephemeral ports towards one server port; 127.0.0.2... are loopback too.
+        sources: list[str] = spec.pop("sources", None) or []
         sem = asyncio.Semaphore(concurrency)
         errors: list[str] = []
         ready = 0
@@ -63,12 +92,9 @@ class Client:
             async with sem:
                 try:
                     own = spec if channels is None else {**spec, "channel": channels[i]}
+                    source = sources[i % len(sources)] if sources else None
                     _, conn = await asyncio.wait_for(
-                        loop.create_connection(
-                            lambda: WsConn(own, tokens[i], self.counter),
-                            spec["host"],
-                            spec["port"],
-                        ),
+                        open_conn(lambda: WsConn(own, tokens[i], self.counter), spec, source),
                         30,
                     )
                     self.conns.append(conn)

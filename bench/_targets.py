@@ -199,6 +199,18 @@ async def start_switchboard_redis(servers: Servers) -> Target:
     return target
 
 
+async def start_switchboard_workers2(servers: Servers) -> Target:
+    """``serve --redis --workers 2`` on its own fresh ``redis-server``: a supervisor and two
+    worker nodes on one port (``SO_REUSEPORT``). ``ServerProc.pids`` is the supervisor's process
+    tree, so CPU and writes count both workers (and the supervisor, idle); Redis's CPU is added."""
+    redis = await start_redis(servers)
+    url = f"redis://{HOST}:{redis.port}/0"
+    target = await start_switchboard(servers, extra=["--redis", url, "--workers", "2"])
+    target.name = "switchboard-workers2"
+    target.server.extra_pids.append(redis.pid)
+    return target
+
+
 async def start_psio(servers: Servers) -> Target:
     port = free_port()
     server = await servers.start(
@@ -331,6 +343,7 @@ async def start_switchboard_metrics(servers: Servers) -> Target:
 STARTERS: dict[str, Callable[[Servers], Awaitable[Target]]] = {
     "switchboard": start_switchboard,
     "switchboard-redis": start_switchboard_redis,
+    "switchboard-workers2": start_switchboard_workers2,
     "python-socketio": start_psio,
     "socket.io-node": start_node_socketio,
     "soketi": start_soketi,
@@ -348,6 +361,7 @@ LABELS = {
     "floor": "floor (pre-built frame)",
     "floor-batched": "floor, one write per turn",
     "switchboard-redis": "Switchboard on Redis (node + Redis CPU)",
+    "switchboard-workers2": "Switchboard on Redis, --workers 2 (+ Redis CPU)",
     "switchboard-metrics": "Switchboard --metrics, scraped every 1 s",
 }
 """How reports name each target."""

@@ -7,7 +7,9 @@ A load client in its own process holds one subscriber on the channel and runs a 
 HTTP load on ``--conns`` keep-alive connections: each sends ``POST /v1/channels/bench/messages``
 (``{"e","d"}``, a ~100-byte ``d``, ``Authorization: ptk_…``) and waits for the answer before
 the next. Reported: requests per second, server CPU µs per request (utime + stime from
-/proc/<pid>/stat), and whether the subscriber got every message. Medians of the repetitions.
+/proc/<pid>/stat; for ``switchboard-redis`` and ``switchboard-workers2``, ``serve --redis
+--workers 2``, the node's or workers' and their own Redis's, and Redis's alone beside it),
+and whether the subscriber got every message. Medians of the repetitions.
 
 For scale, the same load runs against the aiohttp floor's ``POST /publish`` (bench/peers/
 floor_server.py: read the body, write one pre-built frame to the one socket, answer "ok"),
@@ -22,11 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 
 from _cli import Command, run_main
 from _http_load import HttpPool
 from _loadclient_driver import LoadClient
-from _procs import cpu_seconds
+from _procs import cpu_seconds, process_tree
 from _profile import profile_during
 from _report import fmt_int, header, median, table
 from _servers import Servers
@@ -55,6 +58,7 @@ async def one_run(
     target: Target, client: LoadClient, conns: int, seconds: float
 ) -> dict[str, float]:
     pids = target.server.pids()
+    extra = [p for e in target.server.extra_pids for p in process_tree(e)]  # its Redis
     request = target.build_publish(payload(0))
     await client.send({"cmd": "arm", "target": 10**12, "timeout": 10**6})
     await client.read(30)
@@ -68,9 +72,9 @@ async def one_run(
         }
     )
     await client.read(30)  # started
-    cpu0 = cpu_seconds(pids)
+    cpu0, extra0 = cpu_seconds(pids), cpu_seconds(extra)
     result = await client.read(seconds + 60)
-    cpu1 = cpu_seconds(pids)
+    cpu1, extra1 = cpu_seconds(pids), cpu_seconds(extra)
     await asyncio.sleep(0.3)
     received = (await client.call({"cmd": "count"}))["count"]
     secs = result["t1"] - result["t0"]
@@ -78,6 +82,7 @@ async def one_run(
     return {
         "rate": result["requests"] / secs,
         "us": (cpu1 - cpu0) / max(1, result["requests"]) * 1e6,
+        "redis_us": (extra1 - extra0) / max(1, result["requests"]) * 1e6 if extra else math.nan,
         "util": (cpu1 - cpu0) / secs,
         "ok": ok,
         "errors": result["requests"] - ok,
@@ -148,13 +153,14 @@ async def main() -> int:
                     LABELS[name],
                     fmt_int(rate),
                     f"{median([r['us'] for r in runs]):.1f}",
+                    f"{median([r['redis_us'] for r in runs]):.1f}".replace("nan", "—"),
                     f"{100 * median([r['util'] for r in runs]):.0f}%",
                     f"{sum(r['errors'] for r in runs):.0f}",
                     f"{sum(r['missing'] for r in runs):.0f}",
                 ]
             )
     print("\n## Results (medians of the repetitions)\n")
-    headers = ["server", "requests/s", "server CPU µs/request", "server CPU"]
+    headers = ["server", "requests/s", "server CPU µs/request", "of which Redis", "server CPU"]
     print(table([*headers, "HTTP errors", "not delivered"], rows))
     if "switchboard" in results and "floor" in results:
         print(
