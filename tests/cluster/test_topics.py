@@ -5,10 +5,9 @@ Three real nodes on one real Redis, real sockets."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +15,7 @@ import redis.asyncio as aioredis
 
 from switchboard.server.broker.redis import RedisBroker
 from tests.cluster.slow_link import slow_link
+from tests.cluster.test_history import ok
 from tests.conftest import RedisServer, Server, join_node, running_node
 from tests.e2e.leap import Leap, leap
 
@@ -40,12 +40,6 @@ def broker_of(server: Server) -> RedisBroker:
     broker = server.node.broker
     assert isinstance(broker, RedisBroker)
     return broker
-
-
-async def ok(call: Awaitable[httpx.Response]) -> Any:
-    r = await call
-    assert r.status_code == 200, r.text
-    return r.json()["data"]
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:

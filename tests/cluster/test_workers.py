@@ -7,14 +7,13 @@ import asyncio
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 import websockets
 
+from tests.cluster.test_topics import eventually
 from tests.conftest import Server, launch, stop, switchboard_cmd
 from tests.e2e.leap import Leap, leap
 
@@ -37,13 +36,6 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.05)
 
 
 async def test_workers_serve_one_port_as_one_cluster_and_are_restarted(
@@ -87,7 +79,9 @@ async def test_workers_serve_one_port_as_one_cluster_and_are_restarted(
                 except websockets.ConnectionClosed:
                     closed += 1
             assert 0 < closed < SOCKETS, closed
-            await until(lambda: len(workers_of(server)) == 2 and workers_of(server) != before)
+            await eventually(
+                lambda: len(workers_of(server)) == 2 and workers_of(server) != before, 10.0
+            )
             for context in opened:
                 await context.__aexit__(None, None, None)
     finally:
