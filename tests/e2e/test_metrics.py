@@ -206,6 +206,35 @@ async def test_a_slow_consumer_close_is_counted(tmp_path: Path) -> None:
         await server.node.stop()
 
 
+async def test_closes_aiohttp_makes_for_refused_frames_are_counted(metered: Server) -> None:
+    """A frame over the limit (1009), invalid UTF-8 in a text frame (1007) and a protocol
+    error (1002) are refused by aiohttp's reader, not by the connection: each is counted
+    under its code all the same (before, switchboard_closes_total left them out)."""
+    limit = Limits().max_frame_bytes
+    bad_frames = {
+        "1009": ("text", "x" * (limit + 1)),
+        "1007": ("raw", b"\x81\x82\x00\x00\x00\x00\xff\xfe"),  # text frame, bad UTF-8
+        "1002": ("raw", b"\x83\x80\x00\x00\x00\x00"),  # reserved opcode 3
+    }
+    async with httpx.AsyncClient(base_url=metered.base_url) as http:
+        _, before = await scrape(http)
+        for code, (kind, frame) in bad_frames.items():
+            async with leap(metered.ws_url) as client:
+                assert (await client.recv())["op"] == 1
+                if kind == "text":
+                    await client.ws.send(frame)
+                else:
+                    # Below the websockets library, which would refuse to send these.
+                    client.ws.transport.write(frame)
+                assert str((await client.closed())[0]) == code
+        _, after = await scrape(http)
+        for code in bad_frames:
+            moved = value(after, "switchboard_closes_total", code=code) - value(
+                before, "switchboard_closes_total", code=code
+            )
+            assert moved == 1, code
+
+
 async def test_the_openapi_document_lists_metrics_when_it_is_on(metered: Server) -> None:
     assert metered.node is not None
     async with httpx.AsyncClient(base_url=metered.base_url) as http:

@@ -105,21 +105,7 @@ class Gateway:
         )
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="expected a WebSocket upgrade")
-        origin = request.headers.get("Origin")
-        if (
-            self.settings.ws_origins
-            and origin
-            and not origin_allowed(origin, self.settings.ws_origins)
-        ):
-            # Refused before the upgrade: a page of another site cannot open a socket
-            # with its visitors' tokens. Clients that send no Origin (backends) pass.
-            raise Forbidden(f"the origin {origin} may not open a socket here")
-        address = request.remote
-        if not self.addresses.admit(address):
-            raise RateLimited(
-                f"this address has {self.addresses.limit} sockets open already",
-                retry_after=1.0,
-            )
+        address = self._admit(request)
         # One coroutine per socket, this one: a nested call would hold a second frame
         # for the socket's life (measured: +0.26 KiB per idle connection).
         try:
@@ -144,14 +130,41 @@ class Gateway:
                 try:
                     await self._read(conn, ws)
                 finally:
-                    self._live.pop(conn.cid, None)
-                    self.hub.detach(conn)
-                    conn.closing = True
-                    conn.cancel_expiry()
+                    self._forget(conn, ws)
             await conn.wait_closed()
             return ws
         finally:
             self.addresses.release(address)
+
+    def _admit(self, request: web.Request) -> str | None:
+        """The checks before the upgrade; the client's address, now counted, or an error."""
+        origin = request.headers.get("Origin")
+        if (
+            self.settings.ws_origins
+            and origin
+            and not origin_allowed(origin, self.settings.ws_origins)
+        ):
+            # Refused before the upgrade: a page of another site cannot open a socket
+            # with its visitors' tokens. Clients that send no Origin (backends) pass.
+            raise Forbidden(f"the origin {origin} may not open a socket here")
+        address = request.remote
+        if not self.addresses.admit(address):
+            raise RateLimited(
+                f"this address has {self.addresses.limit} sockets open already",
+                retry_after=1.0,
+            )
+        return address
+
+    def _forget(self, conn: SocketConnection, ws: LingeringWebSocketResponse) -> None:
+        """After the socket's reader ended: out of the node's books."""
+        self._live.pop(conn.cid, None)
+        if ws.refused_code is not None and not conn.closing:
+            # aiohttp closed it (a refused frame), not the connection: counted here so
+            # switchboard_closes_total has every code.
+            self.hub.close_codes[ws.refused_code] += 1
+        self.hub.detach(conn)
+        conn.closing = True
+        conn.cancel_expiry()
 
     async def _read(self, conn: SocketConnection, ws: web.WebSocketResponse) -> None:
         loop = asyncio.get_running_loop()

@@ -52,6 +52,11 @@ _DISCARD = bytearray(64 * KIB)
 class LingeringWebSocketResponse(web.WebSocketResponse):
     """aiohttp's ``WebSocketResponse``, with a lingering close after a refused frame."""
 
+    refused_code: int | None = None
+    """The close code aiohttp's reader refused a client frame with (1002, 1007, 1009),
+    or None. A class default: set on the instance only when it happens, so an ordinary
+    socket carries no extra attribute."""
+
     async def close(
         self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True
     ) -> bool:
@@ -61,7 +66,10 @@ class LingeringWebSocketResponse(web.WebSocketResponse):
         closed inside ``super().close()``: here is the last moment the socket can still
         be duplicated.
         """
-        spare = self._spare_socket() if code in _REFUSALS and not self.closed else None
+        refused = code in _REFUSALS and not self.closed
+        if refused:
+            self.refused_code = code
+        spare = self._spare_socket() if refused else None
         if spare is None:
             return await super().close(code=code, message=message, drain=drain)
         try:
