@@ -10,10 +10,15 @@ Commands (``cmd``):
 - ``connect {spec, n}``: open ``n`` more connections, answer when all are subscribed (to
   ``spec["channel"]``, or with ``spec["channels"]``, a list of ``n`` names, each to its own;
   ``spec["sources"]``: local addresses to bind, round robin).
-- ``arm {target, timeout, latency}``: reset the frame count; answer ``armed`` at once,
-  then ``done`` when ``target`` frames have arrived or ``timeout`` passed. With
-  ``latency``, every counted frame's send time (``~<ns>~`` in the payload) is compared
-  with the time it was read, and percentiles come back.
+- ``arm {target, timeout, latency, hist}``: reset the frame counts (the total and each
+  connection's); answer ``armed`` at once, then ``done`` when ``target`` frames have arrived
+  or ``timeout`` passed. With ``latency``, every counted frame's send time (``~<ns>~`` in the
+  payload) is compared with the time it was read, and percentiles come back; with ``hist``
+  also a histogram of them in 10 µs buckets (``{bucket: count}``), which several load
+  clients' answers can be merged by.
+- ``per_conn``: the frames each connection counted since the last ``arm``, in the order the
+  ``connect`` commands listed them (-1 for one that never connected): a check that no
+  connection lost a frame or got one twice.
 - ``http {port, request, conns, duration}``: a closed-loop HTTP load on keep-alive
   connections (``request`` is latin-1 text); answers ``started`` then the result.
 - ``send_all {text}``: send one text frame on every connection (e.g. a SUBSCRIBE).
@@ -23,6 +28,7 @@ Commands (``cmd``):
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -70,6 +76,8 @@ class Client:
     def __init__(self) -> None:
         self.counter = Counter()
         self.conns: list[WsConn] = []
+        self.indexed: list[WsConn | None] = []
+        """Every connection at the place its ``connect`` command listed it (``per_conn``)."""
 
     def reply(self, msg: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(msg) + "\n")
@@ -85,6 +93,8 @@ class Client:
         sem = asyncio.Semaphore(concurrency)
         errors: list[str] = []
         ready = 0
+        base = len(self.indexed)
+        self.indexed.extend([None] * n)
         t0 = time.perf_counter()
 
         async def one(i: int) -> None:
@@ -98,6 +108,7 @@ class Client:
                         30,
                     )
                     self.conns.append(conn)
+                    self.indexed[base + i] = conn
                     await asyncio.wait_for(conn.ready, 30)
                     ready += 1
                 except (TimeoutError, OSError, ValueError) as exc:
@@ -116,10 +127,17 @@ class Client:
         return sum(1 for c in self.conns if c.phase == READY)
 
     async def arm(
-        self, target: int, timeout: float, latency: bool, throttle_ms: float = 0.0
+        self,
+        target: int,
+        timeout: float,
+        latency: bool,
+        throttle_ms: float = 0.0,
+        hist: bool = False,
     ) -> None:
         counter = self.counter
         counter.count = 0
+        for conn in self.conns:
+            conn.n = 0
         counter.target = target
         counter.latencies = array("q") if latency else None
         waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -171,6 +189,9 @@ class Client:
                 "max": values[-1] / 1e6,
                 "min": values[0] / 1e6,
             }
+            if hist:
+                buckets = collections.Counter(v // 10_000 for v in values)
+                answer["latency_hist"] = {str(k): c for k, c in buckets.items()}
         self.reply(answer)
 
     async def http(self, port: int, request: bytes, conns: int, duration: float) -> None:
@@ -210,6 +231,7 @@ class Client:
                             msg["timeout"],
                             msg.get("latency", False),
                             msg.get("throttle_ms", 0.0),
+                            msg.get("hist", False),
                         )
                     )
                     tasks.add(task)
@@ -223,6 +245,8 @@ class Client:
                     for conn in self.conns:
                         conn.send_text(frame)
                     self.reply({"sent": len(self.conns)})
+                elif cmd == "per_conn":
+                    self.reply({"counts": [-1 if c is None else c.n for c in self.indexed]})
                 elif cmd == "count":
                     self.reply({"count": self.counter.count})
                 elif cmd == "status":
@@ -233,6 +257,7 @@ class Client:
                             conn.transport.abort()
                     n = len(self.conns)
                     self.conns.clear()
+                    self.indexed.clear()
                     self.reply({"closed": n})
                 elif cmd == "quit":
                     break

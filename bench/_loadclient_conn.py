@@ -61,13 +61,26 @@ class Counter:
 class WsConn(asyncio.Protocol):
     """One load-client WebSocket connection."""
 
-    __slots__ = ("buf", "counter", "phase", "proto", "ready", "spec", "step", "token", "transport")
+    __slots__ = (
+        "buf",
+        "counter",
+        "n",
+        "phase",
+        "proto",
+        "ready",
+        "spec",
+        "step",
+        "token",
+        "transport",
+    )
 
     def __init__(self, spec: dict[str, Any], token: str | None, counter: Counter) -> None:
         self.spec = spec
         self.proto: str = spec["proto"]
         self.token = token
         self.counter = counter
+        self.n = 0
+        """Frames this connection counted since the last ``arm`` (no loss, no duplicate: per connection)."""
         self.phase = HANDSHAKE
         self.step = 0
         self.buf = b""
@@ -136,6 +149,7 @@ class WsConn(asyncio.Protocol):
                 i = end
             self.buf = buf[i:] if i < n else b""
             if counted:
+                self.n += counted
                 self.counter.add(counted)
             return
         self._setup_data(data)

@@ -74,3 +74,32 @@ class LoadClient:
                 f"{target.name}: {answer['failed']} of {n} connections failed: {answer['errors']}"
             )
         return answer
+
+    async def arm(self, target: int, timeout: float, **extra: Any) -> None:
+        """Reset the counts and wait for ``target`` frames (``_loadclient.py``'s ``arm``); the
+        answer comes with ``done()``."""
+        await self.call({"cmd": "arm", "target": target, "timeout": timeout, **extra}, 30)
+
+    async def done(self, timeout: float) -> dict[str, Any]:
+        """The answer of the last ``arm``: frames counted, when the target was reached."""
+        return await self.read(timeout)
+
+    async def per_conn(self) -> list[int]:
+        """Frames each connection counted since the last ``arm`` (call after ``done``)."""
+        counts: list[int] = (await self.call({"cmd": "per_conn"}, 60))["counts"]
+        return counts
+
+
+def frame_check(counts: list[int], expected: int | list[int]) -> dict[str, int]:
+    """Per connection, frames missing and frames beyond the expected number (a duplicate or a
+    stray), and the connections with either; ``expected`` is one number for all or one each."""
+    want = [expected] * len(counts) if isinstance(expected, int) else expected
+    lost = extra = bad = 0
+    for got, exp in zip(counts, want, strict=True):
+        if got != exp:
+            bad += 1
+            if got < exp:
+                lost += exp - max(got, 0)
+            else:
+                extra += got - exp
+    return {"lost": lost, "extra": extra, "bad_conns": bad}
