@@ -186,6 +186,12 @@ async def test_real_responses_match_the_document(
     await walk("GET", tk, path={"token": token})
     await walk("PATCH", tk, path={"token": token}, json={"expires_at": "2099-01-01T00:00:00Z"})
     await walk("POST", tk + "/messages", path={"token": token}, json={"e": "hi"})
+    # Token inboxes (Switchboard's own): off, then on.
+    await walk("GET", tk + "/messages", 400, path={"token": token})
+    await walk("PATCH", "/v1/settings", json={"inbox": {"size": 5, "ttl_s": 60}})
+    await walk("POST", tk + "/messages", path={"token": token}, json={"e": "hi", "d": 1})
+    await walk("GET", tk + "/messages", path={"token": token}, params={"since": 0, "limit": 10})
+    await walk("PATCH", "/v1/settings", json={"inbox": None})
     await walk("GET", "/v1/stats")
     # Project settings (Switchboard's own).
     await walk("GET", "/v1/settings")

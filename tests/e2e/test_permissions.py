@@ -184,6 +184,13 @@ CASES = [
         {"e": "hi", "d": 1},
         "/channels/tokens/leap_token_nope/messages",
     ),
+    Case(
+        P.READ_LEAP_TOKENS,
+        "GET",
+        "/v1/channels/tokens/{token}/messages",
+        "/channels/tokens/{T}/messages",
+        missing_path="/channels/tokens/leap_token_nope/messages",
+    ),
     Case(P.READ_CHANNELS, "GET", "/v1/stats", "/stats"),
     Case(P.READ_CHANNELS, "GET", "/v1/settings", "/settings"),
     Case(P.CREATE_CHANNEL, "PATCH", "/v1/settings", "/settings", {"history": {"size": 5}}),
@@ -246,6 +253,9 @@ async def world(node: Server) -> AsyncIterator[World]:
         assert ok.status_code == 200, ok.text
         # With history, so that reading it (GET .../messages) succeeds.
         ok = await admin.put("/channels/h", json={"type": "public", "history": {"size": 10}})
+        assert ok.status_code == 200, ok.text
+        # With token inboxes, so that reading one (GET .../tokens/:token/messages) succeeds.
+        ok = await admin.patch("/settings", json={"inbox": {"size": 10}})
         assert ok.status_code == 200, ok.text
         subscribed = (await admin.post("/channels/tokens", json={"state": {"u": 1}})).json()
         unsubscribed = (await admin.post("/channels/tokens", json={})).json()

@@ -28,13 +28,14 @@ async def history_of(http: httpx.AsyncClient, channel: str, body: dict[str, Any]
 
 async def test_a_project_default_applies_to_new_channels_only(http: httpx.AsyncClient) -> None:
     assert await data(http.get("/settings")) == {
-        "settings": {"history": None, "new_channel_history": None}
+        "settings": {"history": None, "new_channel_history": None, "inbox": None}
     }
     assert await history_of(http, "before", {}) is None
     changed = await data(http.patch("/settings", json={"history": {"size": 20, "ttl_s": 60}}))
     assert changed["settings"] == {
         "history": {"size": 20, "ttl_s": 60},
         "new_channel_history": {"size": 20, "ttl_s": 60},
+        "inbox": None,
     }
     assert await history_of(http, "after", {}) == {"size": 20, "ttl_s": 60}
     # A channel's own setting wins; an existing channel is not changed.
@@ -51,7 +52,7 @@ async def test_a_project_default_applies_to_new_channels_only(http: httpx.AsyncC
         "ttl_s": 60,
     }
     removed = await data(http.patch("/settings", json={"history": None}))
-    assert removed["settings"] == {"history": None, "new_channel_history": None}
+    assert removed["settings"] == {"history": None, "new_channel_history": None, "inbox": None}
     assert await history_of(http, "later", {}) is None
 
 
@@ -67,6 +68,7 @@ async def test_a_project_may_turn_a_server_default_off(tmp_path: Path) -> None:
             assert off["settings"] == {
                 "history": {"size": 0, "ttl_s": 300},
                 "new_channel_history": None,
+                "inbox": None,
             }
             assert await history_of(http, "b", {}) is None
             await data(http.patch("/settings", json={"history": None}))

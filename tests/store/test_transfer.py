@@ -12,7 +12,7 @@ import pytest
 
 from switchboard.exceptions import Conflict, InvalidRequest
 from switchboard.server import ids
-from switchboard.server.history import HistoryPolicy
+from switchboard.server.history import INBOX, HistoryPolicy, InboxSetting
 from switchboard.server.models import ChannelType, Token
 from switchboard.server.permissions import ALL, Permission
 from switchboard.server.store import SqliteStore
@@ -63,6 +63,11 @@ async def fill(store: SqliteStore) -> str:
     # Settings: the webhooks with their signing secret, which must survive the move.
     webhooks = b'{"url":"http://app.example/h","events":["token.online"],"secret":"whsec_k"}'
     await store.set_project_setting(project.id, "webhooks", msgspec.Raw(webhooks))
+    # Token inboxes: on, with two direct messages kept for leap_token_x.
+    inbox = msgspec.json.encode(InboxSetting(10, 600, "e1e1e1e1"))
+    await store.set_project_setting(project.id, INBOX, msgspec.Raw(inbox))
+    for n in range(2):
+        await store.append_inbox(project.id, "leap_token_x", "dm", msgspec.Raw(b"%d" % n))
     await store.create_project("empty")
     return project.id
 
@@ -92,7 +97,9 @@ async def test_sqlite_to_redis_and_back(tmp_path: Path, redis_url: str) -> None:
             "subscriptions": 2,
             "histories": 2,
             "history_messages": 3,
-            "settings": 1,
+            "settings": 2,
+            "inboxes": 1,
+            "inbox_messages": 2,
         }
         assert comparable(await export_store(redis_store)) == comparable(dump)
         await import_store(back, await export_store(redis_store))
@@ -121,6 +128,13 @@ async def test_sqlite_to_redis_and_back(tmp_path: Path, redis_url: str) -> None:
             assert await store.history_policy(project_id, "ch2") is None
             position = await store.append_message(project_id, "ch0", "m", msgspec.Raw(b"6"))
             assert position is not None and (position.offset, position.epoch) == (6, before.epoch)
+        # So do inboxes: the same epoch and offsets, the next one after the top.
+        inbox = await source.read_inbox(project_id, "leap_token_x", 0, 10)
+        assert inbox is not None and [m.offset for m in inbox.messages] == [1, 2]
+        for store in (redis_store, back):
+            assert await store.read_inbox(project_id, "leap_token_x", 0, 10) == inbox
+            sent = await store.append_inbox(project_id, "leap_token_x", "dm", msgspec.Raw(b"2"))
+            assert sent is not None and (sent.offset, sent.epoch) == (3, "e1e1e1e1")
         for store in (redis_store, back):
             kept = await store.get_project_setting(project_id, "webhooks")
             assert kept is not None and b"whsec_k" in bytes(kept)
@@ -203,8 +217,8 @@ async def test_an_unknown_permission_in_a_dump_imports_nothing(tmp_path: Path) -
 
 
 def test_a_dump_of_a_newer_version_is_refused() -> None:
-    with pytest.raises(InvalidRequest, match="version 1 or 2 or 3"):
-        decode_dump(_dump(4))
+    with pytest.raises(InvalidRequest, match="version 1 or 2 or 3 or 4"):
+        decode_dump(_dump(5))
 
 
 def _with_channel(dump: bytes, channel: dict[str, Any]) -> bytes:

@@ -36,6 +36,17 @@ class AsyncSettingsAPI:
         """Remove the project's default: new channels take the server's again."""
         return await self._transport.send(project.clear_history_default())
 
+    async def set_inbox(self, size: int, *, ttl: int | None = None) -> ProjectSettings:
+        """Token inboxes (docs/inbox.md): each token keeps its last ``size`` direct
+        messages (0: off), at most ``ttl`` seconds old (300 if not given), and
+        ``DIRECT_MESSAGE`` carries their offsets. Turning them on starts a new epoch;
+        new bounds keep it."""
+        return await self._transport.send(project.set_inbox(size, ttl))
+
+    async def clear_inbox(self) -> ProjectSettings:
+        """Turn token inboxes off (the default): the kept direct messages are dropped."""
+        return await self._transport.send(project.set_inbox(None, None))
+
 
 class AsyncWebhooksAPI:
     """The project's webhooks (Switchboard's own): ``sb.webhooks``. Every call needs a

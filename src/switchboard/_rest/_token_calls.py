@@ -13,7 +13,7 @@ from switchboard._rest._calls import (
     state_object,
     token_id,
 )
-from switchboard._rest._models import Token
+from switchboard._rest._models import History, Token
 
 
 def expiry(value: object) -> str | None:
@@ -78,3 +78,12 @@ def delete_token(token: object) -> Call[None]:
 def direct_message(token: object, event: object, data: Any) -> Call[None]:
     path = f"/channels/tokens/{token_id(token)}/messages"
     return Call("POST", path, nothing, message_body(event, data))
+
+
+def token_inbox(token: object, since: object, limit: object) -> Call[History]:
+    for name, value in (("since", since), ("limit", limit)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    params = (("since", str(since)), ("limit", str(limit)))
+    path = f"/channels/tokens/{token_id(token)}/messages"
+    return Call("GET", path, History.from_json, params=params, idempotent=True)

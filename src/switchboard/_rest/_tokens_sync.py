@@ -12,7 +12,7 @@ from typing import Any
 
 from switchboard._rest import _token_calls as calls
 from switchboard._rest._calls import State, TokenRef
-from switchboard._rest._models import Token
+from switchboard._rest._models import History, Token
 from switchboard._rest._transport_sync import Transport
 
 __all__ = ["TokensAPI"]
@@ -69,3 +69,15 @@ class TokensAPI:
     def publish_direct_message(self, token: TokenRef, event: str, data: Any = None) -> None:
         """Send ``DIRECT_MESSAGE`` ``{e: event, d: data}`` to every connection of a token."""
         self._transport.send(calls.direct_message(token, event, data))
+
+    def get_messages(self, token: TokenRef, since: int = 0, limit: int = 100) -> History:
+        """The token's kept direct messages with an offset above ``since``, oldest first,
+        up to ``limit`` (1 to 1000), and where its inbox stands (epoch, top offset).
+        Switchboard's own: the project's token inboxes must be on
+        (``sb.settings.set_inbox``).
+
+        Raises:
+            InvalidRequest: the project keeps no token inboxes.
+            NotFound: no such token in the project.
+        """
+        return self._transport.send(calls.token_inbox(token, since, limit))

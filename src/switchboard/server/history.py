@@ -68,6 +68,39 @@ class HistoryPage(msgspec.Struct, frozen=True):
     first: int
 
 
+class InboxSetting(msgspec.Struct, frozen=True):
+    """A project's token inboxes (``PATCH /v1/settings {"inbox": …}``; docs/inbox.md):
+    each token keeps its last ``size`` direct messages that are at most ``ttl_s``
+    seconds old, with offsets in ``epoch``.
+
+    Stored as the project setting :data:`INBOX` (absent: off), and read by both stores
+    inside their append, so the offsets follow the setting of the moment. The epoch is
+    the project's, made when the inbox is turned on and kept while its bounds change; a
+    token's inbox written under another epoch (the inbox was turned off and on) is
+    empty and starts again at offset 1.
+    """
+
+    size: int
+    ttl_s: int
+    epoch: str
+
+    @property
+    def policy(self) -> HistoryPolicy:
+        return HistoryPolicy(self.size, self.ttl_s)
+
+
+INBOX = "inbox"
+"""The project setting of :class:`InboxSetting`; also the reserved name under which the
+node's :class:`NoHistoryCache` remembers a project whose inbox is off, as
+``(project ID, INBOX_KEY)``."""
+
+INBOX_KEY = "$inbox"
+"""Not a channel ID (``$`` is not allowed in one): the inbox's entry in a
+:class:`NoHistoryCache`, and IDENTIFY's ``recover`` key for the token's inbox."""
+
+inbox_setting_decoder = msgspec.json.Decoder(InboxSetting)
+
+
 def new_epoch() -> str:
     """A fresh epoch: 8 hex characters, different from any earlier one of the channel
     with near certainty."""

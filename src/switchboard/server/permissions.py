@@ -137,6 +137,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("PATCH", "/v1/channels/tokens/{token}"): Permission.UPDATE_LEAP_TOKEN,
     ("DELETE", "/v1/channels/tokens/{token}"): Permission.UPDATE_LEAP_TOKEN,
     ("POST", "/v1/channels/tokens/{token}/messages"): Permission.MESSAGE_TOKEN,
+    # A token's inbox (Switchboard's own): what was sent to it, read like the token.
+    ("GET", "/v1/channels/tokens/{token}/messages"): Permission.READ_LEAP_TOKENS,
     # The console's overview: channel and token totals, live counts.
     ("GET", "/v1/stats"): Permission.READ_CHANNELS,
     # Project settings (Switchboard's own): the history new channels get, which is what

@@ -8,7 +8,7 @@ from aiohttp import web
 from switchboard.server.api import bodies
 from switchboard.server.api.auth import SERVICE, authenticated_project
 from switchboard.server.api.envelope import ok
-from switchboard.server.api.views import token_view
+from switchboard.server.api.views import history_view, token_view
 from switchboard.server.models import UNCHANGED
 
 routes = web.RouteTableDef()
@@ -73,3 +73,17 @@ async def direct_message(request: web.Request) -> web.Response:
         project, request.match_info["token"], body.e, body.data
     )
     return ok()
+
+
+@routes.get("/v1/channels/tokens/{token}/messages")
+async def token_inbox(request: web.Request) -> web.Response:
+    """Switchboard's own: the token's kept direct messages (docs/inbox.md)."""
+    project = await authenticated_project(request)
+    limit = bodies.query_int(request.query, "limit", 100)
+    page = await request.app[SERVICE].read_inbox(
+        project,
+        request.match_info["token"],
+        since=bodies.query_int(request.query, "since", 0),
+        limit=limit,
+    )
+    return ok(history_view(page, limit))

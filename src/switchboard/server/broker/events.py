@@ -25,7 +25,8 @@ class ChannelMessage(msgspec.Struct, tag=True, frozen=True):
 
 
 class HistoryChanged(msgspec.Struct, tag=True, frozen=True):
-    """A channel's history policy changed: nodes forget that it kept none."""
+    """A channel's history policy changed: nodes forget that it kept none. With
+    ``channel_id`` ``history.INBOX_KEY``: the project's inbox setting changed."""
 
     project_id: str
     channel_id: str
@@ -38,6 +39,10 @@ class DirectMessage(msgspec.Struct, tag=True, frozen=True):
     token_id: str
     event: str
     data: msgspec.Raw
+    offset: int | None = None
+    """Its offset in the token's inbox (None: the project keeps no inboxes)."""
+    epoch: str | None = None
+    """The inbox's epoch, with ``offset``."""
 
 
 class ChannelStateChanged(msgspec.Struct, tag=True, frozen=True):

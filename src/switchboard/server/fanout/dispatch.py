@@ -37,7 +37,7 @@ def channel_message(hub: Hub, event: ev.ChannelMessage) -> None:
 def direct_message(hub: Hub, event: ev.DirectMessage) -> None:
     hub.activity.count(event.project_id)
     hub.direct_messages += 1
-    frame = Outgoing(frames.direct_message(event.event, event.data))
+    frame = Outgoing(frames.direct_message(event.event, event.data, event.offset, event.epoch))
     for conn in hub.token_members(event.project_id, event.token_id):
         conn.send(frame)
         hub.deliveries += 1

@@ -248,9 +248,16 @@ def message(
     return dispatch(channel_id, "MESSAGE", d, unicast=False)
 
 
-def direct_message(event: str, data: Any) -> bytes:
-    """``DIRECT_MESSAGE`` to every connection of a token."""
-    return dispatch(None, "DIRECT_MESSAGE", {"e": event, "d": data}, unicast=False)
+def direct_message(
+    event: str, data: Any, offset: int | None = None, epoch: str | None = None
+) -> bytes:
+    """``DIRECT_MESSAGE`` to every connection of a token. ``offset`` and ``epoch`` only
+    when the project keeps token inboxes (an opt-in: Hop's clients read ``e`` and ``d``)."""
+    d: dict[str, Any] = {"e": event, "d": data}
+    if offset is not None:
+        d["offset"] = offset
+        d["epoch"] = epoch
+    return dispatch(None, "DIRECT_MESSAGE", d, unicast=False)
 
 
 def state_update(channel_id: str, state: Any) -> bytes:

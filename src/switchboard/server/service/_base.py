@@ -16,7 +16,7 @@ from switchboard.server import ids
 from switchboard.server.broker import Broker
 from switchboard.server.clock import parse_iso
 from switchboard.server.config import Limits
-from switchboard.server.history import NoHistoryCache, StreamPosition
+from switchboard.server.history import INBOX_KEY, NoHistoryCache, StreamPosition
 from switchboard.server.models import (
     EMPTY_STATE,
     Channel,
@@ -139,6 +139,21 @@ class ServiceBase:
             return None
         generation = self.no_history.generation
         position = await self.store.append_message(project_id, channel_id, event, data)
+        if position is None:
+            self.no_history.add(key, generation)
+        return position
+
+    async def _inbox_append(
+        self, project_id: str, token_id: str, event: str, data: msgspec.Raw
+    ) -> StreamPosition | None:
+        """Keep a direct message in the token's inbox if the project keeps inboxes: its
+        position, or None. A project known to keep none costs no store read (its entry
+        in the no-history cache, ``INBOX_KEY``, goes when the setting changes)."""
+        key = (project_id, INBOX_KEY)
+        if key in self.no_history:
+            return None
+        generation = self.no_history.generation
+        position = await self.store.append_inbox(project_id, token_id, event, data)
         if position is None:
             self.no_history.add(key, generation)
         return position

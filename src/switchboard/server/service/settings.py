@@ -1,4 +1,5 @@
-"""Project settings the API can change: today the project's default history policy.
+"""Project settings the API can change: the project's default history policy, and its
+token inboxes (``InboxSetting``, docs/inbox.md).
 
 Stored as the project setting ``history``: ``{"size": N, "ttl_s": S}``, size 0 meaning
 "none" (which overrides a server default). Without it, a channel created without a
@@ -11,7 +12,16 @@ from __future__ import annotations
 
 import msgspec
 
-from switchboard.server.history import HistoryPolicy, check_policy
+from switchboard.server.broker import events as ev
+from switchboard.server.history import (
+    INBOX,
+    INBOX_KEY,
+    HistoryPolicy,
+    InboxSetting,
+    check_policy,
+    inbox_setting_decoder,
+    new_epoch,
+)
 from switchboard.server.models import Project, Unchanged
 from switchboard.server.service._base import ServiceBase
 
@@ -66,3 +76,30 @@ class SettingsOperations(ServiceBase):
         await self.store.set_project_setting(
             project.id, HISTORY_KEY, msgspec.Raw(msgspec.json.encode(stored))
         )
+
+    async def inbox_setting(self, project: Project) -> InboxSetting | None:
+        """The project's token inboxes, None when off (the default)."""
+        raw = await self.store.get_project_setting(project.id, INBOX)
+        return None if raw is None else inbox_setting_decoder.decode(raw)
+
+    async def set_project_inbox(
+        self, project: Project, size: int | None, ttl_s: int = 300
+    ) -> InboxSetting | None:
+        """Turn the project's token inboxes on (or change their bounds) or, with None or
+        0, off. Turning them on starts a new epoch for every token; new bounds keep it.
+        Raises InvalidRequest for bounds out of range."""
+        policy = None if size is None else check_policy(size, ttl_s)
+        setting = None
+        if policy is not None:
+            current = await self.inbox_setting(project)
+            epoch = new_epoch() if current is None else current.epoch
+            setting = InboxSetting(policy.size, policy.ttl_s, epoch)
+        await self.store.set_project_setting(
+            project.id,
+            INBOX,
+            None if setting is None else msgspec.Raw(msgspec.json.encode(setting)),
+        )
+        # Every node forgets that the project's inboxes were off (NoHistoryCache).
+        self.no_history.forget((project.id, INBOX_KEY))
+        await self.broker.publish(ev.HistoryChanged(project.id, INBOX_KEY))
+        return setting

@@ -12,6 +12,7 @@ from switchboard.exceptions import (
 from switchboard.server import ids
 from switchboard.server.broker import events as ev
 from switchboard.server.clock import format_iso, now_iso, parse_iso
+from switchboard.server.history import MAX_PAGE, HistoryPage, StreamPosition
 from switchboard.server.models import (
     UNCHANGED,
     Project,
@@ -87,15 +88,47 @@ class TokenOperations(ServiceBase):
     async def delete_token(self, project: Project, token_id: str) -> None:
         await self.store.delete_token(project.id, token_id)
         await self.broker.publish(ev.TokenDeleted(project.id, token_id))
+        await self.store.drop_inbox(project.id, token_id)
 
     async def direct_message(
         self, project: Project, token_id: str, event: str, data: msgspec.Raw
-    ) -> None:
+    ) -> StreamPosition | None:
+        """Send a direct message to the token's connections; with the project's inboxes
+        on, keep it in the token's inbox first and return its position (the
+        ``DIRECT_MESSAGE`` carries it). Every way of sending one comes through here."""
         self._check_event(event)
         self._check_size(data, "message data")
         await self._token(project, token_id)
-        await self.broker.publish(ev.DirectMessage(project.id, token_id, event, data))
+        position = await self._inbox_append(project.id, token_id, event, data)
+        await self.broker.publish(
+            ev.DirectMessage(
+                project.id,
+                token_id,
+                event,
+                data,
+                offset=position.offset if position else None,
+                epoch=position.epoch if position else None,
+            )
+        )
         self.rest_direct_messages += 1
+        return position
+
+    async def read_inbox(
+        self, project: Project, token_id: str, *, since: int, limit: int
+    ) -> HistoryPage:
+        """The token's kept direct messages after offset ``since``. Raises NotFound, or
+        InvalidRequest when the project keeps no inboxes."""
+        if since < 0:
+            raise InvalidRequest("since must be 0 or an offset")
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidRequest(f"limit must be 1 to {MAX_PAGE}")
+        await self._token(project, token_id)
+        page = await self.store.read_inbox(project.id, token_id, since, limit)
+        if page is None:
+            raise InvalidRequest(
+                'this project keeps no token inboxes (PATCH /v1/settings {"inbox": …})'
+            )
+        return page
 
     async def is_online(self, token_id: str) -> bool:
         return await self.broker.token_connections(token_id) > 0

@@ -191,6 +191,41 @@ class Store(Protocol):
         Raises NotFound.
         """
 
+    # Token inboxes (docs/inbox.md): each token's last direct messages, while the
+    # project's ``inbox`` setting (``history.InboxSetting``) is on. The caller checks the
+    # token exists in the project first; deleting a token deletes its inbox.
+    async def append_inbox(
+        self, project_id: str, token_id: str, event: str, data: msgspec.Raw
+    ) -> StreamPosition | None:
+        """Give a direct message the token's next offset in the project's inbox epoch and
+        keep it, trimmed to the setting, in one atomic step that reads the setting too.
+
+        None (nothing kept) if the project's inbox is off. A token whose inbox was
+        written under another epoch starts again at offset 1.
+        """
+
+    async def read_inbox(
+        self, project_id: str, token_id: str, since: int, limit: int
+    ) -> HistoryPage | None:
+        """Up to ``limit`` kept direct messages with an offset above ``since``, oldest
+        first; None if the project's inbox is off. A token that has none in the current
+        epoch has an empty page at top 0."""
+
+    async def put_inbox(
+        self,
+        project_id: str,
+        token_id: str,
+        epoch: str,
+        top: int,
+        messages: list[HistoryMessage],
+    ) -> None:
+        """Replace the token's inbox with this one whole (``switchboard import``), in
+        ascending offset order; the next append in ``epoch`` gets ``top + 1``."""
+
+    async def drop_inbox(self, project_id: str, token_id: str) -> None:
+        """Delete what is left of a deleted token's inbox (nothing, where the token's
+        deletion took it)."""
+
     # Project settings (JSON documents by key: ``webhooks`` …) and the webhook delivery
     # log; deleting a project deletes both.
     async def get_project_setting(self, project_id: str, key: str) -> msgspec.Raw | None: ...

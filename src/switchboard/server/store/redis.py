@@ -18,10 +18,11 @@ Keys, all under one prefix (default ``sb:``)::
     tsubs:{token}                zset  channel ids the token is subscribed to, by time
     hist:…, hstream:…            channel history (``store/redis_history.py``)
     settings:…, whlog:…          project settings, webhook log (``store/redis_settings.py``)
+    inbox:…, ibox:…              token inboxes (``store/redis_inbox.py``)
 
 The methods live with their keys, one module per concept: ``redis_projects``
 (projects, project tokens), ``redis_channels`` (channels, leap tokens, subscriptions),
-``redis_history`` and ``redis_settings``; this module holds the connection, registers
+``redis_history``, ``redis_settings`` and ``redis_inbox``; this module holds the connection, registers
 their Lua scripts and turns Redis failures into ``Unavailable``.
 
 Every operation that touches more than one key is one Lua script, so it happens whole
@@ -46,11 +47,14 @@ from switchboard.server.redis_pool import open_client
 from switchboard.server.store.base import CommonMethods
 from switchboard.server.store.redis_channels import CHANNEL_SCRIPTS, RedisChannels
 from switchboard.server.store.redis_history import HISTORY_SCRIPTS, RedisHistory
+from switchboard.server.store.redis_inbox import INBOX_SCRIPTS, RedisInbox
 from switchboard.server.store.redis_projects import PROJECT_SCRIPTS, RedisProjects
 from switchboard.server.store.redis_settings import SETTINGS_SCRIPTS, RedisSettings
 
 
-class RedisStore(RedisProjects, RedisChannels, RedisHistory, RedisSettings, CommonMethods):
+class RedisStore(
+    RedisProjects, RedisChannels, RedisHistory, RedisSettings, RedisInbox, CommonMethods
+):
     """The :class:`~switchboard.server.store.Store` of a cluster (see the module docstring)."""
 
     def __init__(
@@ -87,6 +91,7 @@ class RedisStore(RedisProjects, RedisChannels, RedisHistory, RedisSettings, Comm
             *CHANNEL_SCRIPTS,
             *HISTORY_SCRIPTS,
             *SETTINGS_SCRIPTS,
+            *INBOX_SCRIPTS,
         ]:
             self._scripts[name] = self._redis.register_script(source)
         try:

@@ -14,7 +14,7 @@ the same file; SQLite's locking and ``busy_timeout`` order them.
 
 The methods live with their tables, one module per concept: ``sqlite_projects``
 (projects, project tokens), ``sqlite_channels`` (channels, leap tokens, subscriptions),
-``sqlite_history`` and ``sqlite_settings``; this module opens the file, migrates the
+``sqlite_history``, ``sqlite_settings`` and ``sqlite_inbox``; this module opens the file, migrates the
 schema and runs their operations on the writer thread or the reader connection.
 """
 
@@ -32,18 +32,20 @@ from switchboard.server.permissions import ALL
 from switchboard.server.store.base import CommonMethods
 from switchboard.server.store.sqlite_channels import CHANNELS_SCHEMA, SqliteChannels
 from switchboard.server.store.sqlite_history import HISTORY_SCHEMA, SqliteHistory
+from switchboard.server.store.sqlite_inbox import INBOX_SCHEMA, SqliteInbox
 from switchboard.server.store.sqlite_projects import PROJECTS_SCHEMA, SqliteProjects
 from switchboard.server.store.sqlite_settings import SETTINGS_SCHEMA, SqliteSettings
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """1: the first schema. 2: ``project_tokens.permissions`` (older tokens get every flag).
 3: channel history (``sqlite_history.HISTORY_SCHEMA``, new tables only).
 4: project settings and the webhook delivery log (``sqlite_settings.SETTINGS_SCHEMA``,
-new tables only)."""
+new tables only).
+5: token inboxes (``sqlite_inbox.INBOX_SCHEMA``, new tables only)."""
 
-_SCHEMA = PROJECTS_SCHEMA + CHANNELS_SCHEMA + HISTORY_SCHEMA + SETTINGS_SCHEMA
+_SCHEMA = PROJECTS_SCHEMA + CHANNELS_SCHEMA + HISTORY_SCHEMA + SETTINGS_SCHEMA + INBOX_SCHEMA
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -55,7 +57,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class SqliteStore(SqliteProjects, SqliteChannels, SqliteHistory, SqliteSettings, CommonMethods):
+class SqliteStore(
+    SqliteProjects, SqliteChannels, SqliteHistory, SqliteSettings, SqliteInbox, CommonMethods
+):
     """The embedded :class:`~switchboard.server.store.Store` (see the module docstring)."""
 
     def __init__(self, data_dir: Path) -> None:

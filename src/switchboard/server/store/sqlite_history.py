@@ -133,8 +133,14 @@ class _AppendBatches:
     began finds no batch waiting and schedules the next one.
     """
 
-    def __init__(self, write: Callable[[Callable[[sqlite3.Connection], Any]], Any]) -> None:
+    def __init__(
+        self,
+        write: Callable[[Callable[[sqlite3.Connection], Any]], Any],
+        apply: Callable[[sqlite3.Connection, _Append], StreamPosition | None] = _append_one,
+    ) -> None:
         self._write = write
+        self._apply = apply
+        """One append inside the batch's transaction (a channel's; a token inbox's)."""
         self._queue: deque[_Append] = deque()
         self._waiting = False
         """A batch is scheduled and has not started draining the queue."""
@@ -163,7 +169,7 @@ class _AppendBatches:
             results: list[StreamPosition | NotFound | None] = []
             for item in taken:
                 try:
-                    results.append(_append_one(db, item))
+                    results.append(self._apply(db, item))
                 except NotFound as exc:  # the channel went meanwhile: only this one fails
                     results.append(exc)
             return results

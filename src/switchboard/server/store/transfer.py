@@ -22,6 +22,11 @@ Version 3 also carries each project's settings (``Store.project_settings``): its
 webhook configuration, **with its signing secret** (receivers go on verifying after the
 move), and its default history policy. So a dump is a secret: keep it as private as
 the store's backups.
+
+Version 4 carries each token's inbox (docs/inbox.md) beside the project's ``inbox``
+setting (among its settings, with the inbox epoch): the top offset and the direct
+messages still kept, so a client's inbox position stays valid after the move. Older
+Switchboards refuse a version-4 dump rather than keep the epoch with the offsets lost.
 """
 
 from __future__ import annotations
@@ -36,8 +41,8 @@ from switchboard.server.models import Channel, ChannelType, Project, ProjectToke
 from switchboard.server.store.base import Store
 
 FORMAT = "switchboard-export"
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 
 class ProjectTokenDump(msgspec.Struct):
@@ -77,6 +82,13 @@ class ChannelDump(msgspec.Struct):
     """None: the channel keeps no history (and every channel of a version-1/2 dump)."""
 
 
+class InboxDump(msgspec.Struct):
+    epoch: str
+    """The project's inbox epoch the offsets belong to."""
+    top: int
+    messages: list[HistoryMessageDump] = []
+
+
 class TokenDump(msgspec.Struct):
     id: str
     state: msgspec.Raw
@@ -84,6 +96,8 @@ class TokenDump(msgspec.Struct):
     expires_at: str | None = None
     channels: list[str] = []
     """IDs of the channels the token is subscribed to."""
+    inbox: InboxDump | None = None
+    """The token's inbox, when its project keeps them and it got a message (version 4)."""
 
 
 class ProjectDump(msgspec.Struct):
@@ -133,6 +147,7 @@ async def export_store(store: Store) -> Dump:
                     token.created_at,
                     token.expires_at,
                     [c.id for c in subscribed],
+                    await _export_inbox(store, project.id, token.id),
                 )
             )
         projects.append(
@@ -186,6 +201,26 @@ async def _export_histories(
     return found
 
 
+async def _export_inbox(store: Store, project_id: str, token_id: str) -> InboxDump | None:
+    messages: list[HistoryMessageDump] = []
+    since = 0
+    while True:
+        page = await store.read_inbox(project_id, token_id, since, MAX_PAGE)
+        if page is None or page.top == 0:  # no inboxes, or nothing sent in this epoch
+            return None
+        messages += [
+            HistoryMessageDump(m.offset, m.event, m.data, m.created_ms) for m in page.messages
+        ]
+        if not page.messages or page.messages[-1].offset >= page.top:
+            return InboxDump(page.epoch, page.top, messages)
+        since = page.messages[-1].offset
+
+
+def _check_offsets(top: int, offsets: list[int]) -> None:
+    if offsets != sorted(set(offsets)) or (offsets and not 1 <= offsets[0] <= offsets[-1] <= top):
+        raise InvalidRequest("history offsets must ascend, from 1 to the top offset")
+
+
 def _check_history(channel: ChannelDump) -> None:
     """Refuse (before anything is written) a history no store could hold."""
     history = channel.history
@@ -195,11 +230,7 @@ def _check_history(channel: ChannelDump) -> None:
         raise InvalidRequest("a history's size must be 1 or more (a channel without has none)")
     if not history.epoch or history.top < 0:
         raise InvalidRequest("a history needs an epoch and a top offset of 0 or more")
-    offsets = [m.offset for m in history.messages]
-    if offsets != sorted(set(offsets)) or (
-        offsets and not 1 <= offsets[0] <= offsets[-1] <= history.top
-    ):
-        raise InvalidRequest("history offsets must ascend, from 1 to the top offset")
+    _check_offsets(history.top, [m.offset for m in history.messages])
 
 
 def decode_dump(data: bytes) -> Dump:
@@ -245,6 +276,18 @@ def _check_importable(dump: Dump, existing: list[Project]) -> None:
                 raise InvalidRequest(
                     f"channel {channel.id!r}: {exc.message}; nothing imported"
                 ) from None
+        for token in project.tokens:
+            inbox = token.inbox
+            if inbox is None:
+                continue
+            try:
+                if not inbox.epoch or inbox.top < 0:
+                    raise InvalidRequest("an inbox needs an epoch and a top offset of 0 or more")
+                _check_offsets(inbox.top, [m.offset for m in inbox.messages])
+            except InvalidRequest as exc:
+                raise InvalidRequest(
+                    f"token {token.id[:16]}…: {exc.message}; nothing imported"
+                ) from None
 
 
 _COUNTED = (
@@ -256,6 +299,8 @@ _COUNTED = (
     "histories",
     "history_messages",
     "settings",
+    "inboxes",
+    "inbox_messages",
 )
 """The records ``import_store`` counts, in the order ``switchboard import`` prints them."""
 
@@ -299,4 +344,10 @@ async def import_store(store: Store, dump: Dump) -> dict[str, int]:
             for channel_id in token.channels:
                 await store.add_subscription(p.id, channel_id, token.id)
                 counts["subscriptions"] += 1
+            if token.inbox is not None:
+                i = token.inbox
+                kept = [HistoryMessage(m.offset, m.e, m.d, m.created_ms) for m in i.messages]
+                await store.put_inbox(p.id, token.id, i.epoch, i.top, kept)
+                counts["inboxes"] += 1
+                counts["inbox_messages"] += len(kept)
     return counts

@@ -200,9 +200,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         bodies.MessageBody,
         tag="tokens",
     ),
+    ("GET", _TK + "/messages"): Operation(
+        "A token's kept direct messages after an offset (with the project's inboxes on)",
+        HistoryView,
+        query=HISTORY_QUERIES,
+        tag="tokens",
+        description="Switchboard's own (Hop keeps no direct messages): docs/inbox.md.",
+    ),
     # Project settings (Switchboard's own).
     ("GET", "/v1/settings"): Operation(
-        "The project's settings: its default history for new channels",
+        "The project's settings: its default history for new channels, its token inboxes",
         project_settings.SettingsData,
         tag="settings",
     ),

@@ -1,0 +1,205 @@
+"""Token inboxes in Redis: one stream per token that got a direct message.
+
+Keys (beside ``store/redis.py``'s, same prefix; every one named by its project, so that
+a token's inbox sits with its project's settings)::
+
+    inbox:{project}:{token}   hash    epoch, top (the last offset given)
+    ibox:{project}:{token}    stream  entry ID ``{offset}-0``; fields t (ms), e, d
+
+Laid out as a channel's history (``store/redis_history.py``). An append is one Lua
+script that reads the project's ``inbox`` setting (``settings:{project}``, JSON: size,
+ttl_s, epoch) and, if it is on, bumps the top (starting again at 1 when the inbox was
+written under another epoch), ``XADD``s with ``MAXLEN ~ size``, trims what aged out and
+sets the stream's TTL. The hash has no TTL: its top must outlive an idle stream, or an
+offset would be given twice in one epoch. A deleted token's keys are deleted after it
+(:meth:`RedisInbox.drop_inbox`).
+
+The token's own record (``tok:{token}``) is not read here: callers check the token
+first (it lives under the token's key, not the project's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from switchboard.server.history import INBOX, HistoryMessage, HistoryPage, StreamPosition
+
+_HELPERS = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function offset_of(id) return tonumber(string.match(id, '^(%d+)')) end
+local function setting()
+  local raw = redis.call('HGET', KEYS[1], ARGV[1])
+  if not raw then return nil end
+  local s = cjson.decode(raw)
+  return {size = string.format('%d', s.size), ttl_ms = tonumber(s.ttl_s) * 1000,
+          epoch = s.epoch}
+end
+"""
+
+# KEYS: settings hash, inbox hash, stream. ARGV: setting name, event, data.
+# 0: the inbox is off; else {offset, epoch}.
+_APPEND = (
+    _HELPERS
+    + """
+local s = setting()
+if s == nil then return 0 end
+local top
+if redis.call('HGET', KEYS[2], 'epoch') ~= s.epoch then
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[2], 'epoch', s.epoch, 'top', 1)
+  top = 1
+else
+  top = redis.call('HINCRBY', KEYS[2], 'top', 1)
+end
+local now = now_ms()
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', s.size, top .. '-0',
+           't', now, 'e', ARGV[2], 'd', ARGV[3])
+-- Age: as a channel's history (redis_history.py): the oldest entry alone, unless it
+-- has aged out.
+local cutoff = now - s.ttl_ms
+local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
+if tonumber(first[2][2]) < cutoff then
+  local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 64)
+  local minid = nil
+  for _, entry in ipairs(oldest) do
+    if tonumber(entry[2][2]) >= cutoff then minid = entry[1] break end
+  end
+  if minid == nil then minid = (offset_of(oldest[#oldest][1]) + 1) .. '-0' end
+  redis.call('XTRIM', KEYS[3], 'MINID', minid)
+end
+redis.call('PEXPIRE', KEYS[3], s.ttl_ms)
+return {top, s.epoch}
+"""
+)
+
+# KEYS as above. ARGV: setting name, since, limit. 0: off; {epoch, top, first, entries}.
+_READ = (
+    _HELPERS
+    + """
+local s = setting()
+if s == nil then return 0 end
+local meta = redis.call('HMGET', KEYS[2], 'epoch', 'top')
+if meta[1] ~= s.epoch then return {s.epoch, 0, 1, {}} end
+local top = tonumber(meta[2])
+local cutoff = now_ms() - s.ttl_ms
+local start = math.max(top - tonumber(s.size) + 1, 1)
+local first = top + 1
+while start <= top do
+  local batch = redis.call('XRANGE', KEYS[3], start .. '-0', '+', 'COUNT', 100)
+  if #batch == 0 then break end
+  local found = false
+  for _, entry in ipairs(batch) do
+    if tonumber(entry[2][2]) >= cutoff then
+      first = offset_of(entry[1])
+      found = true
+      break
+    end
+  end
+  if found then break end
+  start = offset_of(batch[#batch][1]) + 1
+end
+local from = math.max(tonumber(ARGV[2]) + 1, first)
+local entries = {}
+if from <= top and tonumber(ARGV[3]) > 0 then
+  entries = redis.call('XRANGE', KEYS[3], from .. '-0', '+', 'COUNT', ARGV[3])
+end
+return {s.epoch, top, first, entries}
+"""
+)
+
+# KEYS as above. ARGV: setting name, epoch, top, then offset, t, e, d of each message.
+_PUT = (
+    _HELPERS
+    + """
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[2], 'epoch', ARGV[2], 'top', ARGV[3])
+for i = 4, #ARGV, 4 do
+  redis.call('XADD', KEYS[3], ARGV[i] .. '-0', 't', ARGV[i + 1], 'e', ARGV[i + 2], 'd', ARGV[i + 3])
+end
+local s = setting()
+if #ARGV > 3 and s ~= nil then redis.call('PEXPIRE', KEYS[3], s.ttl_ms) end
+return 1
+"""
+)
+
+INBOX_SCRIPTS = [
+    ("inbox_append", _APPEND),
+    ("inbox_read", _READ),
+    ("inbox_put", _PUT),
+]
+"""Registered by ``RedisStore.open`` with its own scripts."""
+
+
+def _message(entry: list[Any]) -> HistoryMessage:
+    entry_id, fields = entry
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
+    return HistoryMessage(
+        int(entry_id.split(b"-", 1)[0]),
+        values[b"e"].decode(),
+        msgspec.Raw(values[b"d"]),
+        int(values[b"t"]),
+    )
+
+
+class RedisInbox:
+    """The inbox methods of :class:`~switchboard.server.store.redis.RedisStore` (a mixin)."""
+
+    if TYPE_CHECKING:
+
+        async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any: ...
+        def _k(self, *parts: str) -> str: ...
+        def _translate(self) -> contextlib.AbstractAsyncContextManager[None]: ...
+        @property
+        def redis(self) -> Any: ...
+
+    def inbox_keys(self, project_id: str, token_id: str) -> list[str]:
+        """The project's settings hash, then the token's inbox hash and stream."""
+        return [
+            self._k("settings", project_id),
+            self._k("inbox", project_id, token_id),
+            self._k("ibox", project_id, token_id),
+        ]
+
+    async def append_inbox(
+        self, project_id: str, token_id: str, event: str, data: msgspec.Raw
+    ) -> StreamPosition | None:
+        result = await self._run(
+            "inbox_append", self.inbox_keys(project_id, token_id), [INBOX, event, bytes(data)]
+        )
+        if result == 0:
+            return None
+        return StreamPosition(int(result[0]), bytes(result[1]).decode())
+
+    async def read_inbox(
+        self, project_id: str, token_id: str, since: int, limit: int
+    ) -> HistoryPage | None:
+        result = await self._run(
+            "inbox_read", self.inbox_keys(project_id, token_id), [INBOX, since, limit]
+        )
+        if result == 0:
+            return None
+        epoch, top, first, entries = result
+        return HistoryPage([_message(e) for e in entries], bytes(epoch).decode(), top, first)
+
+    async def put_inbox(
+        self,
+        project_id: str,
+        token_id: str,
+        epoch: str,
+        top: int,
+        messages: list[HistoryMessage],
+    ) -> None:
+        args: list[Any] = [INBOX, epoch, top]
+        for m in messages:
+            args += [m.offset, m.created_ms, m.event, bytes(m.data)]
+        await self._run("inbox_put", self.inbox_keys(project_id, token_id), args)
+
+    async def drop_inbox(self, project_id: str, token_id: str) -> None:
+        async with self._translate():
+            await self.redis.delete(*self.inbox_keys(project_id, token_id)[1:])
