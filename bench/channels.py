@@ -47,7 +47,7 @@ from _cli import Command, run_main
 from _dm_paths import Path, available, bulk_paths, floor_path, single_paths
 from _http_load import HttpPool
 from _loadclient_driver import LoadClient, frame_check
-from _procs import cpu_seconds, rss_bytes
+from _procs import cpu_seconds, machine_busy_seconds, rss_bytes, runqueue_wait_seconds
 from _profile import profile_during
 from _report import fmt_int, header, median, table
 from _servers import Servers
@@ -81,6 +81,12 @@ def command() -> Command:
     cmd.option(
         "--duration", "seconds of work per repetition of a bulk path", 1.5, quick=0.5, type=float
     )
+    cmd.option(
+        "--client-nap-ms",
+        "the load clients sleep this long per loop turn while counting, to batch reads",
+        0.0,
+        type=float,
+    )
     cmd.profile("py-spy each Switchboard server through one more broadcast (or direct) repetition")
     return cmd
 
@@ -98,6 +104,8 @@ class Live:
     """Rounds per repetition, by path (1 for one request per message)."""
     skipped: dict[str, str] = field(default_factory=dict)
     rss_per_conn: float = 0.0
+    nap_ms: float = 0.0
+    """The load client's nap per loop turn while counting (``--client-nap-ms``)."""
 
 
 async def setup(target: Target, n: int, window: int) -> tuple[list[str], float]:
@@ -125,16 +133,23 @@ async def setup(target: Target, n: int, window: int) -> tuple[list[str], float]:
     return tokens, 3 * n / (time.perf_counter() - t0)
 
 
+FAILED_ITEM = b'"success":false'
+"""An item's result in a bulk answer that says it was not done."""
+
+
 async def send_rounds(port: int, path: Path, rounds: int, window: int) -> dict[int, int]:
-    """``rounds`` rounds of ``path``, ``window`` requests in flight; the answers' statuses."""
+    """``rounds`` rounds of ``path``, ``window`` requests in flight; the answers' statuses, and
+    under -1 the items a 200 answer of a bulk path says failed."""
     statuses: dict[int, int] = {}
     todo = iter([(r, i) for r in range(rounds) for i in range(path.requests)])
     async with HttpPool(port, window) as pool:
 
         async def worker() -> None:
             for r, i in todo:
-                status, _ = await pool.request(path.build(r, i))
+                status, body = await pool.request(path.build(r, i))
                 statuses[status] = statuses.get(status, 0) + 1
+                if path.route and status < 300:
+                    statuses[-1] = statuses.get(-1, 0) + body.count(FAILED_ITEM)
 
         await asyncio.gather(*(worker() for _ in range(window)))
     return statuses
@@ -144,12 +159,14 @@ async def phase(live: Live, n: int, path: Path, rounds: int, window: int) -> dic
     """One repetition of one path: ``rounds`` frames to each of the N connections, counted."""
     pids = live.target.server.pids()
     client = live.client
-    await client.arm(n * rounds, 300)
-    cpu0 = cpu_seconds(pids)
+    await client.arm(n * rounds, 300, throttle_ms=live.nap_ms)
+    cpu0, ccpu0, busy0 = cpu_seconds(pids), cpu_seconds([client.pid]), machine_busy_seconds()
+    wait0 = runqueue_wait_seconds(pids)
     t0 = time.time()
     statuses = await send_rounds(live.target.pub_port, path, rounds, window)
     done = await client.done(330)
-    cpu1 = cpu_seconds(pids)
+    cpu1, ccpu1, busy1 = cpu_seconds(pids), cpu_seconds([client.pid]), machine_busy_seconds()
+    wait1 = runqueue_wait_seconds(pids)
     await asyncio.sleep(0.2)  # a frame sent twice would arrive about now
     check = frame_check(await client.per_conn(), rounds)
     secs = max(1e-6, done["t_done"] - t0)
@@ -159,8 +176,11 @@ async def phase(live: Live, n: int, path: Path, rounds: int, window: int) -> dic
         "rate": done["count"] / secs,
         "us": (cpu1 - cpu0) / max(1, done["count"]) * 1e6,
         "util": (cpu1 - cpu0) / secs,
+        "client_util": (ccpu1 - ccpu0) / secs,
+        "wait": (wait1 - wait0) / secs,
+        "busy": (busy1 - busy0) / secs,
         "secs": secs,
-        "errors": sum(v for status, v in statuses.items() if status >= 300),
+        "errors": sum(v for status, v in statuses.items() if status >= 300 or status < 0),
         **check,
     }
 
@@ -173,32 +193,17 @@ async def start_live(
     if name == "floor":
         target = await start_floor(servers)
         await client.connect(target, n)
-        return Live(
-            "floor",
-            "DM floor (aiohttp, one pre-built frame per socket)",
-            target,
-            client,
-            [floor_path(target.pub_port)],
-        )
+        label = "DM floor (aiohttp, one pre-built frame per socket)"
+        paths = [floor_path(target.pub_port)]
+        return Live(name, label, target, client, paths, nap_ms=args.client_nap_ms)
     target = await SERVERS[name](servers)
     tokens, setup_rate = await setup(target, n, args.window)
     print(
         f"{name}: {3 * n:,} REST calls (tokens, channels, grants) at {fmt_int(setup_rate)} requests/s",
         flush=True,
     )
-    auth = {"Authorization": target.info["ptk"]}
-    paths = single_paths(target.pub_port, auth, tokens)
-    paths += bulk_paths(target.pub_port, auth, tokens, args.per_request)
-    live = Live(name, LABELS[name], target, client, [])
-    for path in paths:
-        if path.name not in [PATHS[p] for p in args.paths]:
-            continue
-        why = await available(target.pub_port, auth, path.route) if path.route else None
-        if why:
-            live.skipped[path.name] = why
-            print(f"{name}: {path.name} skipped: {why}", flush=True)
-        else:
-            live.paths.append(path)
+    live = Live(name, LABELS[name], target, client, [], nap_ms=args.client_nap_ms)
+    await choose_paths(live, tokens, args)
     rss0 = rss_bytes(target.server.pid)
     t0 = time.perf_counter()
     await client.connect(target, n, channel=None, tokens=tokens, expect_channels=1)
@@ -212,6 +217,22 @@ async def start_live(
         flush=True,
     )
     return live
+
+
+async def choose_paths(live: Live, tokens: list[str], args: argparse.Namespace) -> None:
+    """The ``--paths`` asked for; a bulk route the server answers 404 to is skipped, said why."""
+    port = live.target.pub_port
+    auth = {"Authorization": live.target.info["ptk"]}
+    paths = single_paths(port, auth, tokens) + bulk_paths(port, auth, tokens, args.per_request)
+    for path in paths:
+        if path.name not in [PATHS[p] for p in args.paths]:
+            continue
+        why = await available(port, auth, path.route) if path.route else None
+        if why:
+            live.skipped[path.name] = why
+            print(f"{live.name}: {path.name} skipped: {why}", flush=True)
+        else:
+            live.paths.append(path)
 
 
 async def warm_up(live: Live, n: int, args: argparse.Namespace) -> None:
@@ -237,7 +258,9 @@ def print_rep(i: int, live: Live, path: Path, r: dict[str, float]) -> None:
     )
     print(
         f"  rep {i + 1} {live.name:18} {path.name:16}: {fmt_int(r['rate']):>7} deliveries/s, "
-        f"{r['us']:6.2f} CPU µs/delivery, server CPU {100 * r['util']:3.0f}%, {r['requests']:.0f} requests, "
+        f"{r['us']:6.2f} CPU µs/delivery, server CPU {100 * r['util']:3.0f}% (waited for a CPU "
+        f"{100 * r['wait']:.0f}%), load client {100 * r['client_util']:.0f}%, machine "
+        f"{100 * r['busy']:.0f}% of 200%, {r['requests']:.0f} requests, "
         f"errors {r['errors']:.0f}; {check}",
         flush=True,
     )
