@@ -44,7 +44,7 @@ from _cli import Command, run_main
 from _http_load import HttpPool
 from _loadclient_driver import frame_check
 from _many_users import Clients, Workload, connect, merge_latency, request_builder, setup, spread
-from _procs import cpu_seconds, machine_busy_seconds, raise_nofile
+from _procs import cpu_seconds, machine_busy_seconds, raise_nofile, runqueue_wait_seconds
 from _report import fmt_int, header, table
 from _servers import HOST, Servers, start_redis
 from _targets import Target, join_switchboard, start_switchboard
@@ -150,7 +150,7 @@ async def paced(run: Run, rate: float, seconds: float, pool_size: int) -> dict[s
         pools = [
             await stack.enter_async_context(HttpPool(n.pub_port, pool_size)) for n in run.nodes
         ]
-        c0, busy0 = run.cpu(), machine_busy_seconds()
+        c0, busy0, wait0 = run.cpu(), machine_busy_seconds(), runqueue_wait_seconds(run.pids)
         start_ns = time.time_ns() + 20_000_000
         pending = []
         lag_max = 0.0
@@ -164,7 +164,7 @@ async def paced(run: Run, rate: float, seconds: float, pool_size: int) -> dict[s
             pending.append(asyncio.ensure_future(pools[j % len(pools)].request(run.build(j, when))))
         statuses = await asyncio.gather(*pending)
         answers = await run.clients.done(seconds + 180)
-    c1, busy1 = run.cpu(), machine_busy_seconds()
+    c1, busy1, wait1 = run.cpu(), machine_busy_seconds(), runqueue_wait_seconds(run.pids)
     secs = max(a["t_done"] for a in answers) - start_ns / 1e9
     delivered = sum(a["count"] for a in answers)
     used = [b - a for a, b in zip(c0, c1, strict=True)]
@@ -175,6 +175,7 @@ async def paced(run: Run, rate: float, seconds: float, pool_size: int) -> dict[s
         "delivered": delivered,
         "us": used[0] / max(1, delivered) * 1e6,
         "server_util": used[0] / secs,
+        "server_wait": (wait1 - wait0) / secs,
         "clients_util": used[1] / secs,
         "publisher_util": used[2] / secs,
         "others_util": max(0.0, (busy1 - busy0) - sum(used)) / secs,
@@ -270,7 +271,8 @@ def print_paced(r: dict[str, Any]) -> None:
     print(
         f"  paced: {r['req_rate']:.0f} requests/s = {fmt_int(r['rate'])} deliveries/s for {r['requests']:,} requests; "
         f"p50 {lat.get('p50', float('nan')):.2f} ms, p99 {lat.get('p99', float('nan')):.2f} ms, max {lat.get('max', float('nan')):.2f} ms; "
-        f"{r['us']:.1f} server CPU µs/delivery; CPU: server {100 * r['server_util']:.0f}%, load clients "
+        f"{r['us']:.1f} server CPU µs/delivery; CPU: server {100 * r['server_util']:.0f}% (waited for a CPU "
+        f"{100 * r['server_wait']:.0f}%), load clients "
         f"{100 * r['clients_util']:.0f}%, publisher {100 * r['publisher_util']:.0f}%, others {100 * r['others_util']:.0f}%; "
         f"publisher lag up to {r['lag_ms']:.0f} ms; lost {r['lost']}, twice {r['extra']}, errors {r['errors']}",
         flush=True,
@@ -291,7 +293,7 @@ def row(m: dict[str, Any]) -> list[str]:
         f"{p['us']:.1f}",
         f"{m['rss'] / 1024:.1f}",
         f"{top['lost'] + p['lost']} / {top['extra'] + p['extra']}",
-        f"{100 * p['others_util']:.0f}%",
+        f"{100 * p['others_util']:.0f}% ({100 * p['server_wait']:.0f}%)",
     ]
 
 
@@ -323,7 +325,9 @@ async def main() -> int:
         "server CPU µs/delivery (paced)",
         "KiB RSS/connection",
     ]
-    print(table([*headers, "lost / twice", "others' CPU"], [row(m) for m in results]))
+    print(
+        table([*headers, "lost / twice", "others' CPU (server waited)"], [row(m) for m in results])
+    )
     return 0
 
 
