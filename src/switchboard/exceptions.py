@@ -10,6 +10,7 @@ The tree::
     │   │   └── MissingPermission   403 missing_permission: ``permission``
     │   ├── NotFound                404 not_found
     │   ├── Conflict                409 already_exists
+    │   │   └── InProgress          409 in_progress: a request with this idempotency key is running
     │   ├── PayloadTooLarge         413 payload_too_large
     │   ├── RateLimited             429 rate_limited
     │   ├── InternalError           500 internal_error
@@ -40,6 +41,7 @@ __all__ = [
     "Conflict",
     "ConnectionClosed",
     "Forbidden",
+    "InProgress",
     "InternalError",
     "InvalidRequest",
     "MissingPermission",
@@ -144,6 +146,13 @@ class Conflict(APIError):
     code = "already_exists"
 
 
+class InProgress(Conflict):
+    """A request with the same idempotency key is still being carried out (409): retry
+    it a little later to get its answer (docs/batch.md)."""
+
+    code = "in_progress"
+
+
 class PayloadTooLarge(APIError):
     """A body, message or state is larger than the configured limit (413)."""
 
@@ -214,6 +223,8 @@ def api_error_for(
     """
     if status == Forbidden.status and code == MissingPermission.code:
         return MissingPermission(message, status=status, code=code, permission=permission)
+    if status == InProgress.status and code == InProgress.code:
+        return InProgress(message, status=status, code=code)
     cls = _BY_STATUS.get(status, APIError)
     return cls(message, status=status, code=code)
 

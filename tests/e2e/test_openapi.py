@@ -193,6 +193,21 @@ async def test_real_responses_match_the_document(
     await walk("GET", tk + "/messages", path={"token": token}, params={"since": 0, "limit": 10})
     await walk("PATCH", "/v1/settings", json={"inbox": None})
     await walk("GET", "/v1/stats")
+    # Batches (Switchboard's own): results per target and per item, a duplicate.
+    await walk("POST", ch + "/messages", path=hist, json={"e": "x", "d": [1]})
+    broadcast = {"e": "b", "channels": ["hist", "none"], "tokens": [token], "idempotency_key": "k"}
+    await walk("POST", "/v1/broadcast", json=broadcast)
+    again = await walk("POST", "/v1/broadcast", json=broadcast)
+    assert again["duplicate"] is True
+    await walk("POST", "/v1/broadcast", 400, json={"e": "b", "channels": ["x", "x"]})
+    ops = [
+        {"op": "publish", "channel": "hist", "e": "x", "idempotency_key": "i"},
+        {"op": "publish", "channel": "hist", "e": "x", "idempotency_key": "i"},
+        {"op": "set_state", "channel": "game", "state": {"s": 1}},
+        {"op": "bogus"},
+    ]
+    await walk("POST", "/v1/batch", json={"requests": ops, "parallel": True})
+    await walk("POST", "/v1/batch", 400, json={"requests": {}})
     # Project settings (Switchboard's own).
     await walk("GET", "/v1/settings")
     await walk("PATCH", "/v1/settings", json={"history": {"size": 4, "ttl_s": 30}})

@@ -25,9 +25,11 @@ __all__ = [
     "ALIASES",
     "ALL",
     "FULL_ACCESS_ROUTES",
+    "ITEM_ROUTES",
     "LEAP_PUBLISH",
     "LEAP_SUBSCRIBE",
     "NONE",
+    "OPERATION_PERMISSIONS",
     "ROUTE_PERMISSIONS",
     "Permission",
     "allows",
@@ -160,6 +162,26 @@ FULL_ACCESS_ROUTES: frozenset[tuple[str, str]] = frozenset(
     }
 )
 """Routes that need every permission (``ALL``) rather than one flag."""
+
+OPERATION_PERMISSIONS: dict[str, Permission] = {
+    # Each operation of POST /v1/batch (and each target of /v1/broadcast: a channel is a
+    # publish, a token a direct) needs what its single route needs (docs/batch.md).
+    "publish": ROUTE_PERMISSIONS[("POST", "/v1/channels/{channel_id}/messages")],
+    "direct": ROUTE_PERMISSIONS[("POST", "/v1/channels/tokens/{token}/messages")],
+    "set_state": ROUTE_PERMISSIONS[("PUT", "/v1/channels/{channel_id}/state")],
+    "patch_state": ROUTE_PERMISSIONS[("PATCH", "/v1/channels/{channel_id}/state")],
+    "subscribe_token": ROUTE_PERMISSIONS[("PUT", "/v1/channels/{channel_id}/subscribers/{token}")],
+    "remove_token": ROUTE_PERMISSIONS[("DELETE", "/v1/channels/{channel_id}/subscribers/{token}")],
+}
+"""What each batch operation needs, by its ``op``: its single route's flag."""
+
+ITEM_ROUTES: dict[tuple[str, str], Permission] = {
+    ("POST", "/v1/broadcast"): OPERATION_PERMISSIONS["publish"] | OPERATION_PERMISSIONS["direct"],
+    ("POST", "/v1/batch"): functools.reduce(operator.or_, OPERATION_PERMISSIONS.values()),
+}
+"""Routes whose items each need their own flag (:data:`OPERATION_PERMISSIONS`), checked
+per item; the route itself lets in a token with any one of the flags its items may need
+(a token with none learns nothing, as with any other route)."""
 
 ALIASES: dict[Permission, Permission] = {
     # Hop keeps an older "channel token" flag for what its SDK now calls a leap token;

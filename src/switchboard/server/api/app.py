@@ -20,7 +20,7 @@ from switchboard.exceptions import (
     Unavailable,
 )
 from switchboard.server import ids
-from switchboard.server.api import channels, console, openapi, settings, tokens, webhooks
+from switchboard.server.api import batch, channels, console, openapi, settings, tokens, webhooks
 from switchboard.server.api.auth import REST_LIMIT, SERVICE
 from switchboard.server.api.cors import add_headers, is_preflight, preflight_response
 from switchboard.server.api.draining import Drain
@@ -215,6 +215,7 @@ def build_app(
     app.router.add_routes(channels.routes)
     app.router.add_routes(webhooks.routes)
     app.router.add_routes(settings.routes)
+    app.router.add_routes(batch.routes)
     if metrics:
         prometheus.setup(app, service, gateway)  # /metrics, for operators (server/metrics.py)
     openapi.setup(app)  # /openapi.json and /docs, from the routes above (api/openapi.py)

@@ -11,10 +11,17 @@ whether a channel or token exists.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from aiohttp import web
 
-from switchboard.exceptions import Forbidden, InternalError, MissingPermission, RateLimited
+from switchboard.exceptions import (
+    APIError,
+    Forbidden,
+    InternalError,
+    MissingPermission,
+    RateLimited,
+)
 from switchboard.server import permissions
 from switchboard.server.models import Access, Project
 from switchboard.server.ratelimit import TokenBuckets
@@ -38,6 +45,16 @@ async def authenticated_project(request: web.Request) -> Project:
 def _check_permission(request: web.Request, granted: permissions.Permission) -> None:
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else request.path
+    gate = permissions.ITEM_ROUTES.get((request.method, route))
+    if gate is not None:
+        if not int(granted) & gate:
+            wanted = permissions.names(gate)
+            raise MissingPermission(
+                f"the project token has none of the permissions the items of "
+                f"{request.method} {route} need ({', '.join(wanted)})",
+                permission=",".join(wanted),
+            )
+        return  # each item is checked by itself: item_permits
     if (request.method, route) in permissions.FULL_ACCESS_ROUTES:
         if int(granted) & permissions.ALL != permissions.ALL:
             raise MissingPermission(
@@ -83,3 +100,20 @@ async def authenticated(request: web.Request) -> Access:
         raise Forbidden("the project token does not belong to the project in ?project=")
     _check_permission(request, access.permissions)
     return access
+
+
+def item_permits(granted: int) -> Callable[[str], APIError | None]:
+    """For a route of ``permissions.ITEM_ROUTES``: an operation's refusal (None if the
+    project token may), by the operation's name (``publish``, ``direct`` …)."""
+
+    def permits(op: str) -> APIError | None:
+        needed = permissions.OPERATION_PERMISSIONS[op]
+        if permissions.allows(granted, needed):
+            return None
+        return MissingPermission(
+            f"the project token lacks the {permissions.describe(needed)} permission, "
+            f"which a {op} operation needs",
+            permission=permissions.name(needed),
+        )
+
+    return permits

@@ -45,6 +45,10 @@ class Broker(Protocol):
     async def publish(self, event: BrokerEvent) -> None:
         """Deliver ``event`` to every node, in publish order per channel and per token."""
 
+    async def publish_many(self, events: list[BrokerEvent]) -> None:
+        """:meth:`publish` each event, in order, as one write where the broker can (a
+        batch's messages: one pipeline to Redis, not a round trip each)."""
+
     async def publish_grant(self, event: TokenSubscribed) -> None:
         """Publish a backend's grant and return once every node with the token's sockets
         has joined them to the channel (bounded): a message the backend publishes next

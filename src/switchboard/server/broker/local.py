@@ -52,6 +52,11 @@ class LocalBroker:
     async def publish(self, event: BrokerEvent) -> None:
         self._handler.handle(event)
 
+    async def publish_many(self, events: list[BrokerEvent]) -> None:
+        handle = self._handler.handle
+        for event in events:
+            handle(event)
+
     async def publish_grant(self, event: TokenSubscribed) -> None:
         self._handler.handle(event)  # joined before this returns: one node hears everything
 

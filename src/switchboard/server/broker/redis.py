@@ -183,6 +183,17 @@ class RedisBroker:
         except FAULTS as exc:
             raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
 
+    async def publish_many(self, events: list[BrokerEvent]) -> None:
+        if not events:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for event in events:
+            pipe.publish(self.prefix + topic_of(event), _encoder.encode(event))
+        try:
+            await pipe.execute()
+        except FAULTS as exc:
+            raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
+
     async def publish_grant(self, event: TokenSubscribed) -> None:
         """Publish, then wait (up to :data:`GRANT_WAIT_S`) until every node with the
         token's sockets, this one included, says it joined them to the channel: a node

@@ -26,6 +26,7 @@ all of them on one object.
 from __future__ import annotations
 
 from switchboard.server.service._base import SORT_FIELDS, expired, is_json_object
+from switchboard.server.service.batch import BatchOperations
 from switchboard.server.service.channels import ChannelOperations
 from switchboard.server.service.history_reads import HistoryReads, Recovery
 from switchboard.server.service.leap import Identity, LeapOperations, Subscription
@@ -44,6 +45,11 @@ __all__ = [
 
 
 class Service(
-    ChannelOperations, TokenOperations, LeapOperations, LifecycleOperations, HistoryReads
+    BatchOperations,
+    ChannelOperations,
+    TokenOperations,
+    LeapOperations,
+    LifecycleOperations,
+    HistoryReads,
 ):
     """See the module docstring."""

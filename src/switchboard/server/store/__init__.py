@@ -4,7 +4,7 @@
 One contract test suite (``tests/store``) runs against every implementation.
 """
 
-from switchboard.server.store.base import Store
+from switchboard.server.store.base import IN_FLIGHT, Store
 from switchboard.server.store.sqlite import SqliteStore
 
-__all__ = ["SqliteStore", "Store"]
+__all__ = ["IN_FLIGHT", "SqliteStore", "Store"]

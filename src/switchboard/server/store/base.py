@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
+from switchboard.exceptions import NotFound
 from switchboard.server import ids
 from switchboard.server.clock import now_iso
 from switchboard.server.history import (
@@ -25,6 +26,9 @@ from switchboard.server.models import (
     Unchanged,
 )
 from switchboard.server.permissions import ALL, Permission
+
+IN_FLIGHT = b""
+"""What :meth:`Store.claim_idempotency_keys` answers for a key another request holds."""
 
 
 class Store(Protocol):
@@ -225,6 +229,33 @@ class Store(Protocol):
     async def drop_inbox(self, project_id: str, token_id: str) -> None:
         """Delete what is left of a deleted token's inbox (nothing, where the token's
         deletion took it)."""
+
+    # Batches (``service/batch.py``): many messages, few round trips.
+    async def append_messages(
+        self, project_id: str, messages: list[tuple[str, str, msgspec.Raw]]
+    ) -> list[StreamPosition | NotFound | None]:
+        """:meth:`append_message` for each ``(channel_id, event, data)``, in order, with
+        one result each: its position, None (no history), or the NotFound it raised.
+        Each append is whole or not at all; one channel missing fails only its own."""
+
+    async def project_token_ids(self, project_id: str, token_ids: list[str]) -> set[str]:
+        """Those of ``token_ids`` that are tokens of the project, in one read."""
+
+    async def claim_idempotency_keys(
+        self, project_id: str, keys: list[str], pending_ttl_s: float
+    ) -> list[bytes | None]:
+        """Claim each key for a request being carried out, in one atomic step.
+
+        For each key, in order: None if it was free (it is now held as in flight for
+        ``pending_ttl_s``), :data:`IN_FLIGHT` if another request holds it, else the
+        answer :meth:`finish_idempotency_keys` kept for it. ``keys`` has no repeats.
+        """
+
+    async def finish_idempotency_keys(
+        self, project_id: str, answers: dict[str, bytes | None], ttl_s: float
+    ) -> None:
+        """Keep each claimed key's answer for ``ttl_s`` (a retry gets it back), or with
+        None free the key (the request failed: a retry runs it again)."""
 
     # Project settings (JSON documents by key: ``webhooks`` …) and the webhook delivery
     # log; deleting a project deletes both.

@@ -19,11 +19,13 @@ Keys, all under one prefix (default ``sb:``)::
     hist:…, hstream:…            channel history (``store/redis_history.py``)
     settings:…, whlog:…          project settings, webhook log (``store/redis_settings.py``)
     inbox:…, ibox:…              token inboxes (``store/redis_inbox.py``)
+    idem:…                       idempotency keys of batches (``store/redis_batch.py``)
 
 The methods live with their keys, one module per concept: ``redis_projects``
 (projects, project tokens), ``redis_channels`` (channels, leap tokens, subscriptions),
-``redis_history``, ``redis_settings`` and ``redis_inbox``; this module holds the connection, registers
-their Lua scripts and turns Redis failures into ``Unavailable``.
+``redis_history``, ``redis_settings``, ``redis_inbox`` and ``redis_batch``; this module
+holds the connection, registers their Lua scripts and turns Redis failures into
+``Unavailable``.
 
 Every operation that touches more than one key is one Lua script, so it happens whole
 or not at all. A state patch merges in Python (Lua's JSON would rewrite numbers and
@@ -45,6 +47,7 @@ from redis import exceptions as redis_errors
 from switchboard.exceptions import Unavailable
 from switchboard.server.redis_pool import open_client
 from switchboard.server.store.base import CommonMethods
+from switchboard.server.store.redis_batch import BATCH_SCRIPTS, RedisBatch
 from switchboard.server.store.redis_channels import CHANNEL_SCRIPTS, RedisChannels
 from switchboard.server.store.redis_history import HISTORY_SCRIPTS, RedisHistory
 from switchboard.server.store.redis_inbox import INBOX_SCRIPTS, RedisInbox
@@ -53,7 +56,13 @@ from switchboard.server.store.redis_settings import SETTINGS_SCRIPTS, RedisSetti
 
 
 class RedisStore(
-    RedisProjects, RedisChannels, RedisHistory, RedisSettings, RedisInbox, CommonMethods
+    RedisProjects,
+    RedisChannels,
+    RedisHistory,
+    RedisSettings,
+    RedisInbox,
+    RedisBatch,
+    CommonMethods,
 ):
     """The :class:`~switchboard.server.store.Store` of a cluster (see the module docstring)."""
 
@@ -92,6 +101,7 @@ class RedisStore(
             *HISTORY_SCRIPTS,
             *SETTINGS_SCRIPTS,
             *INBOX_SCRIPTS,
+            *BATCH_SCRIPTS,
         ]:
             self._scripts[name] = self._redis.register_script(source)
         try:

@@ -56,38 +56,44 @@ redis.call('HSET', KEYS[2], 'size', ARGV[1], 'ttl_s', ARGV[2], 'epoch', ARGV[3],
 return ARGV[3]
 """
 
-# KEYS as above. ARGV: event, data. -1: no channel; 0: history off; {offset, epoch}.
-_APPEND = (
+# append(channel hash, history hash, stream, event, data): -1: no channel; 0: history
+# off; {offset, epoch}. One message; a batch's script calls it for each.
+APPEND_FUNCTION = (
     _NOW_MS
     + """
-local meta = redis.call('HMGET', KEYS[2], 'size', 'ttl_s', 'epoch')
+local function append(channel, hist, stream, event, data)
+local meta = redis.call('HMGET', hist, 'size', 'ttl_s', 'epoch')
 if not meta[1] then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+  if redis.call('EXISTS', channel) == 0 then return -1 end
   return 0
 end
 local ttl_ms = tonumber(meta[2]) * 1000
-local top = redis.call('HINCRBY', KEYS[2], 'top', 1)
+local top = redis.call('HINCRBY', hist, 'top', 1)
 local now = now_ms()
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', meta[1], top .. '-0',
-           't', now, 'e', ARGV[1], 'd', ARGV[2])
+redis.call('XADD', stream, 'MAXLEN', '~', meta[1], top .. '-0',
+           't', now, 'e', event, 'd', data)
 -- Age: MINID at the first of the oldest entries that is young enough. The oldest entry
 -- alone answers the common case (nothing has aged out: no trim); past it, looking at
 -- 64 at a time bounds the work, and the rest goes at the next appends.
 local cutoff = now - ttl_ms
-local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
+local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
 if tonumber(first[2][2]) < cutoff then
-  local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 64)
+  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 64)
   local minid = nil
   for _, entry in ipairs(oldest) do
     if tonumber(entry[2][2]) >= cutoff then minid = entry[1] break end
   end
   if minid == nil then minid = (offset_of(oldest[#oldest][1]) + 1) .. '-0' end
-  redis.call('XTRIM', KEYS[3], 'MINID', minid)
+  redis.call('XTRIM', stream, 'MINID', minid)
 end
-redis.call('PEXPIRE', KEYS[3], ttl_ms)
+redis.call('PEXPIRE', stream, ttl_ms)
 return {top, meta[3]}
+end
 """
 )
+
+# KEYS: channel hash, history hash, stream. ARGV: event, data.
+_APPEND = APPEND_FUNCTION + "return append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])\n"
 
 # KEYS as above. ARGV: since, limit. -1, 0, or {epoch, top, first, entries}.
 _READ = (

@@ -14,8 +14,9 @@ the same file; SQLite's locking and ``busy_timeout`` order them.
 
 The methods live with their tables, one module per concept: ``sqlite_projects``
 (projects, project tokens), ``sqlite_channels`` (channels, leap tokens, subscriptions),
-``sqlite_history``, ``sqlite_settings`` and ``sqlite_inbox``; this module opens the file, migrates the
-schema and runs their operations on the writer thread or the reader connection.
+``sqlite_history``, ``sqlite_settings``, ``sqlite_inbox`` and ``sqlite_batch``; this
+module opens the file, migrates the schema and runs their operations on the writer
+thread or the reader connection.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import TypeVar
 from switchboard.exceptions import Unavailable
 from switchboard.server.permissions import ALL
 from switchboard.server.store.base import CommonMethods
+from switchboard.server.store.sqlite_batch import BATCH_SCHEMA, SqliteBatch
 from switchboard.server.store.sqlite_channels import CHANNELS_SCHEMA, SqliteChannels
 from switchboard.server.store.sqlite_history import HISTORY_SCHEMA, SqliteHistory
 from switchboard.server.store.sqlite_inbox import INBOX_SCHEMA, SqliteInbox
@@ -38,14 +40,22 @@ from switchboard.server.store.sqlite_settings import SETTINGS_SCHEMA, SqliteSett
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """1: the first schema. 2: ``project_tokens.permissions`` (older tokens get every flag).
 3: channel history (``sqlite_history.HISTORY_SCHEMA``, new tables only).
 4: project settings and the webhook delivery log (``sqlite_settings.SETTINGS_SCHEMA``,
 new tables only).
-5: token inboxes (``sqlite_inbox.INBOX_SCHEMA``, new tables only)."""
+5: token inboxes (``sqlite_inbox.INBOX_SCHEMA``, new tables only).
+6: idempotency keys of batches (``sqlite_batch.BATCH_SCHEMA``, a new table)."""
 
-_SCHEMA = PROJECTS_SCHEMA + CHANNELS_SCHEMA + HISTORY_SCHEMA + SETTINGS_SCHEMA + INBOX_SCHEMA
+_SCHEMA = (
+    PROJECTS_SCHEMA
+    + CHANNELS_SCHEMA
+    + HISTORY_SCHEMA
+    + SETTINGS_SCHEMA
+    + INBOX_SCHEMA
+    + BATCH_SCHEMA
+)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -58,7 +68,13 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class SqliteStore(
-    SqliteProjects, SqliteChannels, SqliteHistory, SqliteSettings, SqliteInbox, CommonMethods
+    SqliteProjects,
+    SqliteChannels,
+    SqliteHistory,
+    SqliteSettings,
+    SqliteInbox,
+    SqliteBatch,
+    CommonMethods,
 ):
     """The embedded :class:`~switchboard.server.store.Store` (see the module docstring)."""
 

@@ -150,14 +150,18 @@ class _AppendBatches:
         """Transactions committed, and the appends they held (their ratio: batch size)."""
 
     async def append(self, item: _Append) -> StreamPosition | None:
-        item.future = asyncio.get_running_loop().create_future()
+        return await self.queue(item)
+
+    def queue(self, item: _Append) -> asyncio.Future[StreamPosition | None]:
+        """Queue ``item`` for the next batch (items queued together keep their order)."""
+        item.future = future = asyncio.get_running_loop().create_future()
         self._queue.append(item)
         if not self._waiting:
             self._waiting = True
             task = asyncio.ensure_future(self._commit_batch())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return await item.future
+        return future
 
     async def _commit_batch(self) -> None:
         taken: list[_Append] = []
@@ -257,10 +261,13 @@ class SqliteHistory:
         # The common case, no history, is answered by a read: no trip to the writer.
         if self._read(lambda db: _policy_row(db, project_id, channel_id)) is None:
             return None
+        return await self._batches().append(_Append(project_id, channel_id, event, bytes(data)))
+
+    def _batches(self) -> _AppendBatches:
         batches = self.__dict__.get("_append_batches")
         if batches is None:
             batches = self.__dict__["_append_batches"] = _AppendBatches(self._write)
-        return await batches.append(_Append(project_id, channel_id, event, bytes(data)))
+        return batches
 
     async def read_history(
         self, project_id: str, channel_id: str, since: int, limit: int

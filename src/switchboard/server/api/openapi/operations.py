@@ -13,12 +13,14 @@ from typing import Any
 from aiohttp import web
 
 from switchboard.server import ids
-from switchboard.server.api import bodies
+from switchboard.server.api import batch, bodies
 from switchboard.server.api import settings as project_settings
 from switchboard.server.api import webhooks as wh
 from switchboard.server.api.auth import SERVICE
 from switchboard.server.api.bodies import QUERY_INT_MAX
 from switchboard.server.api.openapi.schemas import (
+    BatchData,
+    BroadcastData,
     ChannelData,
     ChannelPage,
     ChannelPresence,
@@ -206,6 +208,26 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         query=HISTORY_QUERIES,
         tag="tokens",
         description="Switchboard's own (Hop keeps no direct messages): docs/inbox.md.",
+    ),
+    # Batches (Switchboard's own): each item needs its single route's permission.
+    ("POST", "/v1/broadcast"): Operation(
+        "Send one message to up to 1,000 channels and 1,000 tokens; a result per target",
+        BroadcastData,
+        batch.BroadcastBody,
+        errors=(409,),
+        tag="batch",
+        description="docs/batch.md. A target that fails (no such channel, a permission "
+        "the project token lacks) is that target's error; 409 in_progress: a request "
+        "with the same idempotency_key is still running.",
+    ),
+    ("POST", "/v1/batch"): Operation(
+        "Up to 1,000 operations (publish, direct, set_state, patch_state, "
+        "subscribe_token, remove_token); a result per operation",
+        BatchData,
+        batch.BatchDocument,
+        tag="batch",
+        description="docs/batch.md. In order unless parallel; a malformed or refused "
+        "operation is that item's error, and the others are carried out.",
     ),
     # Project settings (Switchboard's own).
     ("GET", "/v1/settings"): Operation(

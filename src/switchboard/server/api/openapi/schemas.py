@@ -121,6 +121,51 @@ class ProjectStats(msgspec.Struct):
     messages: MessageRate
 
 
+class ItemError(msgspec.Struct, forbid_unknown_fields=True):
+    code: str
+    message: str
+    permission: str | msgspec.UnsetType = msgspec.UNSET
+    """With ``missing_permission``: the flag the item needs."""
+
+
+class ItemResult(msgspec.Struct, forbid_unknown_fields=True):
+    """One item's result: the error envelope's shape, per item (docs/batch.md)."""
+
+    success: bool
+    data: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    """On success: ``{}``, or a publish's ``offset`` and ``epoch`` when the channel keeps
+    history."""
+    error: ItemError | msgspec.UnsetType = msgspec.UNSET
+    duplicate: bool | msgspec.UnsetType = msgspec.UNSET
+    """True: the answer kept under the item's idempotency key (it was not done again)."""
+
+
+class TargetResult(msgspec.Struct, forbid_unknown_fields=True):
+    """One target's result in a broadcast: the target, then as :class:`ItemResult`."""
+
+    success: bool
+    channel: str | msgspec.UnsetType = msgspec.UNSET
+    token: str | msgspec.UnsetType = msgspec.UNSET
+    data: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    error: ItemError | msgspec.UnsetType = msgspec.UNSET
+
+
+class BroadcastData(msgspec.Struct, forbid_unknown_fields=True):
+    results: list[TargetResult]
+    """The channels' results, then the tokens', each list in the order sent."""
+    succeeded: int
+    failed: int
+    duplicate: bool | msgspec.UnsetType = msgspec.UNSET
+    """True: the answer kept under the request's idempotency key (nothing was sent)."""
+
+
+class BatchData(msgspec.Struct, forbid_unknown_fields=True):
+    results: list[ItemResult]
+    """One per item, in the order sent."""
+    succeeded: int
+    failed: int
+
+
 def ok_type(data: Any) -> Any:
     """``Ok[data]``: the success envelope around ``data`` (equal for equal ``data``)."""
     return Ok[data]

@@ -1,0 +1,141 @@
+"""Batches in Redis: many appends in one script, token lookups and idempotency keys.
+
+Keys (beside ``store/redis.py``'s, same prefix)::
+
+    idem:{project}:{key}     str  "" while the request is in flight, then its answer
+                                  (JSON); expires (PX) with the key's time
+
+A batch's appends are one script per chunk of :data:`APPEND_CHUNK` channels, each
+message appended as ``store/redis_history.py`` appends one (scripts run one at a time,
+so each chunk is atomic and its offsets are in the batch's order). Every key a script
+names belongs to one project, so on a Redis Cluster it stays in the project's slot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from switchboard.exceptions import NotFound
+from switchboard.server.history import StreamPosition
+from switchboard.server.store.base import IN_FLIGHT
+from switchboard.server.store.redis_history import APPEND_FUNCTION
+
+APPEND_CHUNK = 256
+"""Channels per script: a script blocks Redis while it runs, so a batch of a thousand
+lets other clients in between its chunks."""
+
+# KEYS: three per message (channel hash, history hash, stream). ARGV: the number m of
+# distinct (event, data) pairs, the pairs, then per message the 1-based index of its
+# pair: a broadcast sends its one message once, not once per channel.
+_APPEND_MANY = (
+    APPEND_FUNCTION
+    + """
+local m = tonumber(ARGV[1])
+local out = {}
+for i = 1, #KEYS / 3 do
+  local pair = tonumber(ARGV[1 + 2 * m + i])
+  local k = (i - 1) * 3
+  out[i] = append(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[2 * pair], ARGV[2 * pair + 1])
+end
+return out
+"""
+)
+
+# KEYS: the keys to claim. ARGV: pending TTL in ms. Per key: false if claimed now,
+# else its value ("" in flight, or the kept answer).
+_CLAIM = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, '', 'NX', 'PX', ARGV[1]) then
+    out[i] = false
+  else
+    out[i] = redis.call('GET', key) or ''
+  end
+end
+return out
+"""
+
+BATCH_SCRIPTS = [("batch_append", _APPEND_MANY), ("idempotency_claim", _CLAIM)]
+"""Registered by ``RedisStore.open`` with its own scripts."""
+
+
+class RedisBatch:
+    """The batch methods of :class:`~switchboard.server.store.redis.RedisStore` (a mixin)."""
+
+    if TYPE_CHECKING:
+
+        async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any: ...
+        def _k(self, *parts: str) -> str: ...
+        def _translate(self) -> contextlib.AbstractAsyncContextManager[None]: ...
+        @property
+        def redis(self) -> Any: ...
+        def history_keys(self, project_id: str, channel_id: str) -> list[str]: ...
+
+    def _idempotency_key(self, project_id: str, key: str) -> str:
+        return self._k("idem", project_id, key)
+
+    async def append_messages(
+        self, project_id: str, messages: list[tuple[str, str, msgspec.Raw]]
+    ) -> list[StreamPosition | NotFound | None]:
+        results: list[StreamPosition | NotFound | None] = []
+        for start in range(0, len(messages), APPEND_CHUNK):
+            chunk = messages[start : start + APPEND_CHUNK]
+            pairs: dict[tuple[str, int], int] = {}
+            args: list[Any] = [0]
+            keys: list[str] = []
+            indexes: list[int] = []
+            for channel_id, event, data in chunk:
+                keys += self.history_keys(project_id, channel_id)
+                # The same bytes object is one pair (a broadcast's message).
+                index = pairs.setdefault((event, id(data)), len(pairs) + 1)
+                if index == len(args) // 2 + 1:
+                    args += [event, bytes(data)]
+                indexes.append(index)
+            args[0] = len(pairs)
+            replies = await self._run("batch_append", keys, args + indexes)
+            for (channel_id, _, _), reply in zip(chunk, replies, strict=True):
+                if reply == -1:
+                    results.append(NotFound(f"no channel {channel_id!r} in this project"))
+                elif reply == 0:
+                    results.append(None)
+                else:
+                    results.append(StreamPosition(int(reply[0]), bytes(reply[1]).decode()))
+        return results
+
+    async def project_token_ids(self, project_id: str, token_ids: list[str]) -> set[str]:
+        if not token_ids:
+            return set()
+        async with self._translate():
+            pipe = self.redis.pipeline(transaction=False)
+            for token_id in token_ids:
+                pipe.hget(self._k("tok", token_id), "project_id")
+            replies = await pipe.execute()
+        owner = project_id.encode()
+        return {t for t, found in zip(token_ids, replies, strict=True) if found == owner}
+
+    async def claim_idempotency_keys(
+        self, project_id: str, keys: list[str], pending_ttl_s: float
+    ) -> list[bytes | None]:
+        if not keys:
+            return []
+        names = [self._idempotency_key(project_id, key) for key in keys]
+        replies = await self._run("idempotency_claim", names, [int(pending_ttl_s * 1000)])
+        return [None if r is None else (bytes(r) if r else IN_FLIGHT) for r in replies]
+
+    async def finish_idempotency_keys(
+        self, project_id: str, answers: dict[str, bytes | None], ttl_s: float
+    ) -> None:
+        if not answers:
+            return
+        async with self._translate():
+            pipe = self.redis.pipeline(transaction=False)
+            for key, answer in answers.items():
+                name = self._idempotency_key(project_id, key)
+                if answer is None:
+                    pipe.delete(name)
+                else:
+                    pipe.set(name, answer, px=int(ttl_s * 1000))
+            await pipe.execute()
