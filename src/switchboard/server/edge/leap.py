@@ -25,6 +25,7 @@ from switchboard.server.edge.recovery import recover
 from switchboard.server.edge.socket import SocketConnection
 from switchboard.server.fanout.holds import Hold
 from switchboard.server.fanout.hub import Hub
+from switchboard.server.history import INBOX_KEY
 from switchboard.server.models import Channel
 from switchboard.server.protocol import frames
 from switchboard.server.protocol.frames import CloseCode, Since
@@ -169,6 +170,9 @@ class LeapSteps:
         # Recovery (Switchboard's): every INIT channel is held from its join, so what is
         # published while its history is read comes after the replay, once.
         holds = [self.hub.hold(conn, c.id) for c in channels] if event.recover is not None else []
+        if event.recover is not None and identity.token is not None:
+            # And the token's inbox (docs/inbox.md), recovered after the channels.
+            holds.append(self.hub.hold_inbox(conn))
         if identity.token is not None:
             if event.expiry_notice_s is not None:
                 conn.want_expiry_notice(event.expiry_notice_s)
@@ -196,7 +200,7 @@ class LeapSteps:
             for hold in holds:
                 if conn.closing:
                     break
-                since = positions.get(hold.channel_id)
+                since = positions.get(INBOX_KEY if hold.inbox else hold.channel_id)
                 # "No history" is said only to a client that claims a position in one.
                 claimed = since is not None and since.epoch is not None
                 await recover(self.hub, self.service, hold, since, report_no_history=claimed)

@@ -18,6 +18,7 @@ from switchboard.server.broker import events as ev
 from switchboard.server.broker.events import BrokerEvent
 from switchboard.server.broker.topics import channel_topic
 from switchboard.server.fanout.connection import Outgoing
+from switchboard.server.fanout.holds import inbox_key
 from switchboard.server.fanout.hub import Hub
 from switchboard.server.history import NoHistoryCache
 from switchboard.server.protocol import frames
@@ -37,8 +38,16 @@ def channel_message(hub: Hub, event: ev.ChannelMessage) -> None:
 def direct_message(hub: Hub, event: ev.DirectMessage) -> None:
     hub.activity.count(event.project_id)
     hub.direct_messages += 1
-    frame = Outgoing(frames.direct_message(event.event, event.data, event.offset, event.epoch))
-    for conn in hub.token_members(event.project_id, event.token_id):
+    payload = frames.direct_message(event.event, event.data, event.offset, event.epoch)
+    frame = Outgoing(payload)
+    members = hub.token_members(event.project_id, event.token_id)
+    if hub.holds:  # a connection recovering the token's inbox gets it from its hold
+        key = inbox_key(event.project_id, event.token_id)
+        held = hub.holds.held(key)
+        if held:
+            members = [conn for conn in members if conn not in held]
+            hub.holds.broadcast(key, payload, event.offset, event.epoch)
+    for conn in members:
         conn.send(frame)
         hub.deliveries += 1
 

@@ -14,6 +14,10 @@ a live message past the replay's last offset arrives (or :data:`CATCH_UP_S` pass
 the hold stays in *catch-up*: each live frame is sent on at once, unless the replay had
 it; then the connection goes back into the fan-out set. See ``docs/protocol.md``,
 "History recovery".
+
+A token's inbox is held the same way (:meth:`Holds.hold_inbox`), under the key
+:func:`inbox_key`: the connection stays among its token's connections, and the dispatch
+of a direct message leaves out those held (``fanout/dispatch.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,16 @@ from collections.abc import Callable
 from switchboard.server.fanout.connection import Connection
 
 Key = tuple[str, str]
-"""(project ID, channel ID)."""
+"""(project ID, channel ID), or a token's inbox (:func:`inbox_key`)."""
+
+INBOX = "$inbox"
+"""The ``channel_id`` of an inbox hold: not a channel ID (``$`` is not allowed in one)."""
+
+
+def inbox_key(project_id: str, token_id: str) -> Key:
+    """The key of a token's inbox holds, which no channel's can be."""
+    return (project_id, f"{INBOX}:{token_id}")
+
 
 CATCH_UP_S = 5.0
 """How long a released :class:`Hold` waits at most for the live copy of the replay's
@@ -35,11 +48,13 @@ connection gets every live frame meanwhile, so the wait costs only a per-hold ch
 class Hold:
     """One connection's live frames of one channel, held (see the module docstring)."""
 
-    __slots__ = ("buffer", "channel_id", "conn", "ended", "epoch", "through", "timer")
+    __slots__ = ("buffer", "channel_id", "conn", "ended", "epoch", "key", "through", "timer")
 
-    def __init__(self, conn: Connection, channel_id: str) -> None:
+    def __init__(self, conn: Connection, channel_id: str, key: Key) -> None:
         self.conn = conn
         self.channel_id = channel_id
+        """The channel held, or :data:`INBOX` for the connection's token's inbox."""
+        self.key = key
         self.buffer: list[tuple[int | None, str | None, bytes]] = []
         """(offset, epoch, payload) of each frame the channel broadcast meanwhile."""
         self.ended = False
@@ -53,6 +68,21 @@ class Hold:
     @property
     def catching_up(self) -> bool:
         return self.timer is not None
+
+    @property
+    def inbox(self) -> bool:
+        return self.channel_id == INBOX
+
+    @property
+    def live(self) -> bool:
+        """The subscription goes on: not ended, the connection open, and on the channel
+        (an inbox lasts as long as the connection)."""
+        conn = self.conn
+        return (
+            not self.ended
+            and not conn.closing
+            and (self.channel_id == INBOX or self.channel_id in conn.channels)
+        )
 
     def had(self, offset: int | None, epoch: str | None) -> bool:
         """The client has this message already (the replay carried it, or its position)."""
@@ -96,9 +126,22 @@ class Holds:
     def hold(self, conn: Connection, channel_id: str) -> Hold:
         """Start holding ``conn``'s live frames of ``channel_id``; the caller takes it
         out of the fan-out set."""
-        hold = Hold(conn, channel_id)
-        self._held.setdefault((conn.project_id, channel_id), []).append(hold)
+        key = (conn.project_id, channel_id)
+        hold = Hold(conn, channel_id, key)
+        self._held.setdefault(key, []).append(hold)
         return hold
+
+    def hold_inbox(self, conn: Connection) -> Hold:
+        """Start holding the direct messages of ``conn``'s token (it has one) for it."""
+        assert conn.token_id is not None
+        key = inbox_key(conn.project_id, conn.token_id)
+        hold = Hold(conn, INBOX, key)
+        self._held.setdefault(key, []).append(hold)
+        return hold
+
+    def held(self, key: Key) -> set[Connection]:
+        """The connections whose frames under ``key`` are held or caught up here."""
+        return {h.conn for h in self._held.get(key, ())}
 
     def release(
         self, hold: Hold, replay: list[bytes], through: int | None, epoch: str | None
@@ -110,12 +153,11 @@ class Holds:
         client had it) and is left out, held or live. Nothing is queued if the
         subscription ended meanwhile.
         """
-        conn = hold.conn
-        key = (conn.project_id, hold.channel_id)
+        conn, key = hold.conn, hold.key
         holds = self._held.get(key)
         if holds is None or hold not in holds or hold.catching_up:
             return  # released already
-        if hold.ended or conn.closing or hold.channel_id not in conn.channels:
+        if not hold.live:
             self._end(key, hold)
             return
         for payload in replay:
@@ -155,7 +197,9 @@ class Holds:
 
     def left(self, conn: Connection, channel_id: str) -> None:
         """``conn`` left ``channel_id``: its holds there end (a pending release sends nothing)."""
-        key = (conn.project_id, channel_id)
+        self.left_key(conn, (conn.project_id, channel_id))
+
+    def left_key(self, conn: Connection, key: Key) -> None:
         for hold in self.of(key):
             if hold.conn is conn:
                 hold.ended = True
@@ -173,11 +217,7 @@ class Holds:
         holds.remove(hold)
         if not holds:
             del self._held[key]
-        conn = hold.conn
-        if (
-            not hold.ended
-            and not conn.closing
-            and hold.channel_id in conn.channels
-            and not self.holding(key, conn)
-        ):
-            self._rejoin(conn, key)
+        # An inbox has no fan-out set to rejoin: its direct messages reach the connection
+        # again as soon as no hold of it is left.
+        if hold.live and not hold.inbox and not self.holding(key, hold.conn):
+            self._rejoin(hold.conn, key)

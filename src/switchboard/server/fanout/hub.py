@@ -28,7 +28,7 @@ from switchboard.server.broker.events import NodePresence
 from switchboard.server.broker.topics import TopicInterest, channel_topic, token_topic
 from switchboard.server.fanout.activity import Activity
 from switchboard.server.fanout.connection import Coalescer, Connection, Outgoing
-from switchboard.server.fanout.holds import Hold, Holds, Key
+from switchboard.server.fanout.holds import Hold, Holds, Key, inbox_key
 from switchboard.server.fanout.presence import Occupancy, Presence, announcements
 
 log = logging.getLogger("switchboard.hub")
@@ -154,6 +154,8 @@ class Hub:
             self.changes.channel_touched((conn.project_id, channel_id))
         conn.channels.clear()
         if conn.token_id is not None:
+            if self.holds:
+                self.holds.left_key(conn, inbox_key(conn.project_id, conn.token_id))
             self.topics.release(token_topic(conn.token_id))
             _discard(self._by_token, conn.token_id, conn)
             if conn.token_id not in self._by_token and self._occupancy is not None:
@@ -253,6 +255,11 @@ class Hub:
         hold = self.holds.hold(conn, channel_id)
         _discard(self._by_channel, (conn.project_id, channel_id), conn)
         return hold
+
+    def hold_inbox(self, conn: Connection) -> Hold:
+        """Hold the direct messages of ``conn``'s token for it until :meth:`release`; it
+        stays among the token's connections (the dispatch leaves it out meanwhile)."""
+        return self.holds.hold_inbox(conn)
 
     def release(
         self, hold: Hold, replay: list[bytes], through: int | None, epoch: str | None

@@ -318,15 +318,27 @@ def replayed_message(channel: str, event: str, data: Any, offset: int, epoch: st
     )
 
 
+def replayed_direct_message(event: str, data: Any, offset: int, epoch: str) -> bytes:
+    """A ``DIRECT_MESSAGE`` sent again by an inbox recovery: ``u: true``, like a
+    replayed ``MESSAGE``."""
+    return dispatch(
+        None,
+        "DIRECT_MESSAGE",
+        {"e": event, "d": data, "offset": offset, "epoch": epoch},
+        unicast=True,
+    )
+
+
 def recovery(
-    channel: str,
+    channel: str | None,
     *,
     recovered: bool,
     epoch: str | None,
     top_offset: int | None,
     reason: str | None = None,
 ) -> bytes:
-    """``RECOVERY`` (Switchboard's): how a recovery ended; live messages follow it."""
+    """``RECOVERY`` (Switchboard's): how a recovery ended; live messages follow it.
+    ``channel`` None: the token's inbox (``recover``'s ``$inbox``)."""
     d: dict[str, Any] = {"recovered": recovered, "epoch": epoch, "top_offset": top_offset}
     if reason is not None:
         d["reason"] = reason

@@ -1,4 +1,5 @@
-"""History reads for a live connection: what a reconnecting client missed on a channel.
+"""History reads for a live connection: what a reconnecting client missed on a channel,
+or in its token's inbox.
 
 The gateway asks this only for a channel the connection is subscribed to at that moment
 (SUBSCRIBE's own access rule already admitted it: a token's grant or durable
@@ -8,9 +9,10 @@ client holds a leap token or nothing. See ``docs/protocol.md``, "History recover
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from switchboard.server.history import MAX_PAGE, HistoryMessage
+from switchboard.server.history import MAX_PAGE, HistoryMessage, HistoryPage
 from switchboard.server.protocol.frames import Since
 from switchboard.server.service._base import ServiceBase
 
@@ -53,39 +55,55 @@ class HistoryReads(ServiceBase):
         is where the history stands, with no messages. Raises NotFound if the channel
         is gone.
         """
-        known = since is not None and since.epoch is not None
-        first_since = since.offset if known and since is not None else _BEYOND_ANY_OFFSET
-        page = await self.store.read_history(
-            project_id, channel_id, first_since, MAX_PAGE if known else 1
-        )
-        if page is None:
-            return Recovery(False, None, None, reason="no_history")
-        if not known or since is None:
-            return Recovery(True, page.epoch, page.top)
-        if since.epoch != page.epoch:
-            return Recovery(False, page.epoch, page.top, reason="epoch_changed")
-        if since.offset > page.top:
-            return Recovery(False, page.epoch, page.top, reason="offset_ahead")
-        if since.offset < page.first - 1:
-            return Recovery(False, page.epoch, page.top, reason="too_old")
-        messages = list(page.messages)
-        target = page.top
-        # Page on up to the top the first read saw; what comes after it is live (held
-        # by the hub for this connection meanwhile, see Hub.hold).
-        while messages and messages[-1].offset < target and len(page.messages) == MAX_PAGE:
-            page_after = await self.store.read_history(
-                project_id, channel_id, messages[-1].offset, MAX_PAGE
+
+        async def read(after: int, limit: int) -> HistoryPage | None:
+            return await self.store.read_history(project_id, channel_id, after, limit)
+
+        return await _recover(read, since)
+
+    async def recover_inbox(self, project_id: str, token_id: str, since: Since | None) -> Recovery:
+        """As :meth:`recover_history`, for the token's inbox (docs/inbox.md); reason
+        ``no_history`` when the project keeps no inboxes."""
+
+        async def read(after: int, limit: int) -> HistoryPage | None:
+            return await self.store.read_inbox(project_id, token_id, after, limit)
+
+        return await _recover(read, since)
+
+
+async def _recover(
+    read: Callable[[int, int], Awaitable[HistoryPage | None]], since: Since | None
+) -> Recovery:
+    """A recovery over ``read(since, limit)``, a channel's history or a token's inbox."""
+    known = since is not None and since.epoch is not None
+    first_since = since.offset if known and since is not None else _BEYOND_ANY_OFFSET
+    page = await read(first_since, MAX_PAGE if known else 1)
+    if page is None:
+        return Recovery(False, None, None, reason="no_history")
+    if not known or since is None:
+        return Recovery(True, page.epoch, page.top)
+    if since.epoch != page.epoch:
+        return Recovery(False, page.epoch, page.top, reason="epoch_changed")
+    if since.offset > page.top:
+        return Recovery(False, page.epoch, page.top, reason="offset_ahead")
+    if since.offset < page.first - 1:
+        return Recovery(False, page.epoch, page.top, reason="too_old")
+    messages = list(page.messages)
+    target = page.top
+    # Page on up to the top the first read saw; what comes after it is live (held
+    # by the hub for this connection meanwhile, see Hub.hold).
+    while messages and messages[-1].offset < target and len(page.messages) == MAX_PAGE:
+        page_after = await read(messages[-1].offset, MAX_PAGE)
+        if page_after is None or page_after.epoch != page.epoch:
+            return Recovery(
+                False,
+                None if page_after is None else page_after.epoch,
+                target,
+                reason="epoch_changed",
             )
-            if page_after is None or page_after.epoch != page.epoch:
-                return Recovery(
-                    False,
-                    None if page_after is None else page_after.epoch,
-                    target,
-                    reason="epoch_changed",
-                )
-            page = page_after
-            messages.extend(page.messages)
-        if messages and messages[0].offset != since.offset + 1:
-            # Trimmed between the bounds check and the read: the start is gone.
-            return Recovery(False, page.epoch, target, reason="too_old")
-        return Recovery(True, page.epoch, target, messages)
+        page = page_after
+        messages.extend(page.messages)
+    if messages and messages[0].offset != since.offset + 1:
+        # Trimmed between the bounds check and the read: the start is gone.
+        return Recovery(False, page.epoch, target, reason="too_old")
+    return Recovery(True, page.epoch, target, messages)
