@@ -35,11 +35,40 @@ def channel_message(hub: Hub, event: ev.ChannelMessage) -> None:
         hub.holds.broadcast(key, payload, event.offset, event.epoch, event.exclude_cid)
 
 
+class _LastDirect:
+    """The frame of the last direct message without an offset, by its data's identity: a
+    broadcast's direct messages (one ``Raw`` for every token, handed over in one go on a
+    node) are encoded once, not once per token."""
+
+    __slots__ = ("data", "event", "frame", "payload")
+
+    def __init__(self) -> None:
+        self.data: object = None
+        self.event = ""
+        self.payload = b""
+        self.frame: Outgoing | None = None
+
+
+_last_direct = _LastDirect()
+
+
 def direct_message(hub: Hub, event: ev.DirectMessage) -> None:
     hub.activity.count(event.project_id)
     hub.direct_messages += 1
-    payload = frames.direct_message(event.event, event.data, event.offset, event.epoch)
-    frame = Outgoing(payload)
+    last = _last_direct
+    if event.offset is None and event.data is last.data and event.event == last.event:
+        assert last.frame is not None
+        payload, frame = last.payload, last.frame
+    else:
+        payload = frames.direct_message(event.event, event.data, event.offset, event.epoch)
+        frame = Outgoing(payload)
+        if event.offset is None:
+            last.data, last.event, last.payload, last.frame = (
+                event.data,
+                event.event,
+                payload,
+                frame,
+            )
     members = hub.token_members(event.project_id, event.token_id)
     if hub.holds:  # a connection recovering the token's inbox gets it from its hold
         key = inbox_key(event.project_id, event.token_id)

@@ -22,7 +22,7 @@ import msgspec
 from switchboard.exceptions import APIError, InProgress, InternalError, InvalidRequest, NotFound
 from switchboard.server import ids
 from switchboard.server.broker import events as ev
-from switchboard.server.history import StreamPosition
+from switchboard.server.history import INBOX_KEY, StreamPosition
 from switchboard.server.models import Project
 from switchboard.server.service.batch_ops import (
     IDEMPOTENCY_TTL_S,
@@ -258,13 +258,17 @@ class BatchOperations(ChannelOperations, TokenOperations):
         results: list[Result | None] = [None] * len(messages)
         to_channels: list[int] = []
         to_tokens: list[int] = []
+        refusals = {True: permits("publish"), False: permits("direct")}
+        checked: set[tuple[str, int]] = set()  # (event, id(data)): a broadcast's one message
         for i, m in enumerate(messages):
             try:
-                refusal = permits("publish" if m.channel is not None else "direct")
+                refusal = refusals[m.channel is not None]
                 if refusal is not None:
                     raise refusal
-                self._check_event(m.event)
-                self._check_size(m.data, "message data")
+                if (m.event, id(m.data)) not in checked:
+                    self._check_event(m.event)
+                    self._check_size(m.data, "message data")
+                    checked.add((m.event, id(m.data)))
                 if m.channel is not None:
                     self.check_channel_id(m.channel)
                     to_channels.append(i)
@@ -309,18 +313,22 @@ class BatchOperations(ChannelOperations, TokenOperations):
                 self.no_history.add((project.id, m.channel), generation)
             results[i] = succeeded(_position(position))
             events.append((i, _channel_message(project.id, m, position)))
+        inbox_key = (project.id, INBOX_KEY)
         for i in to_tokens:
             m = messages[i]
             assert m.token is not None
             if m.token not in known:
                 results[i] = failed(_no_token(m.token))
                 continue
-            # The token's inbox, as Service.direct_message keeps it: free for a project
-            # known to keep none; with inboxes on, one append per message, in order.
-            kept = await self._inbox_append(project.id, m.token, m.event, m.data)
+            kept = None
+            if inbox_key not in self.no_history:
+                # The token's inbox, as Service.direct_message keeps it (a project known
+                # to keep none skips this): one append per message, in order.
+                kept = await self._inbox_append(project.id, m.token, m.event, m.data)
             results[i] = succeeded(_position(kept))
             events.append((i, _direct_message(project.id, m, kept)))
-        events.sort(key=lambda pair: pair[0])
+        if to_channels and to_tokens:
+            events.sort(key=lambda pair: pair[0])  # the items' order, across both kinds
         return events
 
     def _sent(

@@ -127,8 +127,13 @@ def message_of(op: Publish | Direct) -> Message:
 Result = dict[str, Any]
 
 
+SENT: Result = {"success": True, "data": {}}
+"""A success with nothing to say: one shared dict (results are never changed in place;
+a broadcast of a thousand allocates none for them)."""
+
+
 def succeeded(data: dict[str, Any] | None = None) -> Result:
-    return {"success": True, "data": {} if data is None else data}
+    return SENT if data is None else {"success": True, "data": data}
 
 
 def failed(exc: APIError) -> Result:
