@@ -3,7 +3,7 @@
 Layout: ``_models`` (results); ``_calls`` (what a call is, how its answer is read, the
 argument checks) and, per resource, the module where its requests are built and its
 answers read, once: ``_channel_calls``, ``_token_calls``, ``_presence``, ``_project``,
-``_webhooks``; ``_settings`` (configuration and the retry policy). The async client is
+``_webhooks``, ``_batch`` (``sb.broadcast``, ``sb.batch``); ``_settings`` (configuration and the retry policy). The async client is
 hand-written: ``_async_api`` (:class:`AsyncSwitchboard`) and its parts ``_channels_async``,
 ``_tokens_async``, ``_project_async`` (settings, webhooks) and ``_transport_async``. The
 sync client is generated from it by ``_unasync``, module for module: ``_sync_api``,
@@ -13,6 +13,7 @@ how to send many calls.
 """
 
 from switchboard._rest._async_api import AsyncSwitchboard
+from switchboard._rest._batch import Batch, BatchResult, ItemResult
 from switchboard._rest._channels_async import AsyncChannelsAPI
 from switchboard._rest._channels_sync import ChannelsAPI
 from switchboard._rest._models import (
@@ -39,6 +40,8 @@ __all__ = [
     "AsyncSwitchboard",
     "AsyncTokensAPI",
     "AsyncWebhooksAPI",
+    "Batch",
+    "BatchResult",
     "Channel",
     "ChannelPresence",
     "ChannelType",
@@ -46,6 +49,7 @@ __all__ = [
     "History",
     "HistoryMessage",
     "HistorySettings",
+    "ItemResult",
     "PresenceMember",
     "ProjectSettings",
     "SettingsAPI",

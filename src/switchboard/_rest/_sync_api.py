@@ -7,11 +7,15 @@ Generated from :mod:`switchboard._rest._async_api`; see there.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 
+from switchboard._rest import _batch
+from switchboard._rest._batch import Batch, BatchResult
+from switchboard._rest._calls import ChannelRef, TokenRef
 from switchboard._rest._channels_sync import ChannelsAPI
 from switchboard._rest._project_sync import SettingsAPI, WebhooksAPI
 from switchboard._rest._settings import (
@@ -83,6 +87,39 @@ class Switchboard:
         """The project's settings: the default history of new channels."""
         self.webhooks = WebhooksAPI(self._transport)
         """The project's webhook configuration and delivery log."""
+
+    def broadcast(
+        self,
+        event: str,
+        data: Any = None,
+        *,
+        channels: Iterable[ChannelRef] = (),
+        tokens: Iterable[TokenRef] = (),
+        idempotency_key: str | None = None,
+    ) -> BatchResult:
+        """Send one message to up to 1,000 channels and 1,000 tokens (direct messages) in
+        one request (Switchboard's own; docs/batch.md).
+
+        The result has one item per target, channels first: a target that failed (no
+        such channel, say) carries its error and does not raise. With
+        ``idempotency_key``, a retry within 5 minutes is answered as the first time
+        (``duplicate``) and sends nothing; the client may then retry it by itself.
+        """
+        return self._transport.send(
+            _batch.broadcast(event, data, channels, tokens, idempotency_key)
+        )
+
+    def batch(
+        self, operations: Batch | Iterable[Mapping[str, Any]], *, parallel: bool = False
+    ) -> BatchResult:
+        """Carry out up to 1,000 operations in one request (Switchboard's own;
+        docs/batch.md): a :class:`~switchboard.Batch`, or a list of dicts in the wire
+        form (``{"op": "publish", "channel": …, "e": …, "d": …}``).
+
+        In order unless ``parallel``; one result per operation, and a failing one does
+        not stop the others (nor raise: see :meth:`BatchResult.raise_for_errors`).
+        """
+        return self._transport.send(_batch.batch(operations, parallel))
 
     @property
     def base_url(self) -> str:
