@@ -184,3 +184,23 @@ async def test_a_graceful_stop_sends_the_offline_events_of_the_sockets_it_closes
     finally:
         if server.process is not None and server.process.poll() is None:
             server.process.kill()
+
+
+async def test_batch_publishes_are_sent_as_single_ones_are(
+    wnode: Server, api: httpx.AsyncClient, hooks: Receiver
+) -> None:
+    await configure(api, hooks, events=["message.published"])
+    for room in ("a", "b"):
+        await data(api.put(f"/channels/{room}", json={"type": "public"}))
+    await data(api.post("/broadcast", json={"e": "all", "d": 1, "channels": ["a", "b", "none"]}))
+    ops = [
+        {"op": "publish", "channel": "a", "e": "one", "d": 2},
+        {"op": "direct", "token": await token(api), "e": "dm"},  # not a channel message
+    ]
+    await data(api.post("/batch", json={"requests": ops}))
+    published = await hooks.wait_types("message.published", count=3)
+    got = sorted((m.json["data"]["channel_id"], m.json["data"]["event"]) for m in published)
+    assert got == [("a", "all"), ("a", "one"), ("b", "all")]
+    assert {m.json["data"]["source"] for m in published} == {"rest"}
+    await asyncio.sleep(0.2)
+    assert len(hooks.of_type("message.published")) == 3
