@@ -6,6 +6,7 @@ The tree::
     ├── APIError                    a REST call failed: ``status``, ``code``, ``message``
     │   ├── InvalidRequest          400 invalid_request
     │   ├── Unauthorized            401 invalid_auth
+    │   │   └── StaleAccess         a node's cached project-token lookup is out of date
     │   ├── Forbidden               403 forbidden
     │   │   └── MissingPermission   403 missing_permission: ``permission``
     │   ├── NotFound                404 not_found
@@ -49,6 +50,7 @@ __all__ = [
     "PayloadTooLarge",
     "ProtocolViolation",
     "RateLimited",
+    "StaleAccess",
     "SubscriptionRefused",
     "SwitchboardError",
     "TokenRefreshFailed",
@@ -101,6 +103,13 @@ class Unauthorized(APIError):
 
     status = 401
     code = "invalid_auth"
+
+
+class StaleAccess(Unauthorized):
+    """The server's own: a node's cached lookup of a project token is out of date (a
+    project token of its project was revoked since). The node looks the token up again
+    and retries; were it ever to escape, it refuses the call as a 401.
+    """
 
 
 class Forbidden(APIError):

@@ -182,11 +182,16 @@ async def test_revoked_project_token_is_cut_off(node: Server) -> None:
     service = node.node.service
     second = await service.create_project_token(node.project_id)
     async with httpx.AsyncClient(base_url=node.api) as client:
+        data(await client.put("/channels/c", json={"type": "public"}, headers=node.headers))
+        publish = {"json": {"e": "m", "d": 1}, "headers": {"Authorization": second}}
         data(await client.get("/channels", headers={"Authorization": second}))
+        data(await client.post("/channels/c/messages", **publish))  # its lookup cached
         [_, info] = await store.list_project_tokens(node.project_id)
         assert await store.revoke_project_token(info.id)
+        error(await client.post("/channels/c/messages", **publish), 401, "invalid_auth")
         error(await client.get("/channels", headers={"Authorization": second}), 401, "invalid_auth")
         data(await client.get("/channels", headers=node.headers))
+        data(await client.post("/channels/c/messages", json={"e": "m"}, headers=node.headers))
 
 
 async def test_nothing_crosses_projects(http: httpx.AsyncClient, node: Server) -> None:

@@ -43,6 +43,12 @@ async def test_projects_are_unique_by_name(store: Store) -> None:
     assert [p.name for p in await store.list_projects()] == ["a"]
 
 
+async def found(store: Store, secret_hash: str) -> Access | None:
+    """The lookup without its generation (which starts at random on Redis)."""
+    access = await store.find_project_by_token(secret_hash)
+    return None if access is None else Access(access.project, access.permissions)
+
+
 async def test_project_tokens_are_found_by_hash_until_revoked(
     store: Store, project: Project
 ) -> None:
@@ -51,24 +57,45 @@ async def test_project_tokens_are_found_by_hash_until_revoked(
     await store.add_project_token(other.id, "hash3", "ptk_cd…")
     assert await store.find_project_token("hash1") == info
     assert await store.find_project_token("hash2") is None
-    assert await store.find_project_by_token("hash1") == Access(project, ALL)
-    assert await store.find_project_by_token("hash3") == Access(other, ALL)
+    assert await found(store, "hash1") == Access(project, ALL)
+    assert await found(store, "hash3") == Access(other, ALL)
     assert await store.find_project_by_token("hash2") is None
     assert [t.id for t in await store.list_project_tokens(project.id)] == [info.id]
     assert await store.revoke_project_token(info.id) is True
     assert await store.revoke_project_token(info.id) is False
     assert await store.find_project_token("hash1") is None
     assert await store.find_project_by_token("hash1") is None
-    assert await store.find_project_by_token("hash3") == Access(other, ALL)
+    assert await found(store, "hash3") == Access(other, ALL)
     [listed] = await store.list_project_tokens(project.id)
     assert listed.revoked_at is not None
+
+
+async def test_a_revocation_bumps_the_generation_of_its_project_alone(
+    store: Store, project: Project
+) -> None:
+    info = await store.add_project_token(project.id, "hash1", "ptk_ab…")
+    await store.add_project_token(project.id, "hash2", "ptk_cd…")
+    other = await store.create_project("other")
+    await store.add_project_token(other.id, "hash3", "ptk_ef…")
+    first = await store.find_project_by_token("hash2")
+    theirs = await store.find_project_by_token("hash3")
+    assert first is not None and theirs is not None
+    assert await store.project_generation(project.id) == first.generation
+    await store.revoke_project_token(info.id)
+    # The project's other tokens' cached lookups are stale now; the other project's not.
+    assert await store.project_generation(project.id) != first.generation
+    assert await store.project_generation(other.id) == theirs.generation
+    again = await store.find_project_by_token("hash2")
+    assert again is not None and again.generation == await store.project_generation(project.id)
+    assert await store.revoke_project_token(info.id) is False
+    assert await store.project_generation(project.id) == again.generation
 
 
 async def test_project_tokens_keep_their_permissions(store: Store, project: Project) -> None:
     granted = Permission.READ_CHANNELS | Permission.PUBLISH_CHANNEL_MESSAGES
     info = await store.add_project_token(project.id, "hash1", "ptk_ab…", granted)
     assert info.permissions == granted
-    assert await store.find_project_by_token("hash1") == Access(project, granted)
+    assert await found(store, "hash1") == Access(project, granted)
     assert await store.find_project_token("hash1") == info
     [listed] = await store.list_project_tokens(project.id)
     assert listed.permissions == granted
@@ -76,9 +103,7 @@ async def test_project_tokens_keep_their_permissions(store: Store, project: Proj
     assert dumped.permissions == granted and secret_hash == "hash1"
     # The highest flag (1 << 39) survives both stores' encodings.
     top = await store.add_project_token(project.id, "hash2", "ptk_cd…", Permission.CREATE_CHANNEL)
-    assert (await store.find_project_by_token("hash2")) == Access(
-        project, Permission.CREATE_CHANNEL
-    )
+    assert (await found(store, "hash2")) == Access(project, Permission.CREATE_CHANNEL)
     assert top.permissions == Permission.CREATE_CHANNEL
 
 
@@ -89,7 +114,7 @@ async def test_a_whole_project_token_record_keeps_its_permissions(
         "ptkid_x", project.id, "ptk_ef…", "2026-01-01T00:00:00.000Z", None, Permission.MESSAGE_TOKEN
     )
     assert await store.put_project_token(info, "hash9") == info
-    assert await store.find_project_by_token("hash9") == Access(project, Permission.MESSAGE_TOKEN)
+    assert await found(store, "hash9") == Access(project, Permission.MESSAGE_TOKEN)
     assert await store.list_project_tokens(project.id) == [info]
 
 

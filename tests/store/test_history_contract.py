@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from switchboard.exceptions import NotFound
+from switchboard.exceptions import NotFound, StaleAccess
 from switchboard.server.history import HistoryMessage, HistoryPolicy, StreamPosition
 from switchboard.server.models import Channel, ChannelType, Project
 from switchboard.server.store import SqliteStore, Store
@@ -287,3 +287,28 @@ async def test_group_commit_fails_only_the_append_whose_channel_went(sqlite: Sql
     assert batches.batches == 2  # the first append's, then the three together
     page = await sqlite.read_history(project.id, "a", 0, 10)
     assert page is not None and [m.offset for m in page.messages] == [1, 2, 3]
+
+
+async def test_an_append_checks_a_cached_generation_first(store: Store, project: Project) -> None:
+    await make(store, project)
+    await make(store, project, "h")
+    await store.set_history_policy(project.id, "h", HistoryPolicy(10, 60))
+    await store.add_project_token(project.id, "hash1", "ptk_ab…")
+    info = await store.add_project_token(project.id, "hash2", "ptk_cd…")
+    access = await store.find_project_by_token("hash1")
+    assert access is not None
+    now = access.generation
+    assert await store.append_message(project.id, "c", "e", data(1), generation=now) is None
+    first = await store.append_message(project.id, "h", "e", data(1), generation=now)
+    assert first is not None and first.offset == 1
+    with pytest.raises(NotFound):
+        await store.append_message(project.id, "nope", "e", data(1), generation=now)
+    await store.revoke_project_token(info.id)
+    for channel_id in ("c", "h", "nope"):  # stale before anything else, and nothing kept
+        with pytest.raises(StaleAccess):
+            await store.append_message(project.id, channel_id, "e", data(2), generation=now)
+    page = await store.read_history(project.id, "h", 0, 10)
+    assert page is not None and [m.offset for m in page.messages] == [1]
+    fresh = await store.project_generation(project.id)
+    second = await store.append_message(project.id, "h", "e", data(3), generation=fresh)
+    assert second is not None and second.offset == 2

@@ -60,6 +60,9 @@ class Access(msgspec.Struct, frozen=True):
 
     project: Project
     permissions: Permission
+    generation: int = 0
+    """The project's credential generation when this was read: every revocation of one
+    of its project tokens bumps it, so an older copy is known to be out of date."""
 
 
 class Channel(msgspec.Struct, frozen=True):

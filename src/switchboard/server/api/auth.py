@@ -77,19 +77,29 @@ def _check_permission(request: web.Request, granted: permissions.Permission) -> 
         )
 
 
-async def authenticated(request: web.Request) -> Access:
-    """The caller's project and permissions, after every check of
-    :func:`authenticated_project`, for a handler that shows the permissions."""
+def _secret(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "").strip()
     if header[:7].lower() == "bearer ":
         header = header[7:].strip()
-    access = await request.app[SERVICE].authenticate(header or None)
+    return header or None
+
+
+async def authenticated(request: web.Request, *, deferred: bool = False) -> Access:
+    """The caller's project and permissions, after every check of
+    :func:`authenticated_project`, for a handler that shows the permissions.
+
+    ``deferred``: a lookup this node cached may come back unchecked against the store;
+    the handler must then pass its ``generation`` to a service call that checks it, and
+    on StaleAccess call :func:`reauthenticated` (``Service.authenticate``).
+    """
+    secret = _secret(request)
+    access = await request.app[SERVICE].authenticate(secret, deferred=deferred)
     project = access.project
     limit = request.app.get(REST_LIMIT)
     if limit is not None:
         # Counted after authentication, keyed by the token itself: callers with bad
         # tokens cannot spend a real token's allowance, nor make buckets of their own.
-        wait = limit.take(header, asyncio.get_running_loop().time())
+        wait = limit.take(secret or "", asyncio.get_running_loop().time())
         if wait:
             raise RateLimited(
                 f"over {limit.rate:g} requests per second for this project token",
@@ -119,3 +129,15 @@ def item_permits(granted: int) -> Callable[[str], APIError | None]:
             )
         )
     return refusals.__getitem__
+
+
+async def reauthenticated(request: web.Request) -> Access:
+    """After StaleAccess: the token looked up again in the store (Unauthorized if it was
+    revoked), with the checks of :func:`authenticated` but the rate limit (the request
+    was counted once already)."""
+    access = await request.app[SERVICE].authenticate(_secret(request))
+    wanted = request.query.get("project")
+    if wanted and wanted != access.project.id:
+        raise Forbidden("the project token does not belong to the project in ?project=")
+    _check_permission(request, access.permissions)
+    return access

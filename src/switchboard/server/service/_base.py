@@ -19,6 +19,7 @@ from switchboard.server.config import Limits
 from switchboard.server.history import INBOX_KEY, NoHistoryCache, StreamPosition
 from switchboard.server.models import (
     EMPTY_STATE,
+    Access,
     Channel,
     Project,
     Token,
@@ -64,6 +65,8 @@ class ServiceBase:
         """Channels known to keep no history; the node's dispatch shares it, so the
         broker's events keep it right on every node."""
         self._projects: dict[str, Project] = {}
+        self._access: dict[str, Access] = {}
+        """Project-token lookups by secret hash (``ProjectOperations.authenticate``)."""
         # Messages accepted through this node, counted once each after the broker took
         # them (never per recipient): metrics read them through stats().
         self.rest_messages = 0
@@ -77,6 +80,12 @@ class ServiceBase:
             "rest_direct_messages": self.rest_direct_messages,
             "client_messages": self.client_messages,
         }
+
+    def forget_access(self, project_id: str) -> None:
+        """Drop this node's cached lookups of the project's tokens (they are stale)."""
+        for secret_hash, access in list(self._access.items()):
+            if access.project.id == project_id:
+                del self._access[secret_hash]
 
     def _shared(self, project: Project) -> Project:
         """One Project object per project for every connection (a copy each costs memory).
@@ -126,19 +135,30 @@ class ServiceBase:
             raise NotFound(f"no channel {channel_id!r} in this project")
 
     async def _append(
-        self, project_id: str, channel_id: str, event: str, data: msgspec.Raw, *, trusted: bool
+        self,
+        project_id: str,
+        channel_id: str,
+        event: str,
+        data: msgspec.Raw,
+        *,
+        trusted: bool,
+        access_generation: int | None = None,
     ) -> StreamPosition | None:
         """Keep a published message if the channel keeps history: its position, or None.
 
         ``trusted``: the caller knows the channel exists (a client's subscription to it),
         so a channel known to keep no history costs no store read. Otherwise the read is
         the existence check (NotFound), and a channel found to keep none is remembered.
+        ``access_generation``: a cached project-token lookup's, checked by the same store
+        call (StaleAccess; ``ProjectOperations.authenticate``).
         """
         key = (project_id, channel_id)
         if trusted and key in self.no_history:
             return None
         generation = self.no_history.generation
-        position = await self.store.append_message(project_id, channel_id, event, data)
+        position = await self.store.append_message(
+            project_id, channel_id, event, data, generation=access_generation
+        )
         if position is None:
             self.no_history.add(key, generation)
         return position

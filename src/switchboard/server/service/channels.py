@@ -9,6 +9,7 @@ import msgspec
 
 from switchboard.exceptions import (
     InvalidRequest,
+    StaleAccess,
 )
 from switchboard.server import ids
 from switchboard.server.broker import events as ev
@@ -159,12 +160,33 @@ class ChannelOperations(SettingsOperations):
         await self.broker.publish(ev.ChannelStateChanged(project.id, channel_id, new_state))
 
     async def publish_message(
-        self, project: Project, channel_id: str, event: str, data: msgspec.Raw
+        self,
+        project: Project,
+        channel_id: str,
+        event: str,
+        data: msgspec.Raw,
+        *,
+        access_generation: int | None = None,
     ) -> None:
+        """Publish to a channel. ``access_generation``: the caller's project-token lookup
+        was a cached one (``authenticate(deferred=True)``), checked here by the store;
+        raises StaleAccess (nothing published, this node's cache of the project dropped)
+        if a revocation made it stale."""
         self._check_event(event)
         self._check_size(data, "message data")
         # The channel's existence check and, with history, the append and its offset.
-        position = await self._append(project.id, channel_id, event, data, trusted=False)
+        try:
+            position = await self._append(
+                project.id,
+                channel_id,
+                event,
+                data,
+                trusted=False,
+                access_generation=access_generation,
+            )
+        except StaleAccess:
+            self.forget_access(project.id)
+            raise
         await self.broker.publish(
             ev.ChannelMessage(
                 project.id,

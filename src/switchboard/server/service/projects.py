@@ -16,23 +16,44 @@ from switchboard.server.models import (
 from switchboard.server.permissions import ALL, Permission
 from switchboard.server.service._base import ServiceBase
 
+MAX_CACHED_ACCESS = 10_000
+"""Project-token lookups a node keeps (only tokens that were found; all dropped at once
+when full)."""
+
 
 class ProjectOperations(ServiceBase):
     """Authentication and the command line's project operations."""
 
-    async def authenticate(self, secret: str | None) -> Access:
-        """The project a project token belongs to and its permissions. Raises Unauthorized."""
+    async def authenticate(self, secret: str | None, *, deferred: bool = False) -> Access:
+        """The project a project token belongs to and its permissions. Raises Unauthorized.
+
+        Lookups are cached on this node by the secret's hash, each with the project's
+        credential generation (bumped by every revocation, from any node or the command
+        line). A cached answer is used only once the generation is checked against the
+        store: here by one small read, or, with ``deferred``, by the caller's own store
+        operation, which must take ``Access.generation`` and raise StaleAccess if it is
+        out of date (a publish does: the check rides on its one store call). So a
+        revocation applies to the very next call on every node.
+        """
         if not secret or not secret.startswith(ids.PROJECT_TOKEN_PREFIX):
             raise Unauthorized("a project token (ptk_…) is required in the Authorization header")
         secret_hash = ids.hash_secret(secret)
-        # One read: the token's project, if the token exists and is not revoked. Nothing
-        # is cached, so a revocation (from any node, or the command line) applies to the
-        # very next call.
+        cached = self._access.get(secret_hash)
+        if cached is not None:
+            if deferred:
+                return cached
+            generation = await self.store.project_generation(cached.project.id)
+            if generation == cached.generation:
+                return cached
+            self.forget_access(cached.project.id)
         access = await self.store.find_project_by_token(secret_hash)
         # The lookup is by hash, so timing says nothing about the secret; compare anyway
         # so that the decision itself is constant-time.
         if access is None or not hmac.compare_digest(secret_hash, ids.hash_secret(secret)):
             raise Unauthorized("unknown or revoked project token")
+        if len(self._access) >= MAX_CACHED_ACCESS:
+            self._access.clear()
+        self._access[secret_hash] = access
         return access
 
     async def create_project(self, name: str) -> tuple[Project, str]:

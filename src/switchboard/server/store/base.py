@@ -75,12 +75,19 @@ class Store(Protocol):
         """The project and permissions of the unrevoked project token with this hash,
         or None.
 
-        One atomic read (one round trip to Redis): every REST call starts with it.
+        One atomic read (one round trip to Redis): every REST call starts with it. The
+        answer carries the project's credential generation as of that read.
         """
+
+    async def project_generation(self, project_id: str) -> int:
+        """The project's credential generation: 0 at first, bumped by every
+        :meth:`revoke_project_token` of one of its tokens (a node's cached
+        :meth:`find_project_by_token` answer with an older one is stale)."""
 
     async def list_project_tokens(self, project_id: str) -> list[ProjectTokenInfo]: ...
     async def revoke_project_token(self, token_id: str) -> bool:
-        """False if there was no such unrevoked token."""
+        """False if there was no such unrevoked token. A revocation bumps the project's
+        credential generation in the same atomic step."""
 
     # Channels.
     async def create_channel(self, channel: Channel) -> Channel:
@@ -163,13 +170,21 @@ class Store(Protocol):
         of channels shows them). Channels without history, or none at all, are left out."""
 
     async def append_message(
-        self, project_id: str, channel_id: str, event: str, data: msgspec.Raw
+        self,
+        project_id: str,
+        channel_id: str,
+        event: str,
+        data: msgspec.Raw,
+        *,
+        generation: int | None = None,
     ) -> StreamPosition | None:
         """Give a message the channel's next offset and keep it, in one atomic step (so
         offset order is the order of appends, from every node); trim to the policy.
 
         None (nothing kept) if history is off. Raises NotFound: a publish needs no
-        other lookup.
+        other lookup. With ``generation`` (a cached project-token lookup's), first
+        raises StaleAccess, changing nothing, if the project's credential generation is
+        another: the check costs no read of its own.
         """
 
     async def read_history(

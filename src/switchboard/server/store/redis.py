@@ -9,6 +9,8 @@ Keys, all under one prefix (default ``sb:``)::
                                        permissions (decimal bit field; absent = all)
     ptkid:{id}                   str   secret hash
     ptks:{project}               zset  project token ids by creation time
+    gen:{project}                str   credential generation (from a random start),
+                                       INCR by every revocation of a project token
     ch:{project}:{id}            hash  type, state, created_at
     chs:{project}                zset  channel ids by creation time
     chs-by-id:{project}          zset  channel ids, score 0 (lexical order)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from switchboard.exceptions import NotFound
+from switchboard.exceptions import NotFound, StaleAccess
 from switchboard.server.history import (
     HistoryMessage,
     HistoryPage,
@@ -92,8 +92,13 @@ end
 """
 )
 
-# KEYS: channel hash, history hash, stream. ARGV: event, data.
-_APPEND = APPEND_FUNCTION + "return append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])\n"
+# KEYS: channel hash, history hash, stream, the project's credential generation. ARGV:
+# event, data, the generation the caller's cached lookup holds ('' for none). -2: that
+# generation is stale (checked first, nothing written); else as append's.
+_APPEND = APPEND_FUNCTION + (
+    "if ARGV[3] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[3] then return -2 end\n"
+    "return append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])\n"
+)
 
 # KEYS as above. ARGV: since, limit. -1, 0, or {epoch, top, first, entries}.
 _READ = (
@@ -229,11 +234,19 @@ class RedisHistory:
         }
 
     async def append_message(
-        self, project_id: str, channel_id: str, event: str, data: msgspec.Raw
+        self,
+        project_id: str,
+        channel_id: str,
+        event: str,
+        data: msgspec.Raw,
+        *,
+        generation: int | None = None,
     ) -> StreamPosition | None:
-        result = await self._run(
-            "history_append", self.history_keys(project_id, channel_id), [event, bytes(data)]
-        )
+        keys = [*self.history_keys(project_id, channel_id), self._k("gen", project_id)]
+        expected = "" if generation is None else str(generation)
+        result = await self._run("history_append", keys, [event, bytes(data), expected])
+        if result == -2:
+            raise StaleAccess("the project's tokens changed")
         if result == -1:
             raise _not_found(channel_id)
         if result == 0:

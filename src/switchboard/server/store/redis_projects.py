@@ -9,6 +9,7 @@ to that hash for a revocation, and ``ptks:{project}`` lists a project's tokens.
 from __future__ import annotations
 
 import contextlib
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from switchboard.exceptions import Conflict, NotFound
@@ -36,22 +37,35 @@ redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
 return 1
 """
 
+# ARGV: the ptk: prefix, the time, the gen: prefix. The project's generation is bumped
+# in the same script: every node's cached lookup of its tokens is stale from here on.
 _REVOKE_PROJECT_TOKEN = """
 local secret_hash = redis.call('GET', KEYS[1])
 if not secret_hash then return 0 end
 local key = ARGV[1] .. secret_hash
 if redis.call('HEXISTS', key, 'revoked_at') == 1 then return 0 end
 redis.call('HSET', key, 'revoked_at', ARGV[2])
+redis.call('INCR', ARGV[3] .. redis.call('HGET', key, 'project_id'))
 return 1
 """
 
-# A token written before permissions existed has no field: '' reads as all.
+# A token written before permissions existed has no field: '' reads as all. ARGV: the
+# project: prefix, the gen: prefix, a random generation to start from. Answers id, name,
+# created_at, permissions, generation. A project without a generation key gets one with
+# a random start, so that a Redis that lost its keys never hands out again a generation
+# some node cached before (a missing key matches no cached generation).
 _FIND_PROJECT_BY_TOKEN = """
 local token = redis.call('HMGET', KEYS[1], 'project_id', 'revoked_at', 'permissions')
 if not token[1] or token[2] then return false end
 local project = redis.call('HMGET', ARGV[1] .. token[1], 'id', 'name', 'created_at')
 if not project[1] then return false end
 table.insert(project, token[3] or '')
+local gen = redis.call('GET', ARGV[2] .. token[1])
+if not gen then
+  gen = ARGV[3]
+  redis.call('SET', ARGV[2] .. token[1], gen)
+end
+table.insert(project, gen)
 return project
 """
 
@@ -164,18 +178,25 @@ class RedisProjects:
 
     async def find_project_by_token(self, secret_hash: str) -> Access | None:
         row = await self._run(
-            "find_project_by_token", [self._k("ptk", secret_hash)], [self._k("project", "")]
+            "find_project_by_token",
+            [self._k("ptk", secret_hash)],
+            [self._k("project", ""), self._k("gen", ""), secrets.randbits(48) + 1],
         )
         if not row:
             return None
         project = Project(*(value.decode() for value in row[:3]))
-        return Access(project, _permissions(row[3]))
+        return Access(project, _permissions(row[3]), int(row[4]))
+
+    async def project_generation(self, project_id: str) -> int:
+        async with self._translate():
+            value = await self.redis.get(self._k("gen", project_id))
+        return -1 if value is None else int(value)  # -1: no cached generation matches
 
     async def revoke_project_token(self, token_id: str) -> bool:
         return bool(
             await self._run(
                 "revoke_project_token",
                 [self._k("ptkid", token_id)],
-                [self._k("ptk", ""), now_iso()],
+                [self._k("ptk", ""), now_iso(), self._k("gen", "")],
             )
         )

@@ -35,18 +35,24 @@ from switchboard.server.store.sqlite_batch import BATCH_SCHEMA, SqliteBatch
 from switchboard.server.store.sqlite_channels import CHANNELS_SCHEMA, SqliteChannels
 from switchboard.server.store.sqlite_history import HISTORY_SCHEMA, SqliteHistory
 from switchboard.server.store.sqlite_inbox import INBOX_SCHEMA, SqliteInbox
-from switchboard.server.store.sqlite_projects import PROJECTS_SCHEMA, SqliteProjects
+from switchboard.server.store.sqlite_projects import (
+    GENERATIONS_SCHEMA,
+    PROJECTS_SCHEMA,
+    SqliteProjects,
+)
 from switchboard.server.store.sqlite_settings import SETTINGS_SCHEMA, SqliteSettings
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """1: the first schema. 2: ``project_tokens.permissions`` (older tokens get every flag).
 3: channel history (``sqlite_history.HISTORY_SCHEMA``, new tables only).
 4: project settings and the webhook delivery log (``sqlite_settings.SETTINGS_SCHEMA``,
 new tables only).
 5: token inboxes (``sqlite_inbox.INBOX_SCHEMA``, new tables only).
-6: idempotency keys of batches (``sqlite_batch.BATCH_SCHEMA``, a new table)."""
+6: idempotency keys of batches (``sqlite_batch.BATCH_SCHEMA``, a new table).
+7: project credential generations (``sqlite_projects.GENERATIONS_SCHEMA``, a new table
+only)."""
 
 _SCHEMA = (
     PROJECTS_SCHEMA
@@ -55,6 +61,7 @@ _SCHEMA = (
     + SETTINGS_SCHEMA
     + INBOX_SCHEMA
     + BATCH_SCHEMA
+    + GENERATIONS_SCHEMA
 )
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from switchboard.exceptions import NotFound
+from switchboard.exceptions import NotFound, StaleAccess
 from switchboard.server.history import (
     HistoryMessage,
     HistoryPage,
@@ -33,6 +33,7 @@ from switchboard.server.history import (
     kept_from,
     new_epoch,
 )
+from switchboard.server.store.sqlite_projects import GENERATION_OF
 
 T = TypeVar("T")
 
@@ -83,6 +84,31 @@ def _policy_row(
     if row is None:
         raise NotFound(f"no channel {channel_id!r} in this project")
     return None if row[0] is None else (row[0], row[1], row[2], row[3])
+
+
+def _checked_policy_row(
+    db: sqlite3.Connection, project_id: str, channel_id: str, generation: int
+) -> tuple[int, int, str, int] | None:
+    """:func:`_policy_row` in the same read as the project's credential generation.
+
+    Raises StaleAccess if that is not ``generation`` (checked first: a revoked token
+    learns nothing about the channel), else NotFound without the channel.
+    """
+    row = db.execute(
+        f"SELECT {GENERATION_OF.format('?1')}, h.size, h.ttl_s, h.epoch, h.top "
+        "FROM channels c LEFT JOIN channel_history h "
+        "ON h.project_id = c.project_id AND h.channel_id = c.id "
+        "WHERE c.project_id = ?1 AND c.id = ?2",
+        (project_id, channel_id),
+    ).fetchone()
+    if row is None:
+        (current,) = db.execute(f"SELECT {GENERATION_OF.format('?')}", (project_id,)).fetchone()
+        if current != generation:
+            raise StaleAccess("the project's tokens changed")
+        raise NotFound(f"no channel {channel_id!r} in this project")
+    if row[0] != generation:
+        raise StaleAccess("the project's tokens changed")
+    return None if row[1] is None else (row[1], row[2], row[3], row[4])
 
 
 @dataclass(slots=True)
@@ -256,10 +282,22 @@ class SqliteHistory:
         return self._read(run)
 
     async def append_message(
-        self, project_id: str, channel_id: str, event: str, data: msgspec.Raw
+        self,
+        project_id: str,
+        channel_id: str,
+        event: str,
+        data: msgspec.Raw,
+        *,
+        generation: int | None = None,
     ) -> StreamPosition | None:
         # The common case, no history, is answered by a read: no trip to the writer.
-        if self._read(lambda db: _policy_row(db, project_id, channel_id)) is None:
+        if generation is None:
+            policy = self._read(lambda db: _policy_row(db, project_id, channel_id))
+        else:
+            policy = self._read(
+                lambda db: _checked_policy_row(db, project_id, channel_id, generation)
+            )
+        if policy is None:
             return None
         return await self._batches().append(_Append(project_id, channel_id, event, bytes(data)))
 

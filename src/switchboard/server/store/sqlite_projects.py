@@ -37,6 +37,18 @@ CREATE TABLE IF NOT EXISTS project_tokens (
 """
 """Schema 1 (``permissions`` came in 2: ``SqliteStore`` adds it to an older table)."""
 
+GENERATIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS project_generations (
+    project_id  TEXT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+    generation  INTEGER NOT NULL
+) STRICT;
+"""
+"""Schema 5: a project's credential generation (absent: 0), bumped by every revocation
+of one of its project tokens, so that a node's cached lookups know they are stale."""
+
+GENERATION_OF = "COALESCE((SELECT generation FROM project_generations WHERE project_id = {}), 0)"
+"""A SQL expression: the generation of the project ID ``{}`` (a column or ``?``)."""
+
 _PROJECT_TOKEN_COLUMNS = "id, project_id, hint, created_at, revoked_at, permissions"
 
 
@@ -131,13 +143,20 @@ class SqliteProjects:
     async def find_project_by_token(self, secret_hash: str) -> Access | None:
         row = self._read(
             lambda db: db.execute(
-                "SELECT p.id, p.name, p.created_at, t.permissions FROM project_tokens t "
+                "SELECT p.id, p.name, p.created_at, t.permissions, "
+                f"{GENERATION_OF.format('p.id')} FROM project_tokens t "
                 "JOIN projects p ON p.id = t.project_id "
                 "WHERE t.secret_hash = ? AND t.revoked_at IS NULL",
                 (secret_hash,),
             ).fetchone()
         )
-        return Access(Project(*row[:3]), from_bits(row[3])) if row else None
+        return Access(Project(*row[:3]), from_bits(row[3]), row[4]) if row else None
+
+    async def project_generation(self, project_id: str) -> int:
+        row = self._read(
+            lambda db: db.execute(f"SELECT {GENERATION_OF.format('?')}", (project_id,)).fetchone()
+        )
+        return int(row[0])
 
     async def revoke_project_token(self, token_id: str) -> bool:
         def run(db: sqlite3.Connection) -> bool:
@@ -145,6 +164,16 @@ class SqliteProjects:
                 "UPDATE project_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (now_iso(), token_id),
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return False
+            # In the same transaction: every node's cached lookup of the project's
+            # tokens is stale from this commit on (service/projects.py).
+            db.execute(
+                "INSERT INTO project_generations (project_id, generation) "
+                "SELECT project_id, 1 FROM project_tokens WHERE id = ? "
+                "ON CONFLICT (project_id) DO UPDATE SET generation = generation + 1",
+                (token_id,),
+            )
+            return True
 
         return await self._write(run)
