@@ -101,6 +101,7 @@ def test_public_names() -> None:
         assert hasattr(switchboard, name), name
     assert set(switchboard.client.__all__) == {
         "DEFAULT_URL",
+        "INBOX",
         "Available",
         "Client",
         "ClientStatistics",

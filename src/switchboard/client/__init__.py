@@ -33,10 +33,11 @@ from switchboard.client._events import (
     Unavailable,
     UnknownDispatch,
 )
-from switchboard.client._wire import DEFAULT_URL
+from switchboard.client._wire import DEFAULT_URL, INBOX
 
 __all__ = [
     "DEFAULT_URL",
+    "INBOX",
     "Available",
     "Client",
     "ClientStatistics",

@@ -77,9 +77,9 @@ class Client:
             a 4001. See :meth:`refresh`.
         refresh_ahead: seconds before the expiry to call ``get_token``.
         recover: (Switchboard's) after a reconnect, get what was missed on channels
-            with history (see :meth:`on_recovery_failed`).
-        positions: ``(epoch, offset)`` per channel to recover from, e.g. the
-            :meth:`positions` of an earlier client.
+            with history and in the token's inbox (see :meth:`on_recovery_failed`).
+        positions: ``(epoch, offset)`` per channel (and ``"$inbox"``) to recover from,
+            e.g. the :meth:`positions` of an earlier client of the same token.
     """
 
     def __init__(
@@ -256,7 +256,8 @@ class Client:
         """Call ``callback(channel, reason)`` when the messages missed on a channel while
         disconnected cannot all be had (``too_old``: history trimmed past them;
         ``epoch_changed``: the channel was made again; ``offset_ahead``; ``unavailable``):
-        the app should reload that channel's state."""
+        the app should reload that channel's state. ``channel`` ``"$inbox"`` (``INBOX``):
+        the token's direct messages (docs/inbox.md)."""
         return self._recovery.on_recovery_failed(callback)
 
     def on_recovery(self, channel: str, callback: Callable[[Recovery], Any]) -> Remove:
@@ -374,6 +375,8 @@ class Client:
         await self._link.flush()
 
     async def _switch_token(self, token: str) -> None:
+        # The inbox position held is the old token's: the new one starts afresh.
+        self._positions.forget(wire.INBOX)
         await self._link.switch_token(token)
 
     def _identified(self) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from switchboard.client._wire import INBOX
+
 __all__ = [
     "Available",
     "DirectMessage",
@@ -125,7 +127,7 @@ class Recovery:
     The recovered messages came before it (``Message.recovered``); live ones follow.
     When ``recovered`` is false the gap could not be filled (``reason``: ``too_old``,
     ``epoch_changed``, ``offset_ahead``, ``no_history``, ``unavailable``) and the app
-    should reload the channel's state.
+    should reload the channel's state. ``channel`` ``"$inbox"``: the token's inbox.
     """
 
     channel: str
@@ -157,6 +159,11 @@ class DirectMessage:
 
     event: str
     data: Any
+    offset: int | None = None
+    """Its position in the token's inbox (Switchboard's; None: the project keeps none)."""
+    epoch: str | None = None
+    recovered: bool = False
+    """Sent again by an inbox recovery after a reconnect, not live."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +311,7 @@ def _recovery(c: Any, d: Any, u: bool) -> Recovery:
     data = _object(d)
     reason, epoch, top = data.get("reason"), data.get("epoch"), data.get("top_offset")
     return Recovery(
-        _channel(c),
+        INBOX if c is None else _channel(c),  # c: null is the token's inbox
         data.get("recovered") is True,
         reason if isinstance(reason, str) else None,
         epoch if isinstance(epoch, str) else None,
@@ -324,7 +331,11 @@ def _token_refreshed(c: Any, d: Any, u: bool) -> TokenRefreshed:
 
 def _direct_message(c: Any, d: Any, u: bool) -> DirectMessage:
     data = _object(d)
-    return DirectMessage(str(data["e"]), data.get("d"))
+    offset, epoch = data.get("offset"), data.get("epoch")
+    if not (isinstance(offset, int) and isinstance(epoch, str)) or isinstance(offset, bool):
+        offset = epoch = None
+    # Only an inbox recovery sends one with an offset as unicast.
+    return DirectMessage(str(data["e"]), data.get("d"), offset, epoch, u and offset is not None)
 
 
 def _token_state_update(c: Any, d: Any, u: bool) -> TokenStateUpdate:

@@ -101,6 +101,8 @@ class Inbound:
         elif isinstance(event, Recovery):
             self._recovery.handle(event)
         elif isinstance(event, DirectMessage):
+            if not self._recovery.accept(event):
+                return  # seen already: an inbox recovery's replay overlapping live ones
             self.direct_messages.emit(event.event, event.data)
         elif isinstance(event, TokenStateUpdate):
             self.metadata = event.state

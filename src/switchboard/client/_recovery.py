@@ -11,6 +11,10 @@ the same listeners as live ones, then says how it went (``RECOVERY``); if the ga
 cannot be filled (too old, another epoch) the listeners of :meth:`on_recovery_failed`
 are called so that the app reloads its state. A message at or below the position held
 (same epoch) is one the client has, and is not delivered twice.
+
+The token's inbox (docs/inbox.md) is held the same way under :data:`INBOX`
+(``"$inbox"``), the key IDENTIFY's ``recover`` names it by: the last ``DIRECT_MESSAGE``
+with an offset sets it, and a reconnect replays the direct messages after it.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from switchboard.client._events import Message, Recovery
+from switchboard.client._events import DirectMessage, Message, Recovery
 from switchboard.client._listeners import Listeners, Remove
+from switchboard.client._wire import INBOX
 
 __all__ = ["HistoryRecovery", "Positions", "StreamPosition"]
 
@@ -60,15 +65,17 @@ class Positions:
         at = self._at.get(channel)
         return {"offset": at[1], "epoch": at[0]} if at else {"offset": 0, "epoch": None}
 
-    def accept(self, message: Message) -> bool:
-        """Record a MESSAGE's position; False if it is one already seen (a duplicate)."""
+    def accept(self, message: Message | DirectMessage) -> bool:
+        """Record a MESSAGE's (or a DIRECT_MESSAGE's, under :data:`INBOX`) position;
+        False if it is one already seen (a duplicate)."""
         if message.offset is None or message.epoch is None:
             return True
-        at = self._at.get(message.channel)
+        key = message.channel if isinstance(message, Message) else INBOX
+        at = self._at.get(key)
         if at is not None and at[0] == message.epoch and message.offset <= at[1]:
             return False
-        self._at[message.channel] = (message.epoch, message.offset)
-        self._without.discard(message.channel)
+        self._at[key] = (message.epoch, message.offset)
+        self._without.discard(key)
         return True
 
     def on_recovery(self, event: Recovery) -> None:
@@ -101,9 +108,9 @@ class HistoryRecovery:
             raise TypeError("channel must be a non-empty str")
         return self._listeners.add(channel, callback)
 
-    def accept(self, message: Message) -> bool:
-        """Record a MESSAGE's position; False if it is one already seen (a recovery's
-        replay overlapping the live stream)."""
+    def accept(self, message: Message | DirectMessage) -> bool:
+        """Record a MESSAGE's or DIRECT_MESSAGE's position; False if it is one already
+        seen (a recovery's replay overlapping the live stream)."""
         return self._positions.accept(message)
 
     def handle(self, event: Recovery) -> None:

@@ -15,6 +15,10 @@ from switchboard._leap_ops import Op
 
 DEFAULT_URL = "ws://127.0.0.1:4000/ws"
 COMPRESSIONS = ("none", "zlib")
+INBOX = "$inbox"
+"""The token's inbox where a channel is named (docs/inbox.md): its position is held,
+recovered (IDENTIFY ``recover``) and reported (``Recovery.channel``) under this name,
+which no channel ID can be (``$`` is not allowed in one)."""
 
 
 def socket_url(url: str, compression: str) -> str:
