@@ -39,11 +39,14 @@ from switchboard.server.service.batch_ops import (
     SetState,
     SubscribeToken,
     broadcast_answer,
+    channel_event,
     check_key,
     check_targets,
+    direct_event,
     failed,
     message_of,
     op_name,
+    position_data,
     succeeded,
 )
 from switchboard.server.service.channels import ChannelOperations
@@ -311,25 +314,40 @@ class BatchOperations(ChannelOperations, TokenOperations):
                 continue
             if position is None:
                 self.no_history.add((project.id, m.channel), generation)
-            results[i] = succeeded(_position(position))
-            events.append((i, _channel_message(project.id, m, position)))
-        inbox_key = (project.id, INBOX_KEY)
+            results[i] = succeeded(position_data(position))
+            events.append((i, channel_event(project.id, m, position)))
+        sendable: list[int] = []
         for i in to_tokens:
-            m = messages[i]
-            assert m.token is not None
-            if m.token not in known:
-                results[i] = failed(_no_token(m.token))
-                continue
-            kept = None
-            if inbox_key not in self.no_history:
-                # The token's inbox, as Service.direct_message keeps it (a project known
-                # to keep none skips this): one append per message, in order.
-                kept = await self._inbox_append(project.id, m.token, m.event, m.data)
-            results[i] = succeeded(_position(kept))
-            events.append((i, _direct_message(project.id, m, kept)))
+            token = messages[i].token
+            assert token is not None
+            if token in known:
+                sendable.append(i)
+            else:
+                results[i] = failed(_no_token(token))
+        kept = await self._inbox_appends(project.id, [messages[i] for i in sendable])
+        for i, position in zip(sendable, kept, strict=True):
+            results[i] = succeeded(position_data(position))
+            events.append((i, direct_event(project.id, messages[i], position)))
         if to_channels and to_tokens:
             events.sort(key=lambda pair: pair[0])  # the items' order, across both kinds
         return events
+
+    async def _inbox_appends(
+        self, project_id: str, messages: list[Message]
+    ) -> list[StreamPosition | None]:
+        """Keep the direct messages in their tokens' inboxes, as ``direct_message`` does
+        (``_inbox_append``), in one store call: nothing for a project known to keep
+        none; else its positions (all None if the project turned inboxes off)."""
+        key = (project_id, INBOX_KEY)
+        if not messages or key in self.no_history:
+            return [None] * len(messages)
+        generation = self.no_history.generation
+        kept = await self.store.append_inboxes(
+            project_id, [(m.token or "", m.event, m.data) for m in messages]
+        )
+        if all(position is None for position in kept):
+            self.no_history.add(key, generation)
+        return kept
 
     def _sent(
         self, project: Project, events: list[tuple[int, ev.ChannelMessage | ev.DirectMessage]]
@@ -354,37 +372,3 @@ class BatchOperations(ChannelOperations, TokenOperations):
 
 def _no_token(token_id: str) -> NotFound:
     return NotFound(f"no token {ids.redact(token_id)!r} in this project")
-
-
-def _position(position: StreamPosition | None) -> dict[str, object] | None:
-    if position is None:
-        return None
-    return {"offset": position.offset, "epoch": position.epoch}
-
-
-def _direct_message(
-    project_id: str, m: Message, position: StreamPosition | None
-) -> ev.DirectMessage:
-    assert m.token is not None
-    return ev.DirectMessage(
-        project_id,
-        m.token,
-        m.event,
-        m.data,
-        offset=position.offset if position else None,
-        epoch=position.epoch if position else None,
-    )
-
-
-def _channel_message(
-    project_id: str, m: Message, position: StreamPosition | None
-) -> ev.ChannelMessage:
-    assert m.channel is not None
-    return ev.ChannelMessage(
-        project_id,
-        m.channel,
-        m.event,
-        m.data,
-        offset=position.offset if position else None,
-        epoch=position.epoch if position else None,
-    )

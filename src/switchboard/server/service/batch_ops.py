@@ -15,6 +15,8 @@ from typing import Annotated, Any
 import msgspec
 
 from switchboard.exceptions import APIError, InvalidRequest, MissingPermission
+from switchboard.server.broker import events as ev
+from switchboard.server.history import StreamPosition
 
 MAX_TARGETS = 1000
 """Channels, and tokens, one broadcast may name (each list)."""
@@ -209,3 +211,35 @@ def broadcast_answer(messages: list[Message], results: list[Result]) -> Result:
         targets.append({**target, **result})
     ok = sum(1 for r in results if r["success"])
     return {"results": targets, "succeeded": ok, "failed": len(results) - ok}
+
+
+def position_data(position: StreamPosition | None) -> dict[str, object] | None:
+    if position is None:
+        return None
+    return {"offset": position.offset, "epoch": position.epoch}
+
+
+def direct_event(project_id: str, m: Message, position: StreamPosition | None) -> ev.DirectMessage:
+    assert m.token is not None
+    return ev.DirectMessage(
+        project_id,
+        m.token,
+        m.event,
+        m.data,
+        offset=position.offset if position else None,
+        epoch=position.epoch if position else None,
+    )
+
+
+def channel_event(
+    project_id: str, m: Message, position: StreamPosition | None
+) -> ev.ChannelMessage:
+    assert m.channel is not None
+    return ev.ChannelMessage(
+        project_id,
+        m.channel,
+        m.event,
+        m.data,
+        offset=position.offset if position else None,
+        epoch=position.epoch if position else None,
+    )

@@ -256,6 +256,12 @@ class Store(Protocol):
     async def project_token_ids(self, project_id: str, token_ids: list[str]) -> set[str]:
         """Those of ``token_ids`` that are tokens of the project, in one read."""
 
+    async def append_inboxes(
+        self, project_id: str, messages: list[tuple[str, str, msgspec.Raw]]
+    ) -> list[StreamPosition | None]:
+        """:meth:`append_inbox` for each ``(token_id, event, data)``, in order (one
+        pipeline on Redis, one group commit on SQLite); the tokens exist."""
+
     async def claim_idempotency_keys(
         self, project_id: str, keys: list[str], pending_ttl_s: float
     ) -> list[bytes | None]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from switchboard.exceptions import NotFound
-from switchboard.server.history import StreamPosition
+from switchboard.server.history import INBOX, StreamPosition
 from switchboard.server.store.base import IN_FLIGHT
 from switchboard.server.store.redis_history import APPEND_FUNCTION
 
@@ -73,6 +73,9 @@ class RedisBatch:
         @property
         def redis(self) -> Any: ...
         def history_keys(self, project_id: str, channel_id: str) -> list[str]: ...
+        def inbox_keys(self, project_id: str, token_id: str) -> list[str]: ...
+
+        _scripts: dict[str, Any]
 
     def _idempotency_key(self, project_id: str, key: str) -> str:
         return self._k("idem", project_id, key)
@@ -104,6 +107,24 @@ class RedisBatch:
                 else:
                     results.append(StreamPosition(int(reply[0]), bytes(reply[1]).decode()))
         return results
+
+    async def append_inboxes(
+        self, project_id: str, messages: list[tuple[str, str, msgspec.Raw]]
+    ) -> list[StreamPosition | None]:
+        if not messages:
+            return []
+        # The inbox's own script for each (store/redis_inbox.py), in one pipeline: one
+        # round trip, each append atomic, in order.
+        script = self._scripts["inbox_append"]
+        async with self._translate():
+            pipe = self.redis.pipeline(transaction=False)
+            for token_id, event, data in messages:
+                keys = self.inbox_keys(project_id, token_id)
+                await script(keys=keys, args=[INBOX, event, bytes(data)], client=pipe)
+            replies = await pipe.execute()
+        return [
+            None if r == 0 else StreamPosition(int(r[0]), bytes(r[1]).decode()) for r in replies
+        ]
 
     async def project_token_ids(self, project_id: str, token_ids: list[str]) -> set[str]:
         if not token_ids:

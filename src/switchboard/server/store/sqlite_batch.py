@@ -52,6 +52,9 @@ class SqliteBatch:
         async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
         def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
         def _batches(self) -> _AppendBatches: ...
+        async def append_inbox(
+            self, project_id: str, token_id: str, event: str, data: msgspec.Raw
+        ) -> StreamPosition | None: ...
 
     async def append_messages(
         self, project_id: str, messages: list[tuple[str, str, msgspec.Raw]]
@@ -79,6 +82,15 @@ class SqliteBatch:
             except NotFound as exc:  # the channel went meanwhile
                 results[index] = exc
         return results
+
+    async def append_inboxes(
+        self, project_id: str, messages: list[tuple[str, str, msgspec.Raw]]
+    ) -> list[StreamPosition | None]:
+        # Each append queues itself before its first await, in this order: one group
+        # commit takes them all, in order.
+        return list(
+            await asyncio.gather(*(self.append_inbox(project_id, t, e, d) for t, e, d in messages))
+        )
 
     async def project_token_ids(self, project_id: str, token_ids: list[str]) -> set[str]:
         def run(db: sqlite3.Connection) -> set[str]:
