@@ -42,14 +42,16 @@ class Leap:
                     assert d["e"] == event, d
                 return d
 
-    async def identify(self, project_id: str, token: str | None = None) -> dict[str, Any]:
-        self.hello = await self.recv()
+    async def identify(
+        self, project_id: str, token: str | None = None, timeout: float = WAIT
+    ) -> dict[str, Any]:
+        self.hello = await self.recv(timeout)
         assert self.hello["op"] == 1
         d: dict[str, Any] = {"project_id": project_id}
         if token is not None:
             d["token"] = token
         await self.send({"op": 2, "d": d})
-        init = await self.dispatch("INIT")
+        init = await self.dispatch("INIT", timeout)
         assert init["c"] is None and init["u"] is True
         self.init = init["d"]
         return self.init
