@@ -142,6 +142,8 @@ class Client:
         counter.latencies = array("q") if latency else None
         waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         counter.waiter = waiter
+        if target <= 0:  # nothing to wait for (a client none of whose connections is sent to)
+            waiter.set_result(time.time())
         self.reply({"armed": True})
         throttle: asyncio.Handle | None = None
         if throttle_ms > 0:
