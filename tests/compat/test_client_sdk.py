@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.compat.conftest import JS
@@ -26,7 +27,14 @@ def available(state: dict[str, object]) -> dict[str, object]:
     return {"state": state, "subscription": "available", "error": None}
 
 
-async def test_token_client(node: Server, js: JS) -> None:
+@pytest.mark.parametrize("inbox", [False, True], ids=["inboxes off", "inboxes on"])
+async def test_token_client(node: Server, js: JS, inbox: bool) -> None:
+    if inbox:
+        # Token inboxes (docs/inbox.md) put offset and epoch on DIRECT_MESSAGE: the
+        # SDK sees exactly the same (its listeners get d, its events e and d).
+        async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as http:
+            on = await http.patch("/settings", json={"inbox": {"size": 10}})
+            assert on.status_code == 200, on.text
     steps = await js.run("client_sdk.cjs", "token_client", node)
     assert steps["init_returns_instance"] is True
     # The Client subscribes to leap-edge-js after its first ("connecting") update.

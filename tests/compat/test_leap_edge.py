@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.compat.conftest import JS
@@ -139,6 +140,20 @@ async def test_message_direct_message_and_state_updates(node: Server, js: JS) ->
     assert init["connection_count"] == 2
     assert init["metadata"] == {"userId": "alice", "level": 2}
     assert init["channels"] == [leap_channel(node, "game", "private", {"round": 30, "done": True})]
+
+
+async def test_direct_messages_with_token_inboxes_on(node: Server, js: JS) -> None:
+    """With the project's token inboxes on (docs/inbox.md), DIRECT_MESSAGE's inner
+    object has offset and epoch beside e and d; the SDK hands it on as it is."""
+    async with httpx.AsyncClient(base_url=node.api, headers=node.headers) as http:
+        assert (await http.patch("/settings", json={"inbox": {"size": 10}})).status_code == 200
+    steps = await js.run("leap_edge.cjs", "delivery", node)
+    seen = steps["direct_message"]
+    data = dict(seen["data"])
+    assert isinstance(data.pop("epoch"), str) and data.pop("offset") == 1
+    assert data == {"e": "NOTIFY", "d": {"text": "hi"}}
+    assert seen["eventType"] == "DIRECT_MESSAGE" and seen["channelId"] is None
+    assert set(seen["raw"]["d"]) == {"c", "u", "e", "d"}
 
 
 async def test_lifecycle(node: Server, js: JS) -> None:
