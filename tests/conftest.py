@@ -24,12 +24,16 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from switchboard.server.config import Limits, Settings
 from switchboard.server.node import Node
+
+if TYPE_CHECKING:
+    from tests.cluster.redis_cluster import RedisClusterSet
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -346,3 +350,24 @@ def redis_url(redis_server: RedisServer) -> str:
     with redis.Redis(port=redis_server.port) as client:
         client.flushall()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_session(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisClusterSet]:
+    """One Redis Cluster (three masters, a replica each) for the test session; see
+    ``redis_cluster_url`` for an empty one."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("redis-server is not installed")
+    from tests.cluster.redis_cluster import redis_cluster
+
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster_session: RedisClusterSet) -> str:
+    """The session's Redis Cluster, emptied for this test."""
+    redis_cluster_session.flush()
+    return redis_cluster_session.url

@@ -540,7 +540,7 @@ async def test_an_old_redis_token_without_the_field_has_full_access(redis_url: s
         restricted = await store.add_project_token(project.id, "h2", "ptk_bb…", P.READ_CHANNELS)
         # A hash as an older Switchboard wrote it: no permissions field.
         info = await store.add_project_token(project.id, "h1", "ptk_aa…")
-        await store.redis.hdel("old:ptk:h1", "permissions")
+        await store.redis.hdel(store.keys.project_token(project.id, info.id), "permissions")
         access = await store.find_project_by_token("h1")
         assert access is not None and access.permissions == ALL
         listed = {t.id: t.permissions for t in await store.list_project_tokens(project.id)}

@@ -26,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import collections
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from redis import asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
@@ -151,6 +152,85 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     return SentinelURL(sentinels, unquote(parts[0]), db, password or None)
 
 
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterURL:
+    """``redis+cluster://[:password@]host:port[,host:port…]``: any of the cluster's nodes
+    (the client learns the rest from them)."""
+
+    nodes: list[tuple[str, int]]
+    password: str | None
+
+
+def parse_cluster_url(url: str) -> ClusterURL:
+    """Raises ValueError with what is wrong."""
+    rest = url.removeprefix(CLUSTER_SCHEME)
+    auth, _, rest = rest.rpartition("@")
+    hosts = rest.rstrip("/")
+    if not hosts or "/" in hosts:
+        raise ValueError("expected redis+cluster://[:password@]host:port[,host:port…]")
+    nodes = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":")
+        if not name or not port.isdigit():
+            raise ValueError(f"a cluster node is host:port, not {host!r}")
+        nodes.append((name.strip("[]"), int(port)))
+    password = unquote(auth.partition(":")[2]) if auth else None
+    return ClusterURL(nodes, password or None)
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.startswith(CLUSTER_SCHEME)
+
+
+class WaitingRedisCluster(RedisCluster):
+    """redis-py's cluster client, with at most :data:`MAX_CONNECTIONS` commands (or
+    pipelines) in flight: its pools raise ``MaxConnectionsError`` when every connection
+    to a node is busy, where this client waits for a slot instead (the module docstring).
+
+    A command or pipeline uses at most one connection per Redis node, so the bound on
+    commands in flight bounds the connections to each node.
+    """
+
+    _in_flight: asyncio.Semaphore
+
+    def _bound_in_flight(self, limit: int) -> None:
+        self._in_flight = asyncio.Semaphore(limit)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._in_flight:
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)
+        return _WaitingPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _WaitingPipeline(ClusterPipeline):
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        client: Any = self.cluster_client
+        async with client._in_flight:
+            return await super().execute(*args, **kwargs)
+
+
+def _open_cluster(url: str, options: dict[str, Any]) -> WaitingRedisCluster:
+    where = parse_cluster_url(url)
+    client = WaitingRedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in where.nodes],
+        password=where.password,
+        max_connections=MAX_CONNECTIONS + 8,
+        socket_timeout=options["socket_timeout"],
+        socket_connect_timeout=options["socket_connect_timeout"],
+        health_check_interval=options["health_check_interval"],
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
+    )
+    client._bound_in_flight(MAX_CONNECTIONS)
+    return client
+
+
 _READS = frozenset(
     b"GET HGET HMGET HGETALL HLEN HEXISTS HSCAN EXISTS SMEMBERS SISMEMBER SCARD SSCAN "
     b"ZRANGE ZRANGEBYSCORE ZREVRANGE ZSCORE ZCARD XRANGE XREVRANGE XLEN XINFO SCAN TYPE "
@@ -225,8 +305,11 @@ def open_client(
     """A client for ``url`` over a waiting pool of :data:`MAX_CONNECTIONS`: to one Redis
     (``redis://``, ``rediss://``), or to the master Sentinels name (``redis+sentinel://``).
 
+    A ``redis+cluster://`` URL gives a :class:`WaitingRedisCluster` instead (typed as
+    a client: it has the same commands).
+
     ``min_replicas``: each write waits until that many replicas have it (``WAIT``, up to
-    ``timeout``), and fails if fewer do (:class:`ReplicatedRedis`)."""
+    ``timeout``), and fails if fewer do (:class:`ReplicatedRedis`); not on a cluster."""
     redis_class = ReplicatedRedis if min_replicas else aioredis.Redis
     options: dict[str, Any] = {
         "max_connections": MAX_CONNECTIONS,
@@ -237,6 +320,11 @@ def open_client(
         "retry": Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
         "maint_notifications_config": MaintNotificationsConfig(enabled=False),
     }
+    if is_cluster_url(url):
+        if min_replicas:
+            raise ValueError("--redis-min-replicas is not supported on a Redis Cluster")
+        cluster: Any = _open_cluster(url, options)
+        return cast(aioredis.Redis, cluster)
     if url.startswith(SENTINEL_SCHEME):
         where = parse_sentinel_url(url)
         sentinel = Sentinel(where.sentinels, socket_timeout=timeout, socket_connect_timeout=timeout)

@@ -55,8 +55,9 @@ _store_options = [
         default=None,
         help="Redis URL: redis:// or rediss:// (with password and database), or "
         "redis+sentinel://[:password@]host:port[,host:port...]/MASTER[/DB] to follow "
-        "the master Sentinels name; every process on one Redis is one cluster, and --data "
-        "is not used.",
+        "the master Sentinels name, or redis+cluster://[:password@]host:port[,host:port...] "
+        "for a Redis Cluster (sharded pub/sub); every process on one Redis is one cluster, "
+        "and --data is not used.",
     ),
     option("--redis-prefix", default="sb:", help="Prefix of every Redis key and topic."),
 ]

@@ -1,36 +1,20 @@
 """`RedisStore`: durable state in Redis, shared by every node of a cluster.
 
-Keys, all under one prefix (default ``sb:``)::
-
-    project:{id}                 hash  id, name, created_at
-    projects                     zset  project id by creation time
-    project-names                hash  name -> project id (uniqueness)
-    ptk:{secret hash}            hash  id, project_id, hint, created_at, revoked_at,
-                                       permissions (decimal bit field; absent = all)
-    ptkid:{id}                   str   secret hash
-    ptks:{project}               zset  project token ids by creation time
-    gen:{project}                str   credential generation (from a random start),
-                                       INCR by every revocation of a project token
-    ch:{project}:{id}            hash  type, state, created_at
-    chs:{project}                zset  channel ids by creation time
-    chs-by-id:{project}          zset  channel ids, score 0 (lexical order)
-    tok:{id}                     hash  project_id, state, created_at, expires_at
-    toks:{project}               zset  token ids by creation time
-    subs:{project}:{channel}     zset  token ids subscribed, by time
-    tsubs:{token}                zset  channel ids the token is subscribed to, by time
-    hist:…, hstream:…            channel history (``store/redis_history.py``)
-    settings:…, whlog:…          project settings, webhook log (``store/redis_settings.py``)
-    inbox:…, ibox:…              token inboxes (``store/redis_inbox.py``)
-    idem:…                       idempotency keys of batches (``store/redis_batch.py``)
+Keys, all under one prefix (default ``sb:``), are named in one place,
+``store/redis_layout.py``: every key of a project carries the project's hash tag, so on
+a Redis Cluster each script touches one slot; a Redis written by an older Switchboard
+is moved to that layout once, when a store first opens it (``store/redis_migrate.py``).
 
 The methods live with their keys, one module per concept: ``redis_projects``
-(projects, project tokens), ``redis_channels`` (channels, leap tokens, subscriptions),
-``redis_history``, ``redis_settings``, ``redis_inbox`` and ``redis_batch``; this module
-holds the connection, registers their Lua scripts and turns Redis failures into
-``Unavailable``.
+(projects, project tokens), ``redis_channels`` (channels, subscriptions), ``redis_tokens``
+(leap tokens), ``redis_history``, ``redis_settings``, ``redis_inbox`` (token inboxes)
+and ``redis_batch`` (idempotency keys of batches); this module holds the connection, registers
+their Lua scripts and turns Redis failures into ``Unavailable``.
 
-Every operation that touches more than one key is one Lua script, so it happens whole
-or not at all. A state patch merges in Python (Lua's JSON would rewrite numbers and
+Every operation that touches more than one key of a project is one Lua script, so it
+happens whole or not at all; what spans projects (a lookup by secret hash or token ID,
+the project list) is written in a step of its own, in an order that leaves no half
+thing a reader would find (docs/scaling.md). A state patch merges in Python (Lua's JSON would rewrite numbers and
 empty arrays) under WATCH, retried if another writer got there first.
 
 A Redis that cannot be reached becomes :class:`~switchboard.exceptions.Unavailable`
@@ -47,19 +31,23 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from switchboard.exceptions import Unavailable
-from switchboard.server.redis_pool import open_client
+from switchboard.server.redis_pool import is_cluster_url, open_client
 from switchboard.server.store.base import CommonMethods
 from switchboard.server.store.redis_batch import BATCH_SCRIPTS, RedisBatch
 from switchboard.server.store.redis_channels import CHANNEL_SCRIPTS, RedisChannels
 from switchboard.server.store.redis_history import HISTORY_SCRIPTS, RedisHistory
 from switchboard.server.store.redis_inbox import INBOX_SCRIPTS, RedisInbox
+from switchboard.server.store.redis_layout import RedisLayout
+from switchboard.server.store.redis_migrate import ensure_layout
 from switchboard.server.store.redis_projects import PROJECT_SCRIPTS, RedisProjects
 from switchboard.server.store.redis_settings import SETTINGS_SCRIPTS, RedisSettings
+from switchboard.server.store.redis_tokens import TOKEN_SCRIPTS, RedisTokens
 
 
 class RedisStore(
     RedisProjects,
     RedisChannels,
+    RedisTokens,
     RedisHistory,
     RedisSettings,
     RedisInbox,
@@ -73,6 +61,9 @@ class RedisStore(
     ) -> None:
         self.url = url
         self.prefix = prefix
+        self.keys = RedisLayout(prefix)
+        self.clustered = is_cluster_url(url)
+        """On a Redis Cluster: no script names a key it was not given."""
         self.timeout = timeout
         self.min_replicas = min_replicas
         """Replicas each write must reach before it is acknowledged (``WAIT``; 0: none)."""
@@ -100,6 +91,7 @@ class RedisStore(
         for name, source in [
             *PROJECT_SCRIPTS,
             *CHANNEL_SCRIPTS,
+            *TOKEN_SCRIPTS,
             *HISTORY_SCRIPTS,
             *SETTINGS_SCRIPTS,
             *INBOX_SCRIPTS,
@@ -108,9 +100,12 @@ class RedisStore(
             self._scripts[name] = self._redis.register_script(source)
         try:
             await self.ping()
+            async with self._translate():
+                await ensure_layout(self._redis, self.keys, clustered=self.clustered)
         except Unavailable:
             # redis-py keeps the socket of a connection that failed to authenticate.
-            await self._redis.connection_pool.disconnect(inuse_connections=True)
+            if not self.clustered:
+                await self._redis.connection_pool.disconnect(inuse_connections=True)
             raise
 
     async def close(self) -> None:
@@ -133,9 +128,6 @@ class RedisStore(
     async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
         async with self._translate():
             return await self._scripts[script](keys=keys, args=args)
-
-    def _k(self, *parts: str) -> str:
-        return self.prefix + ":".join(parts)
 
 
 def _redact_url(url: str) -> str:

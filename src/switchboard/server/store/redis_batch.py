@@ -1,8 +1,8 @@
 """Batches in Redis: many appends in one script, token lookups and idempotency keys.
 
-Keys (beside ``store/redis.py``'s, same prefix)::
+Keys (named in ``store/redis_layout.py``, under the project's tag)::
 
-    idem:{project}:{key}     str  "" while the request is in flight, then its answer
+    {project}:idem:{key}     str  "" while the request is in flight, then its answer
                                   (JSON); expires (PX) with the key's time
 
 A batch's appends are one script per chunk of :data:`APPEND_CHUNK` channels, each
@@ -22,6 +22,7 @@ from switchboard.exceptions import NotFound
 from switchboard.server.history import INBOX, StreamPosition
 from switchboard.server.store.base import IN_FLIGHT
 from switchboard.server.store.redis_history import APPEND_FUNCTION
+from switchboard.server.store.redis_layout import RedisLayout
 
 APPEND_CHUNK = 256
 """Channels per script: a script blocks Redis while it runs, so a batch of a thousand
@@ -68,7 +69,9 @@ class RedisBatch:
     if TYPE_CHECKING:
 
         async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any: ...
-        def _k(self, *parts: str) -> str: ...
+
+        keys: RedisLayout
+
         def _translate(self) -> contextlib.AbstractAsyncContextManager[None]: ...
         @property
         def redis(self) -> Any: ...
@@ -78,7 +81,7 @@ class RedisBatch:
         _scripts: dict[str, Any]
 
     def _idempotency_key(self, project_id: str, key: str) -> str:
-        return self._k("idem", project_id, key)
+        return self.keys.idempotency(project_id, key)
 
     async def append_messages(
         self, project_id: str, messages: list[tuple[str, str, msgspec.Raw]]
@@ -132,10 +135,10 @@ class RedisBatch:
         async with self._translate():
             pipe = self.redis.pipeline(transaction=False)
             for token_id in token_ids:
-                pipe.hget(self._k("tok", token_id), "project_id")
+                # A token lives under its project: there or nowhere.
+                pipe.exists(self.keys.token(project_id, token_id))
             replies = await pipe.execute()
-        owner = project_id.encode()
-        return {t for t, found in zip(token_ids, replies, strict=True) if found == owner}
+        return {t for t, found in zip(token_ids, replies, strict=True) if found}
 
     async def claim_idempotency_keys(
         self, project_id: str, keys: list[str], pending_ttl_s: float

@@ -1,4 +1,4 @@
-"""Channels, leap tokens and subscriptions in Redis (keys in ``store/redis.py``'s
+"""Channels and subscriptions in Redis (keys in ``store/redis_layout.py``'s
 docstring).
 
 A channel is indexed twice per project, by creation time and by ID, for the two sort
@@ -18,8 +18,9 @@ from redis import exceptions as redis_errors
 
 from switchboard.exceptions import Conflict, NotFound, PayloadTooLarge
 from switchboard.server import ids
-from switchboard.server.models import UNCHANGED, Channel, ChannelType, Page, Token, Unchanged
-from switchboard.server.store.redis_fields import ms, text
+from switchboard.server.models import Channel, ChannelType, Page, Token
+from switchboard.server.store.redis_fields import ms
+from switchboard.server.store.redis_layout import RedisLayout
 
 _CREATE_CHANNEL = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -47,27 +48,6 @@ redis.call('HSET', KEYS[1], 'state', ARGV[1])
 return 1
 """
 
-_UPDATE_TOKEN = """
-if redis.call('HGET', KEYS[1], 'project_id') ~= ARGV[1] then return false end
-if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'state', ARGV[3]) end
-if ARGV[4] == '1' then
-  if ARGV[5] == '' then redis.call('HDEL', KEYS[1], 'expires_at')
-  else redis.call('HSET', KEYS[1], 'expires_at', ARGV[5]) end
-end
-return redis.call('HGETALL', KEYS[1])
-"""
-
-_DELETE_TOKEN = """
-if redis.call('HGET', KEYS[1], 'project_id') ~= ARGV[1] then return 0 end
-local channels = redis.call('ZRANGE', KEYS[2], 0, -1)
-for _, channel in ipairs(channels) do
-  redis.call('ZREM', ARGV[3] .. channel, ARGV[2])
-end
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[2])
-return 1
-"""
-
 _ADD_SUBSCRIPTION = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HGET', KEYS[2], 'project_id') ~= ARGV[1] then return -2 end
@@ -86,8 +66,6 @@ CHANNEL_SCRIPTS = [
     ("create_channel", _CREATE_CHANNEL),
     ("delete_channel", _DELETE_CHANNEL),
     ("set_state", _SET_STATE),
-    ("update_token", _UPDATE_TOKEN),
-    ("delete_token", _DELETE_TOKEN),
     ("add_subscription", _ADD_SUBSCRIPTION),
     ("remove_subscription", _REMOVE_SUBSCRIPTION),
 ]
@@ -99,9 +77,10 @@ class RedisChannels:
     :class:`~switchboard.server.store.redis.RedisStore` (a mixin)."""
 
     if TYPE_CHECKING:
+        keys: RedisLayout
+        clustered: bool
 
         async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any: ...
-        def _k(self, *parts: str) -> str: ...
         def _translate(self) -> contextlib.AbstractAsyncContextManager[None]: ...
         @property
         def redis(self) -> Any: ...
@@ -112,10 +91,10 @@ class RedisChannels:
 
     def _channel_keys(self, project_id: str, channel_id: str) -> list[str]:
         return [
-            self._k("ch", project_id, channel_id),
-            self._k("chs", project_id),
-            self._k("chs-by-id", project_id),
-            self._k("subs", project_id, channel_id),
+            self.keys.channel(project_id, channel_id),
+            self.keys.channels(project_id),
+            self.keys.channels_by_id(project_id),
+            self.keys.subscribers(project_id, channel_id),
             # Its history (store/redis_history.py) goes with it.
             *self.history_keys(project_id, channel_id)[1:],
         ]
@@ -148,17 +127,21 @@ class RedisChannels:
 
     async def get_channel(self, project_id: str, channel_id: str) -> Channel | None:
         async with self._translate():
-            row = await self.redis.hgetall(self._k("ch", project_id, channel_id))
+            row = await self.redis.hgetall(self.keys.channel(project_id, channel_id))
         return self._channel(project_id, channel_id, row) if row else None
 
     async def channel_exists(self, project_id: str, channel_id: str) -> bool:
         async with self._translate():
-            return bool(await self.redis.exists(self._k("ch", project_id, channel_id)))
+            return bool(await self.redis.exists(self.keys.channel(project_id, channel_id)))
 
     async def list_channels(
         self, project_id: str, *, offset: int, limit: int, sort_by: str, descending: bool
     ) -> Page:
-        index = self._k("chs-by-id" if sort_by == "id" else "chs", project_id)
+        index = (
+            self.keys.channels_by_id(project_id)
+            if sort_by == "id"
+            else self.keys.channels(project_id)
+        )
         async with self._translate():
             total = await self.redis.zcard(index)
             channel_ids = await self.redis.zrange(
@@ -166,7 +149,7 @@ class RedisChannels:
             )
             pipe = self.redis.pipeline(transaction=False)
             for channel_id in channel_ids:
-                pipe.hgetall(self._k("ch", project_id, channel_id.decode()))
+                pipe.hgetall(self.keys.channel(project_id, channel_id.decode()))
             rows = await pipe.execute()
         items = [
             self._channel(project_id, cid.decode(), row)
@@ -179,7 +162,7 @@ class RedisChannels:
         tokens = await self._run(
             "delete_channel",
             self._channel_keys(project_id, channel_id),
-            [channel_id, self._k("tsubs", "")],
+            [channel_id, self.keys.token_subscriptions(project_id, "")],
         )
         if tokens is None:
             raise NotFound(f"no channel {channel_id!r} in this project")
@@ -187,14 +170,14 @@ class RedisChannels:
 
     async def set_channel_state(self, project_id: str, channel_id: str, state: msgspec.Raw) -> None:
         if not await self._run(
-            "set_state", [self._k("ch", project_id, channel_id)], [bytes(state)]
+            "set_state", [self.keys.channel(project_id, channel_id)], [bytes(state)]
         ):
             raise NotFound(f"no channel {channel_id!r} in this project")
 
     async def patch_channel_state(
         self, project_id: str, channel_id: str, partial: dict[str, Any], max_bytes: int
     ) -> msgspec.Raw:
-        key = self._k("ch", project_id, channel_id)
+        key = self.keys.channel(project_id, channel_id)
         async with self._translate(), self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -217,92 +200,16 @@ class RedisChannels:
                 except redis_errors.WatchError:
                     continue
 
-    # Tokens.
-
-    @staticmethod
-    def _token(token_id: str, row: dict[bytes, bytes]) -> Token:
-        return Token(
-            row[b"project_id"].decode(),
-            token_id,
-            msgspec.Raw(row[b"state"]),
-            row[b"created_at"].decode(),
-            text(row.get(b"expires_at")),
-        )
-
-    async def create_token(self, token: Token) -> Token:
-        mapping: dict[str, Any] = {
-            "project_id": token.project_id,
-            "state": bytes(token.state),
-            "created_at": token.created_at,
-        }
-        if token.expires_at is not None:
-            mapping["expires_at"] = token.expires_at
-        async with self._translate():
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.hset(self._k("tok", token.id), mapping=mapping)
-            pipe.zadd(self._k("toks", token.project_id), {token.id: ms(token.created_at)})
-            await pipe.execute()
-        return token
-
-    async def get_token_any_project(self, token_id: str) -> Token | None:
-        async with self._translate():
-            row = await self.redis.hgetall(self._k("tok", token_id))
-        return self._token(token_id, row) if row else None
-
-    async def list_tokens(self, project_id: str) -> list[Token]:
-        async with self._translate():
-            token_ids = await self.redis.zrange(self._k("toks", project_id), 0, -1)
-            pipe = self.redis.pipeline(transaction=False)
-            for token_id in token_ids:
-                pipe.hgetall(self._k("tok", token_id.decode()))
-            rows = await pipe.execute()
-        return [
-            self._token(tid.decode(), row) for tid, row in zip(token_ids, rows, strict=True) if row
-        ]
-
-    async def update_token(
-        self,
-        project_id: str,
-        token_id: str,
-        *,
-        state: msgspec.Raw | Unchanged = UNCHANGED,
-        expires_at: str | Unchanged | None = UNCHANGED,
-    ) -> Token:
-        flat = await self._run(
-            "update_token",
-            [self._k("tok", token_id)],
-            [
-                project_id,
-                "0" if isinstance(state, Unchanged) else "1",
-                b"" if isinstance(state, Unchanged) else bytes(state),
-                "0" if isinstance(expires_at, Unchanged) else "1",
-                expires_at if isinstance(expires_at, str) else "",
-            ],
-        )
-        if flat is None:
-            raise NotFound(f"no token {ids.redact(token_id)!r} in this project")
-        row = dict(zip(flat[::2], flat[1::2], strict=True))
-        return self._token(token_id, row)
-
-    async def delete_token(self, project_id: str, token_id: str) -> None:
-        deleted = await self._run(
-            "delete_token",
-            [self._k("tok", token_id), self._k("tsubs", token_id), self._k("toks", project_id)],
-            [project_id, token_id, self._k("subs", project_id, "")],
-        )
-        if not deleted:
-            raise NotFound(f"no token {ids.redact(token_id)!r} in this project")
-
     # Subscriptions.
 
     async def add_subscription(self, project_id: str, channel_id: str, token_id: str) -> bool:
         result = await self._run(
             "add_subscription",
             [
-                self._k("ch", project_id, channel_id),
-                self._k("tok", token_id),
-                self._k("subs", project_id, channel_id),
-                self._k("tsubs", token_id),
+                self.keys.channel(project_id, channel_id),
+                self.keys.token(project_id, token_id),
+                self.keys.subscribers(project_id, channel_id),
+                self.keys.token_subscriptions(project_id, token_id),
             ],
             [project_id, channel_id, token_id, time.time_ns() // 1000],
         )
@@ -316,24 +223,31 @@ class RedisChannels:
         return bool(
             await self._run(
                 "remove_subscription",
-                [self._k("subs", project_id, channel_id), self._k("tsubs", token_id)],
+                [
+                    self.keys.subscribers(project_id, channel_id),
+                    self.keys.token_subscriptions(project_id, token_id),
+                ],
                 [channel_id, token_id],
             )
         )
 
     async def is_subscribed(self, project_id: str, channel_id: str, token_id: str) -> bool:
         async with self._translate():
-            score = await self.redis.zscore(self._k("subs", project_id, channel_id), token_id)
+            score = await self.redis.zscore(self.keys.subscribers(project_id, channel_id), token_id)
         return score is not None
 
     async def channel_tokens(self, project_id: str, channel_id: str) -> list[Token]:
         async with self._translate():
-            token_ids = await self.redis.zrange(self._k("subs", project_id, channel_id), 0, -1)
+            token_ids = await self.redis.zrange(
+                self.keys.subscribers(project_id, channel_id), 0, -1
+            )
         found = [await self.get_token(project_id, t.decode()) for t in token_ids]
         return [t for t in found if t is not None]
 
     async def token_channels(self, project_id: str, token_id: str) -> list[Channel]:
         async with self._translate():
-            channel_ids = await self.redis.zrange(self._k("tsubs", token_id), 0, -1)
+            channel_ids = await self.redis.zrange(
+                self.keys.token_subscriptions(project_id, token_id), 0, -1
+            )
         found = [await self.get_channel(project_id, c.decode()) for c in channel_ids]
         return [c for c in found if c is not None]

@@ -1,9 +1,9 @@
 """Channel history in Redis: one stream per channel, so every node serves the same.
 
-Keys (beside ``store/redis.py``'s, same prefix)::
+Keys (named in ``store/redis_layout.py``, under the project's tag)::
 
-    hist:{project}:{channel}     hash    size, ttl_s, epoch, top (the last offset given)
-    hstream:{project}:{channel}  stream  entry ID ``{offset}-0``; fields t (ms), e, d
+    {project}:hist:{channel}     hash    size, ttl_s, epoch, top (the last offset given)
+    {project}:hstream:{channel}  stream  entry ID ``{offset}-0``; fields t (ms), e, d
 
 The entry ID *is* the offset (Centrifugo's layout), so reading "after offset N" is one
 ``XRANGE``. An append is one Lua script: ``HINCRBY top``, then ``XADD`` with that ID and
@@ -33,6 +33,7 @@ from switchboard.server.history import (
     StreamPosition,
     new_epoch,
 )
+from switchboard.server.store.redis_layout import RedisLayout
 
 _NOW_MS = """
 local function now_ms()
@@ -187,7 +188,9 @@ class RedisHistory:
     if TYPE_CHECKING:
 
         async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any: ...
-        def _k(self, *parts: str) -> str: ...
+
+        keys: RedisLayout
+
         def _translate(self) -> contextlib.AbstractAsyncContextManager[None]: ...
         @property
         def redis(self) -> Any: ...
@@ -195,9 +198,9 @@ class RedisHistory:
     def history_keys(self, project_id: str, channel_id: str) -> list[str]:
         """The channel's hash, then its history hash and stream (deleted with it)."""
         return [
-            self._k("ch", project_id, channel_id),
-            self._k("hist", project_id, channel_id),
-            self._k("hstream", project_id, channel_id),
+            self.keys.channel(project_id, channel_id),
+            self.keys.history(project_id, channel_id),
+            self.keys.history_stream(project_id, channel_id),
         ]
 
     async def set_history_policy(
@@ -225,7 +228,7 @@ class RedisHistory:
         async with self._translate():
             pipe = self.redis.pipeline(transaction=False)
             for channel_id in channel_ids:
-                pipe.hmget(self._k("hist", project_id, channel_id), "size", "ttl_s")
+                pipe.hmget(self.keys.history(project_id, channel_id), "size", "ttl_s")
             replies = await pipe.execute()
         return {
             channel_id: HistoryPolicy(int(size), int(ttl_s))
@@ -242,7 +245,7 @@ class RedisHistory:
         *,
         generation: int | None = None,
     ) -> StreamPosition | None:
-        keys = [*self.history_keys(project_id, channel_id), self._k("gen", project_id)]
+        keys = [*self.history_keys(project_id, channel_id), self.keys.generation(project_id)]
         expected = "" if generation is None else str(generation)
         result = await self._run("history_append", keys, [event, bytes(data), expected])
         if result == -2:

@@ -1,21 +1,21 @@
 """Token inboxes in Redis: one stream per token that got a direct message.
 
-Keys (beside ``store/redis.py``'s, same prefix; every one named by its project, so that
-a token's inbox sits with its project's settings)::
+Keys (named in ``store/redis_layout.py``, under the project's tag, so that a token's
+inbox sits with its project's settings)::
 
-    inbox:{project}:{token}   hash    epoch, top (the last offset given)
-    ibox:{project}:{token}    stream  entry ID ``{offset}-0``; fields t (ms), e, d
+    {project}:inbox:{token}   hash    epoch, top (the last offset given)
+    {project}:ibox:{token}    stream  entry ID ``{offset}-0``; fields t (ms), e, d
 
 Laid out as a channel's history (``store/redis_history.py``). An append is one Lua
-script that reads the project's ``inbox`` setting (``settings:{project}``, JSON: size,
+script that reads the project's ``inbox`` setting (``{project}:settings``, JSON: size,
 ttl_s, epoch) and, if it is on, bumps the top (starting again at 1 when the inbox was
 written under another epoch), ``XADD``s with ``MAXLEN ~ size``, trims what aged out and
 sets the stream's TTL. The hash has no TTL: its top must outlive an idle stream, or an
 offset would be given twice in one epoch. A deleted token's keys are deleted after it
 (:meth:`RedisInbox.drop_inbox`).
 
-The token's own record (``tok:{token}``) is not read here: callers check the token
-first (it lives under the token's key, not the project's).
+The token's own record (``{project}:tok:{token}``) is not read here: callers check the
+token first.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from switchboard.server.history import INBOX, HistoryMessage, HistoryPage, StreamPosition
+from switchboard.server.store.redis_layout import RedisLayout
 
 _HELPERS = """
 local function now_ms()
@@ -153,7 +154,9 @@ class RedisInbox:
     if TYPE_CHECKING:
 
         async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any: ...
-        def _k(self, *parts: str) -> str: ...
+
+        keys: RedisLayout
+
         def _translate(self) -> contextlib.AbstractAsyncContextManager[None]: ...
         @property
         def redis(self) -> Any: ...
@@ -161,9 +164,9 @@ class RedisInbox:
     def inbox_keys(self, project_id: str, token_id: str) -> list[str]:
         """The project's settings hash, then the token's inbox hash and stream."""
         return [
-            self._k("settings", project_id),
-            self._k("inbox", project_id, token_id),
-            self._k("ibox", project_id, token_id),
+            self.keys.settings(project_id),
+            self.keys.inbox(project_id, token_id),
+            self.keys.inbox_stream(project_id, token_id),
         ]
 
     async def append_inbox(

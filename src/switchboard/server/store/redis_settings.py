@@ -1,9 +1,9 @@
 """Project settings and the webhook delivery log in Redis.
 
-Keys (beside ``store/redis.py``'s, same prefix)::
+Keys (named in ``store/redis_layout.py``, under the project's tag)::
 
-    settings:{project}     hash  key -> JSON document
-    whlog:{project}        list  the last webhook delivery attempts, newest first
+    {project}:settings     hash  key -> JSON document
+    {project}:whlog        list  the last webhook delivery attempts, newest first
 
 A setting is written only while its project exists (one script). The log is one
 ``LPUSH`` and ``LTRIM`` in a transaction, so it never holds more than its bound.
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from switchboard.exceptions import NotFound
+from switchboard.server.store.redis_layout import RedisLayout
 
 # KEYS: project hash, settings hash. ARGV: key, value ('' deletes). 0: no project.
 _SET_SETTING = """
@@ -36,14 +37,16 @@ class RedisSettings:
     if TYPE_CHECKING:
 
         async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any: ...
-        def _k(self, *parts: str) -> str: ...
+
+        keys: RedisLayout
+
         def _translate(self) -> Any: ...
         @property
         def redis(self) -> Any: ...
 
     async def get_project_setting(self, project_id: str, key: str) -> msgspec.Raw | None:
         async with self._translate():
-            value = await self.redis.hget(self._k("settings", project_id), key)
+            value = await self.redis.hget(self.keys.settings(project_id), key)
         return None if value is None else msgspec.Raw(value)
 
     async def set_project_setting(
@@ -51,7 +54,7 @@ class RedisSettings:
     ) -> None:
         done = await self._run(
             "set_project_setting",
-            [self._k("project", project_id), self._k("settings", project_id)],
+            [self.keys.project(project_id), self.keys.settings(project_id)],
             [key, b"" if value is None else bytes(value)],
         )
         if not done:
@@ -59,11 +62,11 @@ class RedisSettings:
 
     async def project_settings(self, project_id: str) -> dict[str, msgspec.Raw]:
         async with self._translate():
-            values = await self.redis.hgetall(self._k("settings", project_id))
+            values = await self.redis.hgetall(self.keys.settings(project_id))
         return {k.decode(): msgspec.Raw(v) for k, v in sorted(values.items())}
 
     async def add_webhook_delivery(self, project_id: str, entry: bytes, keep: int) -> None:
-        key = self._k("whlog", project_id)
+        key = self.keys.webhook_log(project_id)
         async with self._translate():
             pipe = self.redis.pipeline(transaction=True)
             pipe.lpush(key, entry)
@@ -72,5 +75,5 @@ class RedisSettings:
 
     async def webhook_deliveries(self, project_id: str, limit: int) -> list[msgspec.Raw]:
         async with self._translate():
-            entries = await self.redis.lrange(self._k("whlog", project_id), 0, limit - 1)
+            entries = await self.redis.lrange(self.keys.webhook_log(project_id), 0, limit - 1)
         return [msgspec.Raw(e) for e in entries]
