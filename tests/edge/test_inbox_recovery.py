@@ -15,7 +15,7 @@ import httpx
 import msgspec
 import pytest
 
-from switchboard.server.history import HistoryPage
+from switchboard.server.history import INBOX_KEY, HistoryPage
 from tests.conftest import Server
 from tests.e2e.leap import Leap, leap
 from tests.edge.test_gateway import make_token, ok
@@ -88,6 +88,8 @@ async def test_without_a_position_the_answer_is_where_the_inbox_stands(
     async with leap(node.ws_url) as client:  # inboxes off: recover {} says nothing of them
         await identify(client, node.project_id, token, {})
         await client.nothing()
+    assert node.node is not None  # ... and the node knows it now: no read at the next one
+    assert (node.project_id, INBOX_KEY) in node.node.service.no_history
     async with leap(node.ws_url) as client:  # ... unless the client claimed a position
         await identify(client, node.project_id, token, {"$inbox": {"offset": 3, "epoch": "e"}})
         replayed, recovery = await until_recovery(client)

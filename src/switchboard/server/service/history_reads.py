@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from switchboard.server.history import MAX_PAGE, HistoryMessage, HistoryPage
+from switchboard.server.history import INBOX_KEY, MAX_PAGE, HistoryMessage, HistoryPage
 from switchboard.server.protocol.frames import Since
 from switchboard.server.service._base import ServiceBase
 
@@ -63,10 +63,18 @@ class HistoryReads(ServiceBase):
 
     async def recover_inbox(self, project_id: str, token_id: str, since: Since | None) -> Recovery:
         """As :meth:`recover_history`, for the token's inbox (docs/inbox.md); reason
-        ``no_history`` when the project keeps no inboxes."""
+        ``no_history`` when the project keeps no inboxes, with no store read when the
+        node knows it (every Python client's reconnect asks)."""
+        key = (project_id, INBOX_KEY)
+        if key in self.no_history:
+            return Recovery(False, None, None, reason="no_history")
+        generation = self.no_history.generation
 
         async def read(after: int, limit: int) -> HistoryPage | None:
-            return await self.store.read_inbox(project_id, token_id, after, limit)
+            page = await self.store.read_inbox(project_id, token_id, after, limit)
+            if page is None:
+                self.no_history.add(key, generation)
+            return page
 
         return await _recover(read, since)
 
