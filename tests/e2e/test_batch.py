@@ -273,3 +273,36 @@ async def test_batch_direct_messages_keep_the_inbox_order(
         assert [d["offset"] for d in got] == [1, 2, 3, 4]
     kept = data(await api.get(f"/channels/tokens/{token}/messages"))
     assert [m["e"] for m in kept["messages"]] == ["a", "b", "b", "b"]
+
+
+async def test_single_publish_and_direct_take_an_idempotency_key(
+    api: httpx.AsyncClient, server: Server
+) -> None:
+    await api.put("/channels/c", json={"type": "unprotected"})
+    token = await new_token(api)
+    async with (
+        leap(server.ws_url, server.project_id) as watcher,
+        leap(server.ws_url, server.project_id, token) as holder,
+    ):
+        await watcher.subscribe("c")
+        for path in ("/channels/c/messages", f"/channels/tokens/{token}/messages"):
+            body = {"e": "once", "d": 1, "idempotency_key": f"single-{path}"}
+            sent = await asyncio.gather(*(api.post(path, json=body) for _ in range(4)))
+            answers = [r.json() for r in sent]
+            assert sum(1 for a in answers if a.get("data") == {}) <= 1
+            assert all(
+                a["data"] in ({}, {"duplicate": True})
+                if a["success"]
+                else a["error"]["code"] == "in_progress"
+                for a in answers
+            )
+            assert data(await api.post(path, json=body)) == {"duplicate": True}
+        await watcher.dispatch("MESSAGE")
+        await holder.dispatch("DIRECT_MESSAGE")
+        await watcher.nothing(0.2)
+        await holder.nothing(0.1)
+    # A failed send (no such channel) frees its key.
+    body = {"e": "x", "idempotency_key": "late"}
+    refused(await api.post("/channels/later/messages", json=body), 404, "not_found")
+    await api.put("/channels/later", json={"type": "unprotected"})
+    assert data(await api.post("/channels/later/messages", json=body)) == {}

@@ -109,3 +109,20 @@ def test_bad_arguments_are_refused_before_sending() -> None:
         _batch.batch([{"op": "direct"}] * 1001, False)
     assert _batch.broadcast("e", None, ["c"], (), "k").idempotent
     assert not _batch.broadcast("e", None, ["c"], (), None).idempotent
+
+
+async def test_single_sends_take_an_idempotency_key(api: Any, node: Server) -> None:
+    await api.channels.create(ChannelType.UNPROTECTED, "c")
+    token = await api.channels.tokens.create()
+    async with (
+        leap(node.ws_url, node.project_id) as watcher,
+        leap(node.ws_url, node.project_id, token.id) as holder,
+    ):
+        await watcher.subscribe("c")
+        for _ in range(2):
+            await api.channels.publish_message("c", "x", 1, idempotency_key="p-1")
+            await api.channels.tokens.publish_direct_message(token, "y", 2, idempotency_key="d-1")
+        await watcher.dispatch("MESSAGE")
+        await holder.dispatch("DIRECT_MESSAGE")
+        await watcher.nothing(0.2)
+        await holder.nothing(0.1)

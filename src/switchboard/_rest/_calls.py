@@ -172,8 +172,11 @@ def state_object(state: object, what: str = "state") -> dict[str, Any]:
     return result
 
 
-def message_body(event: object, data: Any) -> bytes:
-    return encode_json({"e": check_str(event, "event"), "d": data}, "data")
+def message_body(event: object, data: Any, idempotency_key: object = None) -> bytes:
+    body = {"e": check_str(event, "event"), "d": data}
+    if idempotency_key is not None:
+        body["idempotency_key"] = check_str(idempotency_key, "idempotency_key")
+    return encode_json(body, "data")
 
 
 # Readers of the envelope's data.

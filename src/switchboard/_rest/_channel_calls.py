@@ -122,9 +122,13 @@ def patch_channel_state(channel: object, partial: object) -> Call[None]:
     return Call("PATCH", path, nothing, body, idempotent=True)
 
 
-def publish_message(channel: object, event: object, data: Any) -> Call[None]:
+def publish_message(
+    channel: object, event: object, data: Any, idempotency_key: object = None
+) -> Call[None]:
     path = f"/channels/{channel_id(channel)}/messages"
-    return Call("POST", path, nothing, message_body(event, data))
+    body = message_body(event, data, idempotency_key)
+    # With a key, a retry is answered, not published again: safe to retry.
+    return Call("POST", path, nothing, body, idempotent=idempotency_key is not None)
 
 
 def subscribe_token(channel: object, token: object) -> Call[None]:

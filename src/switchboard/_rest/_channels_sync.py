@@ -105,9 +105,20 @@ class ChannelsAPI:
             partial = partial(self.get_state(channel))
         self._transport.send(calls.patch_channel_state(channel, partial))
 
-    def publish_message(self, channel: ChannelRef, event: str, data: Any = None) -> None:
-        """Send ``MESSAGE`` ``{e: event, d: data}`` to every subscriber of the channel."""
-        self._transport.send(calls.publish_message(channel, event, data))
+    def publish_message(
+        self,
+        channel: ChannelRef,
+        event: str,
+        data: Any = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Send ``MESSAGE`` ``{e: event, d: data}`` to every subscriber of the channel.
+
+        ``idempotency_key`` (Switchboard's own): a retry with the same key within 5
+        minutes is not published again (docs/batch.md); with one, the call is retried
+        after a timeout like an idempotent one."""
+        self._transport.send(calls.publish_message(channel, event, data, idempotency_key))
 
     def subscribe_token(self, channel: ChannelRef, token: TokenRef) -> None:
         """Grant a token a durable subscription; its live connections get ``AVAILABLE``."""

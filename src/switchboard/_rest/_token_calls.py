@@ -75,9 +75,12 @@ def delete_token(token: object) -> Call[None]:
     return Call("DELETE", f"/channels/tokens/{token_id(token)}", nothing, idempotent=True)
 
 
-def direct_message(token: object, event: object, data: Any) -> Call[None]:
+def direct_message(
+    token: object, event: object, data: Any, idempotency_key: object = None
+) -> Call[None]:
     path = f"/channels/tokens/{token_id(token)}/messages"
-    return Call("POST", path, nothing, message_body(event, data))
+    body = message_body(event, data, idempotency_key)
+    return Call("POST", path, nothing, body, idempotent=idempotency_key is not None)
 
 
 def token_inbox(token: object, since: object, limit: object) -> Call[History]:

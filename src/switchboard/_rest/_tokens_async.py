@@ -64,9 +64,18 @@ class AsyncTokensAPI:
         found = await self._transport.send(calls.get_token(token))
         return found.is_online
 
-    async def publish_direct_message(self, token: TokenRef, event: str, data: Any = None) -> None:
-        """Send ``DIRECT_MESSAGE`` ``{e: event, d: data}`` to every connection of a token."""
-        await self._transport.send(calls.direct_message(token, event, data))
+    async def publish_direct_message(
+        self,
+        token: TokenRef,
+        event: str,
+        data: Any = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Send ``DIRECT_MESSAGE`` ``{e: event, d: data}`` to every connection of a token.
+
+        ``idempotency_key``: as for ``channels.publish_message``."""
+        await self._transport.send(calls.direct_message(token, event, data, idempotency_key))
 
     async def get_messages(self, token: TokenRef, since: int = 0, limit: int = 100) -> History:
         """The token's kept direct messages with an offset above ``since``, oldest first,

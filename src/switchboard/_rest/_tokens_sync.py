@@ -66,9 +66,18 @@ class TokensAPI:
         found = self._transport.send(calls.get_token(token))
         return found.is_online
 
-    def publish_direct_message(self, token: TokenRef, event: str, data: Any = None) -> None:
-        """Send ``DIRECT_MESSAGE`` ``{e: event, d: data}`` to every connection of a token."""
-        self._transport.send(calls.direct_message(token, event, data))
+    def publish_direct_message(
+        self,
+        token: TokenRef,
+        event: str,
+        data: Any = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Send ``DIRECT_MESSAGE`` ``{e: event, d: data}`` to every connection of a token.
+
+        ``idempotency_key``: as for ``channels.publish_message``."""
+        self._transport.send(calls.direct_message(token, event, data, idempotency_key))
 
     def get_messages(self, token: TokenRef, since: int = 0, limit: int = 100) -> History:
         """The token's kept direct messages with an offset above ``since``, oldest first,

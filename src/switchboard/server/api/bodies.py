@@ -19,6 +19,7 @@ import msgspec
 
 from switchboard._channel_type import ChannelType
 from switchboard.exceptions import InvalidRequest
+from switchboard.server.service.batch_ops import IdempotencyKey
 
 T = TypeVar("T")
 NULL = b"null"
@@ -92,6 +93,9 @@ class MessageBody(msgspec.Struct):
 
     e: EventName
     d: MessageData | msgspec.UnsetType = msgspec.UNSET
+    idempotency_key: IdempotencyKey | None = None
+    """Switchboard's own: a retry with the same key within 5 minutes is answered
+    ``{"duplicate": true}`` and not sent again (docs/batch.md)."""
 
     @property
     def data(self) -> msgspec.Raw:

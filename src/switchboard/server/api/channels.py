@@ -148,6 +148,14 @@ async def publish_message(request: web.Request) -> web.Response:
     body = bodies.decode(await request.read(), bodies.MessageBody)
     service = request.app[SERVICE]
     channel_id = request.match_info["channel_id"]
+    if body.idempotency_key is not None:  # rare: the lookup checked, the key claimed
+        project = (await reauthenticated(request)).project
+
+        async def publish() -> dict[str, object]:
+            await service.publish_message(project, channel_id, body.e, body.data)
+            return {}
+
+        return ok(await service.once(project, body.idempotency_key, publish))
     try:
         await service.publish_message(
             access.project, channel_id, body.e, body.data, access_generation=access.generation

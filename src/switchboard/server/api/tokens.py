@@ -69,10 +69,16 @@ async def delete_token(request: web.Request) -> web.Response:
 async def direct_message(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
     body = bodies.decode(await request.read(), bodies.MessageBody)
-    await request.app[SERVICE].direct_message(
-        project, request.match_info["token"], body.e, body.data
-    )
-    return ok()
+    service = request.app[SERVICE]
+
+    async def send() -> dict[str, object]:
+        await service.direct_message(project, request.match_info["token"], body.e, body.data)
+        return {}
+
+    if body.idempotency_key is None:
+        await send()
+        return ok()
+    return ok(await service.once(project, body.idempotency_key, send))
 
 
 @routes.get("/v1/channels/tokens/{token}/messages")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 
@@ -95,8 +95,28 @@ class BatchOperations(ChannelOperations, TokenOperations):
         self._check_size(message.data, "message data")
         messages = [Message(c, None, message.event, message.data) for c in channels]
         messages += [Message(None, t, message.event, message.data) for t in tokens]
-        if idempotency_key is None:
+
+        async def send() -> Result:
             return broadcast_answer(messages, await self.send_messages(project, messages, permits))
+
+        # Kept if anything was sent: a retry must not send it again. Nothing sent (every
+        # target refused): the key is freed for a corrected retry.
+        return await self.once(project, idempotency_key, send, keep=lambda a: a["succeeded"] > 0)
+
+    async def once(
+        self,
+        project: Project,
+        idempotency_key: str | None,
+        run: Callable[[], Awaitable[Result]],
+        *,
+        keep: Callable[[Result], bool] = lambda answer: True,
+    ) -> Result:
+        """``run()``'s answer, carried out once per key (None: no key, just run it):
+        a key answered within :data:`IDEMPOTENCY_TTL_S` gets that answer back with
+        ``duplicate``; one still in flight raises InProgress. An answer ``keep`` refuses,
+        or an exception, frees the key."""
+        if idempotency_key is None:
+            return await run()
         check_key(idempotency_key)
         [kept] = await self.store.claim_idempotency_keys(
             project.id, [idempotency_key], IN_FLIGHT_TTL_S
@@ -104,21 +124,16 @@ class BatchOperations(ChannelOperations, TokenOperations):
         if kept == IN_FLIGHT:
             raise _in_progress(idempotency_key)
         if kept is not None:
-            answer: Result = msgspec.json.decode(kept)
-            return {**answer, "duplicate": True}
-        keep: bytes | None = None
+            return {**msgspec.json.decode(kept), "duplicate": True}
+        answer: bytes | None = None
         try:
-            answer = broadcast_answer(
-                messages, await self.send_messages(project, messages, permits)
-            )
-            # Kept if anything was sent: a retry must not send it again. Nothing sent
-            # (every target refused): the key is freed for a corrected retry.
-            keep = _encoder.encode(answer) if answer["succeeded"] else None
+            result = await run()
+            answer = _encoder.encode(result) if keep(result) else None
         finally:
             await self.store.finish_idempotency_keys(
-                project.id, {idempotency_key: keep}, IDEMPOTENCY_TTL_S
+                project.id, {idempotency_key: answer}, IDEMPOTENCY_TTL_S
             )
-        return answer
+        return result
 
     async def run_batch(
         self, project: Project, items: list[BatchOp | APIError], *, parallel: bool, permits: Permits

@@ -27,6 +27,7 @@ from switchboard.server.api.openapi.schemas import (
     ChannelStats,
     Empty,
     Health,
+    MessageSent,
     ProjectStats,
     Ready,
     StateData,
@@ -162,7 +163,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         bodies.StateObject,
     ),
     ("POST", _CH + "/messages"): Operation(
-        "Publish a message to a channel's subscribers", Empty, bodies.MessageBody
+        "Publish a message to a channel's subscribers",
+        MessageSent,
+        bodies.MessageBody,
+        errors=(409,),
     ),
     ("GET", _CH + "/messages"): Operation(
         "A channel's kept messages after an offset (channels with history only)",
@@ -198,8 +202,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("DELETE", _TK): Operation("Delete a token", Empty, tag="tokens"),
     ("POST", _TK + "/messages"): Operation(
         "Send a direct message to a token's connections",
-        Empty,
+        MessageSent,
         bodies.MessageBody,
+        errors=(409,),
         tag="tokens",
     ),
     ("GET", _TK + "/messages"): Operation(
@@ -315,7 +320,8 @@ STATUS_TEXT = {
     403: "forbidden: ?project= names another project",
     404: "not_found: no such route, channel or token in this project",
     408: "request_timeout: the body did not arrive in time",
-    409: "already_exists: the channel exists",
+    409: "already_exists: the channel exists; in_progress: a request with the same "
+    "idempotency_key is still running",
     413: "payload_too_large: over the 1 MiB request or the 64 KiB payload limit",
     429: "rate_limited: too many requests",
     500: "internal_error: the server failed",

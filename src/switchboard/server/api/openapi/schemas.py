@@ -121,6 +121,13 @@ class ProjectStats(msgspec.Struct):
     messages: MessageRate
 
 
+class MessageSent(msgspec.Struct, forbid_unknown_fields=True):
+    """A single publish or direct message: ``{}``."""
+
+    duplicate: bool | msgspec.UnsetType = msgspec.UNSET
+    """True: a retry of a request with the same ``idempotency_key``, not sent again."""
+
+
 class ItemError(msgspec.Struct, forbid_unknown_fields=True):
     code: str
     message: str
