@@ -84,3 +84,19 @@ async def test_concurrent_claims_give_a_key_to_one(store: Store, project: Projec
         *(store.claim_idempotency_keys(project.id, ["k"], 30) for _ in range(20))
     )
     assert sorted(a[0] is None for a in answers) == [False] * 19 + [True]
+
+
+async def test_inbox_appends_in_one_call(store: Store, project: Project) -> None:
+    from tests.store.test_inbox_contract import inbox_on, token
+
+    a = await token(store, project, "leap_token_a")
+    b = await token(store, project, "leap_token_b")
+    assert await store.append_inboxes(project.id, [(a, "e", data(0))]) == [None]
+    await inbox_on(store, project, 10, 60, "ep1")
+    messages = [(a, "e", data(1)), (b, "e", data(2)), (a, "e", data(3))]
+    assert await store.append_inboxes(project.id, messages) == [
+        StreamPosition(1, "ep1"),
+        StreamPosition(1, "ep1"),
+        StreamPosition(2, "ep1"),
+    ]
+    assert await store.append_inboxes(project.id, []) == []

@@ -17,6 +17,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from redis.exceptions import NoScriptError
 
 from switchboard.exceptions import NotFound
 from switchboard.server.history import INBOX, StreamPosition
@@ -120,11 +121,20 @@ class RedisBatch:
         # round trip, each append atomic, in order.
         script = self._scripts["inbox_append"]
         async with self._translate():
-            pipe = self.redis.pipeline(transaction=False)
-            for token_id, event, data in messages:
-                keys = self.inbox_keys(project_id, token_id)
-                await script(keys=keys, args=[INBOX, event, bytes(data)], client=pipe)
-            replies = await pipe.execute()
+            for attempt in range(2):
+                pipe = self.redis.pipeline(transaction=False)
+                for token_id, event, data in messages:
+                    keys = self.inbox_keys(project_id, token_id)
+                    await script(keys=keys, args=[INBOX, event, bytes(data)], client=pipe)
+                try:
+                    replies = await pipe.execute()
+                    break
+                except NoScriptError:
+                    # A cluster's pipeline does not load scripts: the project's node
+                    # lacked it, so none of the appends ran (one slot, one node).
+                    if attempt:
+                        raise
+                    await self.redis.script_load(script.script)
         return [
             None if r == 0 else StreamPosition(int(r[0]), bytes(r[1]).decode()) for r in replies
         ]
