@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 import pytest
 
-from switchboard import AsyncSwitchboard
+from switchboard import AsyncSwitchboard, Unavailable
 from switchboard.client import INBOX, Client, DirectMessage, Recovery
 from tests.conftest import Server, stop
-from tests.sdk.conftest import Recorder, client_for, reach
+from tests.sdk.conftest import Recorder, Restartable, client_for, reach
 from tests.sdk.relay import Relay
 from tests.sdk.test_history_recovery import GatedRelay
 
@@ -177,6 +177,56 @@ async def test_many_clients_cut_again_and_again_get_each_direct_message_once(
                         await asyncio.sleep(0.05)
                 assert recorder.calls == list(range(1, MESSAGES + 1))
             assert all(c.statistics().connections > 2 for c in clients)
+        finally:
+            for client in clients:
+                await client.__aexit__(None, None, None)
+
+
+async def test_many_clients_across_server_restarts_get_each_direct_message_once(
+    restartable: Restartable,
+) -> None:
+    """The SQLite server is stopped and started again twice while direct messages stream
+    to 6 token clients (sent again only when the server refused the connection, so never
+    twice): each client's listener gets 1..N once each, in order, across the restarts."""
+    server = restartable.server
+    async with AsyncSwitchboard(server.project_token, server.base_url, max_retries=0) as sb:
+        await sb.settings.set_inbox(1000)
+        tokens = [(await sb.channels.tokens.create()).id for _ in range(6)]
+        clients = [client_for(server, t) for t in tokens]
+        recorders = [Recorder() for _ in clients]
+        for client, recorder in zip(clients, recorders, strict=True):
+            client.on_direct_message("dm", recorder)
+            await client.__aenter__()
+        try:
+
+            async def send_once(token: str, n: int) -> None:
+                while True:
+                    try:
+                        return await sb.channels.tokens.publish_direct_message(token, "dm", n)
+                    except Unavailable as exc:
+                        # Not reached, or refused by the draining node before any work.
+                        assert exc.code == "unreachable" or "shutting down" in exc.message, exc
+                        await asyncio.sleep(0.05)
+
+            async def restarts() -> None:
+                for _ in range(2):
+                    await asyncio.sleep(0.4)
+                    await restartable.stop()
+                    await asyncio.sleep(0.2)
+                    await restartable.start()
+
+            restarting = asyncio.create_task(restarts())
+            n = 0
+            while not restarting.done() or n < 60:
+                n += 1
+                await asyncio.gather(*(send_once(t, n) for t in tokens))
+            await restarting
+            for recorder in recorders:
+                async with asyncio.timeout(20):
+                    while len(recorder.calls) < n:
+                        await asyncio.sleep(0.05)
+                assert recorder.calls == list(range(1, n + 1))
+            assert all(c.statistics().connections >= 3 for c in clients)
         finally:
             for client in clients:
                 await client.__aexit__(None, None, None)
