@@ -16,16 +16,29 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from switchboard.server.broker.events import (
     BrokerEvent,
+    ChannelMessage,
     GrantJoined,
     MemberJoined,
     MemberLeft,
     NodePresence,
     TokenSubscribed,
 )
+
+
+class StoreRoute(NamedTuple):
+    """A channel message as a store's script publishes it (:meth:`Broker.store_route`)."""
+
+    command: str
+    """The publish command: ``PUBLISH``."""
+    topic: str
+    """The pub/sub channel, prefix included: the topic the broker itself would use."""
+    head: bytes
+    """The event's encoding up to its offset and epoch: the script ends it with
+    ``,"offset":…,"epoch":…}`` (both ``null`` without history)."""
 
 
 class Broker(Protocol):
@@ -48,6 +61,12 @@ class Broker(Protocol):
     async def publish_many(self, events: list[BrokerEvent]) -> None:
         """:meth:`publish` each event, in order, as one write where the broker can (a
         batch's messages: one pipeline to Redis, not a round trip each)."""
+
+    def store_route(self, event: ChannelMessage) -> StoreRoute | None:
+        """How a store on this broker's Redis can publish ``event`` itself, inside the
+        script that appends it to the channel's history (one round trip for both, and
+        offsets in the order events are published): None if this broker does not
+        publish through Redis (one node: it is a function call)."""
 
     async def publish_grant(self, event: TokenSubscribed) -> None:
         """Publish a backend's grant and return once every node with the token's sockets

@@ -5,8 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from switchboard.server.aio import cancel_and_wait
-from switchboard.server.broker.base import EventHandler, LocalNode, PresenceChanges
-from switchboard.server.broker.events import BrokerEvent, NodePresence, TokenSubscribed
+from switchboard.server.broker.base import EventHandler, LocalNode, PresenceChanges, StoreRoute
+from switchboard.server.broker.events import (
+    BrokerEvent,
+    ChannelMessage,
+    NodePresence,
+    TokenSubscribed,
+)
 
 
 class LocalBroker:
@@ -56,6 +61,9 @@ class LocalBroker:
         handle = self._handler.handle
         for event in events:
             handle(event)
+
+    def store_route(self, event: ChannelMessage) -> StoreRoute | None:
+        return None  # one node: publishing is a function call, nothing to combine
 
     async def publish_grant(self, event: TokenSubscribed) -> None:
         self._handler.handle(event)  # joined before this returns: one node hears everything

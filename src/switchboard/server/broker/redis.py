@@ -35,9 +35,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from switchboard.exceptions import Unavailable
 from switchboard.server.aio import cancel_and_wait
-from switchboard.server.broker.base import EventHandler, LocalNode, PresenceChanges
+from switchboard.server.broker.base import EventHandler, LocalNode, PresenceChanges, StoreRoute
 from switchboard.server.broker.events import (
     BrokerEvent,
+    ChannelMessage,
     GrantJoined,
     Heartbeat,
     NodePresence,
@@ -51,6 +52,9 @@ log = logging.getLogger("switchboard.broker")
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(BrokerEvent)
+
+_NO_POSITION = b',"offset":null,"epoch":null}'
+"""How an encoded ChannelMessage without history ends (``store_route``)."""
 
 _EVENTS_PER_TURN = 256
 """Events handled before the reader yields to the event loop."""
@@ -193,6 +197,11 @@ class RedisBroker:
             await pipe.execute()
         except FAULTS as exc:
             raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
+
+    def store_route(self, event: ChannelMessage) -> StoreRoute:
+        encoded = _encoder.encode(msgspec.structs.replace(event, offset=None, epoch=None))
+        assert encoded.endswith(_NO_POSITION), "offset and epoch end a ChannelMessage"
+        return StoreRoute("PUBLISH", self.prefix + topic_of(event), encoded[: -len(_NO_POSITION)])
 
     async def publish_grant(self, event: TokenSubscribed) -> None:
         """Publish, then wait (up to :data:`GRANT_WAIT_S`) until every node with the

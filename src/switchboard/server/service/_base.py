@@ -14,6 +14,7 @@ from switchboard.exceptions import (
 )
 from switchboard.server import ids
 from switchboard.server.broker import Broker
+from switchboard.server.broker.base import StoreRoute
 from switchboard.server.clock import parse_iso
 from switchboard.server.config import Limits
 from switchboard.server.history import INBOX_KEY, NoHistoryCache, StreamPosition
@@ -143,6 +144,7 @@ class ServiceBase:
         *,
         trusted: bool,
         access_generation: int | None = None,
+        route: StoreRoute | None = None,
     ) -> StreamPosition | None:
         """Keep a published message if the channel keeps history: its position, or None.
 
@@ -150,15 +152,22 @@ class ServiceBase:
         so a channel known to keep no history costs no store read. Otherwise the read is
         the existence check (NotFound), and a channel found to keep none is remembered.
         ``access_generation``: a cached project-token lookup's, checked by the same store
-        call (StaleAccess; ``ProjectOperations.authenticate``).
+        call (StaleAccess; ``ProjectOperations.authenticate``). ``route``: the broker's
+        ``store_route`` of the message, which the store's call then publishes too (the
+        caller does not; never with ``trusted``).
         """
         key = (project_id, channel_id)
         if trusted and key in self.no_history:
             return None
         generation = self.no_history.generation
-        position = await self.store.append_message(
-            project_id, channel_id, event, data, generation=access_generation
-        )
+        if route is None:
+            position = await self.store.append_message(
+                project_id, channel_id, event, data, generation=access_generation
+            )
+        else:
+            position = await self.store.append_and_publish(
+                project_id, channel_id, event, data, generation=access_generation, route=route
+            )
         if position is None:
             self.no_history.add(key, generation)
         return position

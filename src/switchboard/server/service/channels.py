@@ -174,6 +174,9 @@ class ChannelOperations(SettingsOperations):
         if a revocation made it stale."""
         self._check_event(event)
         self._check_size(data, "message data")
+        message = ev.ChannelMessage(project.id, channel_id, event, data)
+        # On Redis the store's one script checks, appends and publishes (one round trip).
+        route = self.broker.store_route(message)
         # The channel's existence check and, with history, the append and its offset.
         try:
             position = await self._append(
@@ -183,20 +186,17 @@ class ChannelOperations(SettingsOperations):
                 data,
                 trusted=False,
                 access_generation=access_generation,
+                route=route,
             )
         except StaleAccess:
             self.forget_access(project.id)
             raise
-        await self.broker.publish(
-            ev.ChannelMessage(
-                project.id,
-                channel_id,
-                event,
-                data,
-                offset=position.offset if position else None,
-                epoch=position.epoch if position else None,
-            )
-        )
+        if route is None:
+            if position is not None:
+                message = msgspec.structs.replace(
+                    message, offset=position.offset, epoch=position.epoch
+                )
+            await self.broker.publish(message)
         self.rest_messages += 1
         if self.webhooks is not None:
             self.webhooks.message_published(

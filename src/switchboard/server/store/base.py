@@ -187,6 +187,24 @@ class Store(Protocol):
         another: the check costs no read of its own.
         """
 
+    async def append_and_publish(
+        self,
+        project_id: str,
+        channel_id: str,
+        event: str,
+        data: msgspec.Raw,
+        *,
+        generation: int | None,
+        route: tuple[str, str, bytes],
+    ) -> StreamPosition | None:
+        """:meth:`append_message`, then publish the message on the broker's pub/sub in
+        the same atomic step (one round trip): ``route`` is the broker's ``StoreRoute``
+        (command, topic, the encoded event up to its offset and epoch, which this
+        completes). Nothing is published when it raises. Only a store on the broker's
+        own server can (Redis); the embedded store's broker is in-process and never
+        asks (NotImplementedError).
+        """
+
     async def read_history(
         self, project_id: str, channel_id: str, since: int, limit: int
     ) -> HistoryPage | None:

@@ -101,6 +101,23 @@ _APPEND = APPEND_FUNCTION + (
     "return append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])\n"
 )
 
+# KEYS and ARGV[1..3] as _APPEND's, then the publish command, the topic and the event's
+# encoding up to its offset and epoch (the broker's StoreRoute): on success the event,
+# completed with them, is published in the same script (one round trip, and offsets in
+# publish order). Answers as _APPEND.
+_APPEND_PUBLISH = (
+    APPEND_FUNCTION
+    + """
+if ARGV[3] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[3] then return -2 end
+local r = append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
+if r == -1 then return -1 end
+local position = ',"offset":null,"epoch":null}'
+if r ~= 0 then position = ',"offset":' .. r[1] .. ',"epoch":' .. cjson.encode(r[2]) .. '}' end
+redis.call(ARGV[4], ARGV[5], ARGV[6] .. position)
+return r
+"""
+)
+
 # KEYS as above. ARGV: since, limit. -1, 0, or {epoch, top, first, entries}.
 _READ = (
     _NOW_MS
@@ -160,6 +177,7 @@ HISTORY_SCRIPTS = [
     ("history_set_policy", _SET_POLICY),
     ("history_policy", _POLICY),
     ("history_append", _APPEND),
+    ("history_append_publish", _APPEND_PUBLISH),
     ("history_read", _READ),
     ("history_put", _PUT),
 ]
@@ -168,6 +186,17 @@ HISTORY_SCRIPTS = [
 
 def _not_found(channel_id: str) -> NotFound:
     return NotFound(f"no channel {channel_id!r} in this project")
+
+
+def _position(result: Any, channel_id: str) -> StreamPosition | None:
+    """An append script's answer (``_APPEND``): the position, None, or the refusal."""
+    if result == -2:
+        raise StaleAccess("the project's tokens changed")
+    if result == -1:
+        raise _not_found(channel_id)
+    if result == 0:
+        return None
+    return StreamPosition(int(result[0]), bytes(result[1]).decode())
 
 
 def _message(entry: list[Any]) -> HistoryMessage:
@@ -248,13 +277,22 @@ class RedisHistory:
         keys = [*self.history_keys(project_id, channel_id), self.keys.generation(project_id)]
         expected = "" if generation is None else str(generation)
         result = await self._run("history_append", keys, [event, bytes(data), expected])
-        if result == -2:
-            raise StaleAccess("the project's tokens changed")
-        if result == -1:
-            raise _not_found(channel_id)
-        if result == 0:
-            return None
-        return StreamPosition(int(result[0]), bytes(result[1]).decode())
+        return _position(result, channel_id)
+
+    async def append_and_publish(
+        self,
+        project_id: str,
+        channel_id: str,
+        event: str,
+        data: msgspec.Raw,
+        *,
+        generation: int | None,
+        route: tuple[str, str, bytes],
+    ) -> StreamPosition | None:
+        keys = [*self.history_keys(project_id, channel_id), self.keys.generation(project_id)]
+        expected = "" if generation is None else str(generation)
+        args = [event, bytes(data), expected, *route]
+        return _position(await self._run("history_append_publish", keys, args), channel_id)
 
     async def read_history(
         self, project_id: str, channel_id: str, since: int, limit: int

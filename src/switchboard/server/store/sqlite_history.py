@@ -307,6 +307,18 @@ class SqliteHistory:
             batches = self.__dict__["_append_batches"] = _AppendBatches(self._write)
         return batches
 
+    async def append_and_publish(
+        self,
+        project_id: str,
+        channel_id: str,
+        event: str,
+        data: msgspec.Raw,
+        *,
+        generation: int | None,
+        route: tuple[str, str, bytes],
+    ) -> StreamPosition | None:
+        raise NotImplementedError("the embedded store has no pub/sub: its broker is in-process")
+
     async def read_history(
         self, project_id: str, channel_id: str, since: int, limit: int
     ) -> HistoryPage | None:
