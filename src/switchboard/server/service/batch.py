@@ -277,16 +277,16 @@ class BatchOperations(ChannelOperations, TokenOperations):
         to_channels: list[int] = []
         to_tokens: list[int] = []
         refusals = {True: permits("publish"), False: permits("direct")}
-        checked: set[tuple[str, int]] = set()  # (event, id(data)): a broadcast's one message
+        checked: Message | None = None  # a broadcast's one message is checked once
         for i, m in enumerate(messages):
             try:
                 refusal = refusals[m.channel is not None]
                 if refusal is not None:
                     raise refusal
-                if (m.event, id(m.data)) not in checked:
+                if checked is None or m.data is not checked.data or m.event != checked.event:
                     self._check_event(m.event)
                     self._check_size(m.data, "message data")
-                    checked.add((m.event, id(m.data)))
+                    checked = m
                 if m.channel is not None:
                     self.check_channel_id(m.channel)
                     to_channels.append(i)
