@@ -28,6 +28,7 @@ CODES = {
 
 SEMANTIC_REFUSALS = {
     "keeps no history": "a channel's own setting: history is read only where it is kept",
+    "keeps no token inboxes": "a project's own setting: inboxes are read only where they are kept",
     "must be in the future": "a token's expiry is checked against the clock",
     "give a url for events, an authorize_url, or both": "a rule across two fields",
     "events must name at least one event when url is set": "a rule across two fields",
