@@ -43,7 +43,8 @@ class IdentifyData(msgspec.Struct):
     """Switchboard's: send ``TOKEN_EXPIRING`` this many seconds before the token expires."""
     recover: dict[str, Since] | None = None
     """Switchboard's: recover these INIT channels from these positions (present, even
-    empty: report the position of every INIT channel that keeps history)."""
+    empty: report the position of every INIT channel that keeps history), and under
+    ``$inbox`` the token's inbox (docs/inbox.md)."""
 
 
 class HeartbeatData(msgspec.Struct):
