@@ -5,6 +5,7 @@ an idempotency key holds across nodes (docs/batch.md)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -14,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, node_pair
+from tests.cluster.slow_link import slow_link
+from tests.conftest import RedisServer, Server, join_node, node_pair, running_node
 from tests.e2e.leap import Leap, leap
 
 CHANNELS = [f"room-{i}" for i in range(12)]
@@ -130,3 +132,44 @@ async def test_an_idempotency_key_holds_across_nodes(pair: tuple[Server, Server]
             assert again["duplicate"] is True and again["succeeded"] == 1
         history = await ok(via_a.get("/channels/c/messages"))
         assert [m["e"] for m in history["messages"]] in (["pay", "item"], ["item", "pay"])
+
+
+async def test_a_thousand_targets_cost_a_few_round_trips(
+    redis_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A node 40 ms (round trip) from Redis: a broadcast to 1,000 channels and 1,000
+    tokens, and a batch of 1,000 direct messages, each take a few round trips, not one
+    per target (which would be 40 s)."""
+    async with (
+        running_node(tmp_path / "a", redis_url=redis_url) as near,
+        slow_link(redis_server.port, 0.020) as port,
+    ):
+        assert near.node is not None
+        service = near.node.service
+        project = await service.store.get_project(near.project_id)
+        assert project is not None
+        tokens = [
+            t.id
+            for t in await asyncio.gather(*(service.create_token(project) for _ in range(1000)))
+        ]
+        channels = [f"c{i}" for i in range(1000)]
+        await asyncio.gather(*(service.create_channel(project, "unprotected", c) for c in channels))
+        far = await join_node(near, tmp_path / "b", redis_url=f"redis://127.0.0.1:{port}/0")
+        try:
+            async with httpx.AsyncClient(base_url=far.api, headers=far.headers, timeout=60) as api:
+                await ok(api.get("/channels/c0"))  # the far node's connections are made
+                body = {"e": "x", "channels": channels, "tokens": tokens, "idempotency_key": "k"}
+                started = time.perf_counter()
+                answer = await ok(api.post("/broadcast", json=body))
+                broadcast_s = time.perf_counter() - started
+                assert answer["succeeded"] == 2000
+                ops = [{"op": "direct", "token": t, "e": "x", "d": i} for i, t in enumerate(tokens)]
+                started = time.perf_counter()
+                answer = await ok(api.post("/batch", json={"requests": ops}))
+                batch_s = time.perf_counter() - started
+                assert answer["succeeded"] == 1000
+        finally:
+            assert far.node is not None
+            await far.node.stop()
+    # About 10 round trips (auth, key, 4 append scripts, tokens, publish, answer) each.
+    assert broadcast_s < 3.0 and batch_s < 3.0, (broadcast_s, batch_s)

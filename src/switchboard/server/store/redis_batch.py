@@ -7,7 +7,8 @@ Keys (named in ``store/redis_layout.py``, under the project's tag)::
 
 A batch's appends are one script per chunk of :data:`APPEND_CHUNK` channels, each
 message appended as ``store/redis_history.py`` appends one (scripts run one at a time,
-so each chunk is atomic and its offsets are in the batch's order). Every key a script
+so each chunk is atomic and its offsets are in the batch's order); the chunks go in one
+pipeline, one round trip. Every key a script
 names belongs to one project, so on a Redis Cluster it stays in the project's slot.
 """
 
@@ -27,7 +28,7 @@ from switchboard.server.store.redis_layout import RedisLayout
 
 APPEND_CHUNK = 256
 """Channels per script: a script blocks Redis while it runs, so a batch of a thousand
-lets other clients in between its chunks."""
+lets other clients in between its chunks (they are pipelined, not one transaction)."""
 
 # KEYS: three per message (channel hash, history hash, stream). ARGV: the number m of
 # distinct (event, data) pairs, the pairs, then per message the 1-based index of its
@@ -84,17 +85,39 @@ class RedisBatch:
     def _idempotency_key(self, project_id: str, key: str) -> str:
         return self.keys.idempotency(project_id, key)
 
+    async def _scripts_in_one_trip(
+        self, name: str, calls: list[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """Run the script ``name`` once per ``(keys, args)``, in order, in one pipeline:
+        one round trip, each run atomic. A cluster's pipeline does not load scripts: on
+        NOSCRIPT (none of them ran: one project, one slot, one node) it is loaded and the
+        pipeline sent again."""
+        if not calls:
+            return []
+        script = self._scripts[name]
+        async with self._translate():
+            for attempt in range(2):
+                pipe = self.redis.pipeline(transaction=False)
+                for keys, args in calls:
+                    await script(keys=keys, args=args, client=pipe)
+                try:
+                    return list(await pipe.execute())
+                except NoScriptError:
+                    if attempt:
+                        raise
+                    await self.redis.script_load(script.script)
+        raise AssertionError("unreachable")
+
     async def append_messages(
         self, project_id: str, messages: list[tuple[str, str, msgspec.Raw]]
     ) -> list[StreamPosition | NotFound | None]:
-        results: list[StreamPosition | NotFound | None] = []
+        calls: list[tuple[list[str], list[Any]]] = []
         for start in range(0, len(messages), APPEND_CHUNK):
-            chunk = messages[start : start + APPEND_CHUNK]
             pairs: dict[tuple[str, int], int] = {}
             args: list[Any] = [0]
             keys: list[str] = []
             indexes: list[int] = []
-            for channel_id, event, data in chunk:
+            for channel_id, event, data in messages[start : start + APPEND_CHUNK]:
                 keys += self.history_keys(project_id, channel_id)
                 # The same bytes object is one pair (a broadcast's message).
                 index = pairs.setdefault((event, id(data)), len(pairs) + 1)
@@ -102,39 +125,29 @@ class RedisBatch:
                     args += [event, bytes(data)]
                 indexes.append(index)
             args[0] = len(pairs)
-            replies = await self._run("batch_append", keys, args + indexes)
-            for (channel_id, _, _), reply in zip(chunk, replies, strict=True):
-                if reply == -1:
-                    results.append(NotFound(f"no channel {channel_id!r} in this project"))
-                elif reply == 0:
-                    results.append(None)
-                else:
-                    results.append(StreamPosition(int(reply[0]), bytes(reply[1]).decode()))
+            calls.append((keys, args + indexes))
+        results: list[StreamPosition | NotFound | None] = []
+        replies = [
+            r for chunk in await self._scripts_in_one_trip("batch_append", calls) for r in chunk
+        ]
+        for (channel_id, _, _), reply in zip(messages, replies, strict=True):
+            if reply == -1:
+                results.append(NotFound(f"no channel {channel_id!r} in this project"))
+            elif reply == 0:
+                results.append(None)
+            else:
+                results.append(StreamPosition(int(reply[0]), bytes(reply[1]).decode()))
         return results
 
     async def append_inboxes(
         self, project_id: str, messages: list[tuple[str, str, msgspec.Raw]]
     ) -> list[StreamPosition | None]:
-        if not messages:
-            return []
-        # The inbox's own script for each (store/redis_inbox.py), in one pipeline: one
-        # round trip, each append atomic, in order.
-        script = self._scripts["inbox_append"]
-        async with self._translate():
-            for attempt in range(2):
-                pipe = self.redis.pipeline(transaction=False)
-                for token_id, event, data in messages:
-                    keys = self.inbox_keys(project_id, token_id)
-                    await script(keys=keys, args=[INBOX, event, bytes(data)], client=pipe)
-                try:
-                    replies = await pipe.execute()
-                    break
-                except NoScriptError:
-                    # A cluster's pipeline does not load scripts: the project's node
-                    # lacked it, so none of the appends ran (one slot, one node).
-                    if attempt:
-                        raise
-                    await self.redis.script_load(script.script)
+        # The inbox's own script for each (store/redis_inbox.py).
+        calls = [
+            (self.inbox_keys(project_id, token_id), [INBOX, event, bytes(data)])
+            for token_id, event, data in messages
+        ]
+        replies = await self._scripts_in_one_trip("inbox_append", calls)
         return [
             None if r == 0 else StreamPosition(int(r[0]), bytes(r[1]).decode()) for r in replies
         ]
