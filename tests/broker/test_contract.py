@@ -84,12 +84,18 @@ def payloads(transport: RecordingTransport) -> list[Any]:
 Factory = Callable[[Hub], Broker]
 
 
-@pytest.fixture(params=["local", "redis"])
+@pytest.fixture(params=["local", "redis", "redis-cluster"])
 async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[], Any]]:
-    """``await make()`` returns a started (hub, broker); all are stopped afterwards."""
+    """``await make()`` returns a started (hub, broker); all are stopped afterwards.
+
+    ``redis-cluster``: a real Redis Cluster, with sharded pub/sub (``broker/shards.py``)."""
     started: list[Broker] = []
     kind = request.param
-    url = request.getfixturevalue("redis_url") if kind == "redis" else ""
+    url = {
+        "redis": lambda: request.getfixturevalue("redis_url"),
+        "redis-cluster": lambda: request.getfixturevalue("redis_cluster_url"),
+        "local": lambda: "",
+    }[kind]()
     if kind == "local":
         # One process has one hub: a local "cluster" is a single node.
         shared = Hub(max_buffered_bytes=1 << 20)

@@ -134,7 +134,7 @@ async def test_a_node_taken_for_dead_announces_its_members_again(
             # b stalls past its TTL, as far as Redis can tell: its key is gone.
             client = aioredis.from_url(redis_url)
             try:
-                assert await client.delete(f"sb:node:{broker_b.node_id}") == 1
+                assert await client.delete(f"sb:node:{{{broker_b.node_id}}}") == 1
             finally:
                 await client.aclose()
             leave = await watcher.dispatch("PRESENCE_LEAVE", timeout=3)

@@ -18,7 +18,14 @@ from tests.conftest import Server, join_node, launch, start_node, stop
 pytestmark = pytest.mark.compat
 
 
-@pytest.fixture(params=["one node", "three nodes on Redis", "two workers on Redis"])
+@pytest.fixture(
+    params=[
+        "one node",
+        "three nodes on Redis",
+        "two workers on Redis",
+        "three nodes on a Redis Cluster",
+    ]
+)
 async def topology(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[Server, Server, Server]]:
@@ -37,7 +44,8 @@ async def topology(
     if request.param == "one node":
         servers = [await start_node(tmp_path / "one")]
     else:
-        redis_url = request.getfixturevalue("redis_url")
+        cluster = request.param == "three nodes on a Redis Cluster"
+        redis_url = request.getfixturevalue("redis_cluster_url" if cluster else "redis_url")
         first = await start_node(tmp_path / "a", redis_url=redis_url)
         servers = [first] + [
             await join_node(first, tmp_path / name, redis_url=redis_url) for name in "bc"

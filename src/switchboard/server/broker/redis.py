@@ -10,6 +10,10 @@ in a loop turn, and one for all of them after a reconnection. Events a node publ
 one after another arrive everywhere in that order (one connection per node reads every
 topic it hears, and Redis keeps a publisher's order across topics).
 
+On a Redis Cluster (``redis+cluster://``) the topics are shard channels instead:
+``SPUBLISH`` reaches only the master that owns the topic's slot, and one sharded reader
+per master hears this node's topics there (``broker/shards.py``).
+
 Presence across nodes is :class:`~switchboard.server.broker.redis_presence.RedisPresence`.
 
 Redis faults: publishing raises :class:`~switchboard.exceptions.Unavailable`; the
@@ -44,9 +48,11 @@ from switchboard.server.broker.events import (
     NodePresence,
     TokenSubscribed,
 )
+from switchboard.server.broker.grants import PendingGrants
 from switchboard.server.broker.redis_presence import FAULTS, RedisPresence
+from switchboard.server.broker.shards import HEARTBEAT_MISSED_S, ShardReaders, shard_channel
 from switchboard.server.broker.topics import SHARED, TopicInterest, node_topic, topic_of
-from switchboard.server.redis_pool import open_client
+from switchboard.server.redis_pool import is_cluster_url, open_client, parse_cluster_url
 
 log = logging.getLogger("switchboard.broker")
 
@@ -65,22 +71,14 @@ _RECONNECT_MAX_S = 1.0
 HEARTBEAT_S = 1.0
 """How often a node publishes a beat on its own topic (and checks it hears them)."""
 
-HEARTBEAT_MISSED_S = 3.5
-"""A subscription that heard no beat for this long is dropped and made again: a Redis
-failover can leave its socket open to a server that no longer gets the publishes."""
-
-GRANT_WAIT_S = 2.0
-"""How long a backend's grant waits for the nodes with the token's sockets to join them."""
-
 
 class _Subscription(PubSub):
     """A PubSub that does not reconnect by itself.
 
-    redis-py's PubSub reconnects after a connection error that its retry covers and
-    resubscribes to the channels it knows. The broker does that itself instead, so that
-    every topic wanted *now* is subscribed again in one command and nothing counts as
-    heard until Redis confirms it (``TopicInterest.resubscribing``): a connection made
-    again here raises, and the reader starts over.
+    redis-py's PubSub reconnects after a connection error and resubscribes to the
+    channels it knows. The broker does that itself, so that every topic wanted *now* is
+    subscribed again in one command and none counts as heard until Redis confirms it
+    (``TopicInterest.resubscribing``): a connection made again here raises instead.
     """
 
     async def on_connect(self, connection: Any) -> None:
@@ -117,6 +115,8 @@ class RedisBroker:
         self._redis: Any = None
         self._presence: RedisPresence | None = None
         self._pubsub: Any = None
+        self._shards: ShardReaders | None = None
+        """On a Redis Cluster: the sharded pub/sub readers (``broker/shards.py``)."""
         self._tasks: list[asyncio.Task[None]] = []
         self.connected = False
         self.events_received = 0
@@ -126,8 +126,7 @@ class RedisBroker:
         self._deaf = False
         """Set when the beats stopped coming back: the reader drops its subscription."""
         """When this node's reader last heard anything (its beats come every second)."""
-        self._grants: dict[str, tuple[set[str], asyncio.Future[None]]] = {}
-        """Grants waiting for nodes to join the token's sockets: request -> (nodes, done)."""
+        self._grants = PendingGrants()
 
     def __repr__(self) -> str:
         return f"RedisBroker(node={self.node_id!r})"
@@ -141,11 +140,37 @@ class RedisBroker:
         assert self._presence is not None, "the broker is not started"
         return self._presence
 
+    def channel(self, topic: str) -> str:
+        """The Redis channel of ``topic``: a shard channel on a cluster."""
+        if self._shards is not None:
+            return shard_channel(self.prefix, topic)
+        return self.prefix + topic
+
+    def _send(self, client: Any, event: BrokerEvent) -> Any:
+        """``PUBLISH`` the event (``SPUBLISH`` on a cluster) through a client or a pipeline."""
+        send = client.spublish if self._shards is not None else client.publish
+        return send(self.channel(topic_of(event)), _encoder.encode(event))
+
     async def start(self) -> None:
         self._redis = open_client(self.url, timeout=self.timeout)
         await self.ping()
+        reader = self._read
+        if is_cluster_url(self.url):
+            self._shards = ShardReaders(
+                self._redis,
+                self.topics,
+                prefix=self.prefix,
+                node_id=self.node_id,
+                password=parse_cluster_url(self.url).password,
+                timeout=self.timeout,
+                on_message=self._handle,
+                on_gap=self._reconnected,
+            )
+            reader = self._read_shards
         self._presence = RedisPresence(
             self._redis,
+            channel=self.channel,
+            clustered=self._shards is not None,
             prefix=self.prefix,
             node_id=self.node_id,
             ttl=self.ttl,
@@ -155,7 +180,7 @@ class RedisBroker:
         )
         subscribed = asyncio.Event()
         self._tasks = [
-            asyncio.create_task(self._read(subscribed)),
+            asyncio.create_task(reader(subscribed)),
             asyncio.create_task(self._change_topics()),
             asyncio.create_task(self._beat()),
             *self._presence.tasks(),
@@ -171,6 +196,8 @@ class RedisBroker:
         if await cancel_and_wait(self._tasks):
             log.warning("broker tasks still running at stop")
         self._tasks = []
+        if self._shards is not None:
+            await self._shards.stop()
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -183,7 +210,7 @@ class RedisBroker:
 
     async def publish(self, event: BrokerEvent) -> None:
         try:
-            await self._redis.publish(self.prefix + topic_of(event), _encoder.encode(event))
+            await self._send(self._redis, event)
         except FAULTS as exc:
             raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
 
@@ -192,43 +219,32 @@ class RedisBroker:
             return
         pipe = self._redis.pipeline(transaction=False)
         for event in events:
-            pipe.publish(self.prefix + topic_of(event), _encoder.encode(event))
+            self._send(pipe, event)
         try:
             await pipe.execute()
         except FAULTS as exc:
             raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
 
-    def store_route(self, event: ChannelMessage) -> StoreRoute:
+    def store_route(self, event: ChannelMessage) -> StoreRoute | None:
+        if self._shards is not None:
+            # A script on a cluster may publish only to a shard channel of its keys'
+            # slot: the project's, not the topic's partition. Two round trips there.
+            return None
         encoded = _encoder.encode(msgspec.structs.replace(event, offset=None, epoch=None))
         assert encoded.endswith(_NO_POSITION), "offset and epoch end a ChannelMessage"
         return StoreRoute("PUBLISH", self.prefix + topic_of(event), encoded[: -len(_NO_POSITION)])
 
     async def publish_grant(self, event: TokenSubscribed) -> None:
-        """Publish, then wait (up to :data:`GRANT_WAIT_S`) until every node with the
-        token's sockets, this one included, says it joined them to the channel: a node
-        that did not hear the channel yet joins them only once it does."""
+        """Publish, then wait until the nodes with the token's sockets, this one
+        included, joined them to the channel (``broker/grants.py``)."""
         nodes = await self.presence.token_nodes(event.token_id)
         if self._local.token_connections(event.token_id):
             nodes.add(self.node_id)
         if not nodes:
             return await self.publish(event)
         request = f"{self.node_id}:{secrets.token_hex(8)}"
-        done = asyncio.get_running_loop().create_future()
-        self._grants[request] = (nodes, done)
-        try:
-            await self.publish(msgspec.structs.replace(event, ack=request))
-            # asyncio.wait: it neither cancels the future nor swallows a cancellation.
-            await asyncio.wait([done], timeout=GRANT_WAIT_S)
-        finally:
-            del self._grants[request]
-
-    def _grant_joined(self, event: GrantJoined) -> None:
-        waiting = self._grants.get(event.request)
-        if waiting is not None:
-            nodes, done = waiting
-            nodes.discard(event.node_id)
-            if not nodes and not done.done():
-                done.set_result(None)
+        acked = msgspec.structs.replace(event, ack=request)
+        await self._grants.wait(request, nodes, lambda: self.publish(acked))
 
     # Delivery.
 
@@ -279,18 +295,7 @@ class RedisBroker:
             self._heard_at = loop.time()
             kind = message["type"]
             if kind == "message":
-                try:
-                    event = _decoder.decode(message["data"])
-                except msgspec.DecodeError:
-                    log.warning("undecodable broker event dropped")
-                    continue
-                if isinstance(event, Heartbeat):
-                    continue
-                self.events_received += 1
-                if isinstance(event, GrantJoined):
-                    self._grant_joined(event)
-                else:
-                    self._handler.handle(event)
+                self._handle(message["data"])
                 if self.events_received % _EVENTS_PER_TURN == 0:
                     # A backlog arrives already buffered, and get_message then returns
                     # without yielding: let the writes and every other task run
@@ -299,6 +304,30 @@ class RedisBroker:
             elif kind == "subscribe":
                 self.topics.confirmed(message["channel"].decode()[prefix_len:])
 
+    def _handle(self, data: bytes) -> None:
+        """One event from Redis, to the handler (or to a grant waiting for it)."""
+        try:
+            event = _decoder.decode(data)
+        except msgspec.DecodeError:
+            log.warning("undecodable broker event dropped")
+            return
+        if isinstance(event, Heartbeat):
+            return
+        self.events_received += 1
+        if isinstance(event, GrantJoined):
+            self._grants.joined(event)
+        else:
+            self._handler.handle(event)
+
+    async def _read_shards(self, subscribed: asyncio.Event) -> None:
+        """On a Redis Cluster: the readers of ``broker/shards.py``, which hear every
+        topic this node wants, the shared one and its own included."""
+        assert self._shards is not None
+        self.topics.want(SHARED)
+        self.topics.want(node_topic(self.node_id))
+        self.connected = True
+        await self._shards.run(subscribed)
+
     async def _change_topics(self) -> None:
         """Send the topic changes of each loop turn, batched: one SUBSCRIBE, one UNSUBSCRIBE."""
         while True:
@@ -306,6 +335,9 @@ class RedisBroker:
             # The rest of this turn's joins and leaves come in the same batch.
             await asyncio.sleep(0)
             to_hear, to_drop = self.topics.take()
+            if self._shards is not None:
+                await self._shards.change(to_hear, to_drop)
+                continue
             pubsub = self._pubsub
             if pubsub is None:
                 continue  # the reader resubscribes to everything wanted when it is back
@@ -326,6 +358,9 @@ class RedisBroker:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(HEARTBEAT_S)
+            if self._shards is not None:
+                await self._shards.beat()  # a beat per shard; each reader checks its own
+                continue
             try:
                 await self._redis.publish(beat, payload)
             except FAULTS:
@@ -360,4 +395,5 @@ class RedisBroker:
             "events_received": self.events_received,
             "reconnects": self.reconnects,
             "topics": len(self.topics),
+            **(self._shards.stats() if self._shards is not None else {}),
         }

@@ -1,8 +1,10 @@
 """`RedisPresence`: this node's share of presence in Redis, and the other nodes' shares.
 
 Each node keeps, under its own ID, how many of its connections each token has and how
-many subscribers each channel has (hashes ``{prefix}presence:{node}:t`` and ``:c``),
-and refreshes ``{prefix}node:{node}`` with a short TTL. A count is the sum over nodes
+many subscribers each channel has (hashes ``{prefix}presence:{{node}}:t`` and ``:c``),
+and refreshes ``{prefix}node:{{node}}`` with a short TTL (the node's ID is their hash
+tag, so on a Redis Cluster they share a slot and one transaction writes them; the set
+of nodes, ``{prefix}nodes``, is written beside it there). A count is the sum over nodes
 whose key is alive, so a node killed with ``kill -9`` stops counting when its key
 expires, and the first reader after that sweeps its hashes away. A node that stops
 cleanly deletes its own at once. A third hash, ``:m``, holds who: per channel, this
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -48,6 +51,11 @@ _WATCH_CHECK_S = 1.0
 FAULTS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 
+def node_key(prefix: str, node_id: str) -> str:
+    """The key that says a node is alive (its TTL runs out when the node dies)."""
+    return f"{prefix}node:{{{node_id}}}"
+
+
 def _channel_field(project_id: str, channel_id: str) -> str:
     return f"{project_id}\x00{channel_id}"
 
@@ -59,6 +67,8 @@ class RedisPresence:
         self,
         redis: Any,
         *,
+        channel: Callable[[str], str],
+        clustered: bool,
         prefix: str,
         node_id: str,
         ttl: float,
@@ -67,6 +77,9 @@ class RedisPresence:
         changes: PresenceChanges,
     ) -> None:
         self._redis = redis
+        self._channel = channel
+        self._clustered = clustered
+        """On a Redis Cluster: no transaction across slots, SPUBLISH for events."""
         self.prefix = prefix
         self.node_id = node_id
         self.ttl = ttl
@@ -80,6 +93,9 @@ class RedisPresence:
 
     def _k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
+
+    def _node_hash(self, node: str, suffix: str) -> str:
+        return f"{self.prefix}presence:{{{node}}}:{suffix}"
 
     def tasks(self) -> list[asyncio.Task[None]]:
         """The presence tasks, started: writing, publishing members, watching nodes."""
@@ -104,12 +120,7 @@ class RedisPresence:
         with contextlib.suppress(*FAULTS):
             await self._send_members()
         with contextlib.suppress(*FAULTS):
-            await self._redis.delete(
-                self._k("node", self.node_id),
-                self._k("presence", self.node_id, "t"),
-                self._k("presence", self.node_id, "c"),
-                self._k("presence", self.node_id, "m"),
-            )
+            await self._redis.delete(node_key(self.prefix, self.node_id), *self._hashes())
             await self._redis.srem(self._k("nodes"), self.node_id)
 
     async def _keep_presence(self) -> None:
@@ -133,13 +144,17 @@ class RedisPresence:
         counts of the tokens and channels touched (one field each), or everything after a
         gap (first write, reconnection, this node's key found gone)."""
         tokens, channels = self._changes.take_touched()
-        node_key = self._k("node", self.node_id)
+        alive_key = node_key(self.prefix, self.node_id)
+        if self._clustered:
+            # Another slot than this node's keys: not in their transaction.
+            await self._redis.sadd(self._k("nodes"), self.node_id)
         pipe = self._redis.pipeline(transaction=True)
         # Whether the key was still there: if not, other nodes may have taken this one
         # for dead (its key expired in a stall, or Redis restarted empty).
-        pipe.exists(node_key)
-        pipe.set(node_key, "1", px=int(self.ttl * 1000))
-        pipe.sadd(self._k("nodes"), self.node_id)
+        pipe.exists(alive_key)
+        pipe.set(alive_key, "1", px=int(self.ttl * 1000))
+        if not self._clustered:
+            pipe.sadd(self._k("nodes"), self.node_id)
         if self._whole:
             self._write_whole(pipe)
         else:
@@ -199,9 +214,9 @@ class RedisPresence:
         """This node's hashes: connections per token, subscribers and members per channel."""
         node = self.node_id
         return (
-            self._k("presence", node, "t"),
-            self._k("presence", node, "c"),
-            self._k("presence", node, "m"),
+            self._node_hash(node, "t"),
+            self._node_hash(node, "c"),
+            self._node_hash(node, "m"),
         )
 
     async def _remote_fields(self, suffix: str, field: str) -> dict[str, bytes]:
@@ -213,8 +228,8 @@ class RedisPresence:
                 return {}
             pipe = self._redis.pipeline(transaction=False)
             for node in others:
-                pipe.exists(self._k("node", node))
-                pipe.hget(self._k("presence", node, suffix), field)
+                pipe.exists(node_key(self.prefix, node))
+                pipe.hget(self._node_hash(node, suffix), field)
             replies = await pipe.execute()
         except FAULTS as exc:
             raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
@@ -243,7 +258,7 @@ class RedisPresence:
             pipe = self._redis.pipeline(transaction=False)
             for node in dead:
                 pipe.srem(self._k("nodes"), node)
-                pipe.delete(*(self._k("presence", node, s) for s in ("t", "c", "m")))
+                pipe.delete(*(self._node_hash(node, s) for s in ("t", "c", "m")))
             await pipe.execute()
             log.info("swept dead nodes", extra={"nodes": dead})
 
@@ -272,7 +287,11 @@ class RedisPresence:
             return
         pipe = self._redis.pipeline(transaction=False)
         for event in events:
-            pipe.publish(self.prefix + topic_of(event), _encoder.encode(event))
+            channel = self._channel(topic_of(event))
+            if self._clustered:
+                pipe.spublish(channel, _encoder.encode(event))
+            else:
+                pipe.publish(channel, _encoder.encode(event))
         await pipe.execute()
 
     async def _publish_members(self) -> None:
@@ -296,7 +315,7 @@ class RedisPresence:
             try:
                 pipe = self._redis.pipeline(transaction=False)
                 for node in nodes:
-                    pipe.exists(self._k("node", node))
+                    pipe.exists(node_key(self.prefix, node))
                 alive = await pipe.execute()
             except FAULTS:
                 continue  # Redis is away: nobody can tell; try again next time

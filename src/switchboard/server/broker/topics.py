@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from switchboard.exceptions import Unavailable
 from switchboard.server.broker import events as ev
@@ -192,17 +192,26 @@ class TopicInterest:
         if future is not None and not future.done():
             future.set_result(None)
 
-    def resubscribing(self) -> list[str]:
+    def resubscribing(self, only: Callable[[str], bool] | None = None) -> list[str]:
         """The link to Redis is new: every wanted topic must be subscribed again (one
-        batch); nothing is heard until Redis confirms it anew."""
-        self._to_hear.clear()
-        self._to_drop.clear()
-        self.changed.clear()
+        batch); nothing is heard until Redis confirms it anew.
+
+        ``only``: just the topics it accepts (a Redis Cluster's reader that starts
+        over, or partitions that moved to another master: ``broker/shards.py``)."""
         loop = asyncio.get_running_loop()
-        for topic in self._heard:
+        if only is None:
+            self._to_hear.clear()
+            self._to_drop.clear()
+            self.changed.clear()
+            lost = set(self._heard)
+            self._heard.clear()
+        else:
+            self._to_hear = {t for t in self._to_hear if not only(t)}
+            lost = {t for t in self._heard if only(t)}
+            self._heard -= lost
+        for topic in lost:
             self._pending.setdefault(topic, loop.create_future())
-        self._heard.clear()
-        topics = sorted(self._refs)
+        topics = sorted(t for t in self._refs if only is None or only(t))
         for topic in topics:
             self._pending.setdefault(topic, loop.create_future())
         return topics

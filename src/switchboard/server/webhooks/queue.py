@@ -29,7 +29,8 @@ import msgspec
 from redis import exceptions as redis_errors
 
 from switchboard.server.aio import cancel_and_wait, wait_event
-from switchboard.server.redis_pool import open_client
+from switchboard.server.broker.redis_presence import node_key
+from switchboard.server.redis_pool import is_cluster_url, open_client
 from switchboard.server.webhooks.config import EventType
 from switchboard.server.webhooks.events import (
     WebhookEvent,
@@ -153,10 +154,11 @@ end
 return 0
 """
 
-# KEYS: totals, the dead node's part, stream, nodes set, the dead node's presence key.
+# KEYS: totals, the dead node's part, stream, nodes set, [the dead node's presence key:
+# on one Redis; a cluster checks it just before, on its own slot].
 # ARGV: node, maxlen. IDs are of [A-Za-z0-9_.:@-] (ids.py), so they need no escaping.
 _REAP = """
-if redis.call('EXISTS', KEYS[5]) == 1 then return -1 end
+if KEYS[5] and redis.call('EXISTS', KEYS[5]) == 1 then return -1 end
 local part = redis.call('HGETALL', KEYS[2])
 local made = 0
 for i = 1, #part, 2 do
@@ -201,9 +203,12 @@ class RedisQueue:
         self.max_events = max_events
         self.timeout = timeout
         self.prefix = prefix
-        self.stream = self._k("webhooks", "events")
-        self._totals = self._k("webhooks", "occupancy")
-        self._nodes = self._k("webhooks", "nodes")
+        # One hash tag for every key of the queue: its scripts stay on one slot of a
+        # Redis Cluster.
+        self.stream = self._k("{webhooks}", "events")
+        self._totals = self._k("{webhooks}", "occupancy")
+        self._nodes = self._k("{webhooks}", "nodes")
+        self._clustered = is_cluster_url(url)
         self._redis: Any = None
         self._scripts: dict[str, Any] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -214,7 +219,7 @@ class RedisQueue:
         return self.prefix + ":".join(parts)
 
     def _part(self, node: str) -> str:
-        return self._k("webhooks", "node", node)
+        return self._k("{webhooks}", "node", node)
 
     async def start(self) -> None:
         self._redis = open_client(self.url, timeout=self.timeout)
@@ -239,7 +244,9 @@ class RedisQueue:
             self._redis = None
 
     async def apply(self, changes: list[Change]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
+        # On a cluster a script is not pipelined: a master that lacks it (promoted,
+        # or new) answers NOSCRIPT, which only a script called alone gets past.
+        pipe = self._redis if self._clustered else self._redis.pipeline(transaction=False)
         keys = [self._totals, self._part(self.node_id), self.stream, self._nodes]
         for c in changes:
             field = f"{c.project_id}|{c.kind}|{c.subject}"
@@ -253,7 +260,8 @@ class RedisQueue:
                 self.max_events,
             ]
             await self._scripts["apply"](keys=keys, args=args, client=pipe)
-        await pipe.execute()
+        if not self._clustered:
+            await pipe.execute()
 
     async def put(self, events: list[WebhookEvent]) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -333,13 +341,12 @@ class RedisQueue:
         for node in nodes:
             if node == self.node_id:
                 continue
-            keys = [
-                self._totals,
-                self._part(node),
-                self.stream,
-                self._nodes,
-                self._k("node", node),  # the broker's presence key (broker/redis.py)
-            ]
+            keys = [self._totals, self._part(node), self.stream, self._nodes]
+            alive = node_key(self.prefix, node)  # the broker's (broker/redis_presence.py)
+            if not self._clustered:
+                keys.append(alive)  # checked in the script
+            elif await self._redis.exists(alive):
+                continue  # (on another slot: checked just before)
             result = await self._scripts["reap"](keys=keys, args=[node, self.max_events])
             if result >= 0:
                 made += result
