@@ -148,7 +148,7 @@ def _node(line: str) -> ClusterNodeInfo:
 
 def _start_node(port: int, bus_port: int, directory: Path) -> subprocess.Popen[bytes]:
     node_dir = directory / str(port)
-    node_dir.mkdir()
+    node_dir.mkdir(parents=True)
     proc = subprocess.Popen(
         [
             *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),

@@ -3,14 +3,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
+from redis.crc import key_slot
 
-from tests.cluster.redis_cluster import RedisClusterSet
-from tests.conftest import Server, launch, stop
+from switchboard.server.broker.shards import TAGS, partition_of
+from tests.cluster.redis_cluster import RedisClusterSet, redis_cluster
+from tests.cluster.test_history import ok
+from tests.conftest import Server, launch, stop, switchboard_cmd
 from tests.e2e.leap import leap
 
 pytestmark = pytest.mark.timeout(120)
@@ -60,3 +68,230 @@ async def test_events_cross_nodes_on_sharded_topics(
     finally:
         for server in (a, b):
             assert stop(server, signal.SIGTERM) == 0
+
+
+def owner_of(cluster: RedisClusterSet, key: str) -> tuple[int, int]:
+    """(port of the master that owns ``key``'s slot, first slot of its range there)."""
+    slot = key_slot(key.encode())
+    for port in cluster.live_ports():
+        with redis.Redis(port=port, socket_timeout=1) as client:
+            for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    return int(master[1]), int(start)
+    raise RuntimeError("no master owns the slot")
+
+
+def feed_on(cluster: RedisClusterSet, project_id: str) -> str:
+    """A channel whose topic's partition is on the master of the project's keys: killing
+    that master stops both the project's writes and the channel's events."""
+    port, _ = owner_of(cluster, f"sb:{{{project_id}}}:project")
+    for i in range(1000):
+        topic = f"c:{project_id}:feed-{i}"
+        if owner_of(cluster, TAGS[partition_of(topic)])[0] == port:
+            return f"feed-{i}"
+    raise RuntimeError("no channel name on that master")
+
+
+async def publish_until(
+    via: httpx.AsyncClient, channel: str, stop_at: asyncio.Event, acks: list[tuple[float, int]]
+) -> list[int]:
+    """Publish numbered messages one after another; note (time, number) of each
+    acknowledged; return the status codes of the others."""
+    n, failed = 0, []
+    while not stop_at.is_set():
+        n += 1
+        try:
+            r = await via.post(f"/channels/{channel}/messages", json={"e": "m", "d": n}, timeout=5)
+        except httpx.HTTPError:
+            failed.append(0)
+            await asyncio.sleep(0.05)
+            continue
+        if r.status_code == 200:
+            acks.append((time.monotonic(), n))
+        else:
+            failed.append(r.status_code)
+            await asyncio.sleep(0.05)
+    return failed
+
+
+async def make_tokens(api: httpx.AsyncClient, stop_at: asyncio.Event, acked: list[str]) -> None:
+    while not stop_at.is_set():
+        try:
+            r = await api.post("/channels/tokens", json={}, timeout=5)
+        except httpx.HTTPError:
+            await asyncio.sleep(0.05)
+            continue
+        if r.status_code == 200:
+            acked.append(r.json()["data"]["token"]["id"])
+        else:
+            await asyncio.sleep(0.05)
+
+
+async def kept_messages(api: httpx.AsyncClient, channel: str) -> set[int]:
+    """Every message the channel's history holds, page after page."""
+    kept: set[int] = set()
+    since = 0
+    while True:
+        page = await ok(
+            api.get(f"/channels/{channel}/messages", params={"since": since, "limit": 1000})
+        )
+        kept |= {m["d"] for m in page["messages"]}
+        if not page["has_more"]:
+            return kept
+        since = page["messages"][-1]["offset"]
+
+
+async def lost_tokens(api: httpx.AsyncClient, acked: list[str]) -> int:
+    lost = 0
+    for token in acked:
+        for _ in range(100):
+            r = await api.get(f"/channels/tokens/{token}")
+            if r.status_code in (200, 404):
+                break
+            await asyncio.sleep(0.1)  # 503 while the node reaches the promoted replica
+        lost += r.status_code == 404
+    return lost
+
+
+async def test_a_master_killed_under_a_publish_stream(tmp_path: Path) -> None:
+    """``kill -9`` of the master that holds the project's keys and the channel's topic,
+    while node A takes REST publishes and token writes and node B's socket listens:
+    REST and delivery come back within 15 s of the replica's promotion."""
+    with redis_cluster(tmp_path / "redis") as cluster:
+        a, b = two_nodes(tmp_path, cluster)
+        try:
+            async with (
+                httpx.AsyncClient(base_url=a.api, headers=a.headers) as api,
+                leap(b.ws_url, b.project_id) as client,
+            ):
+                feed = feed_on(cluster, a.project_id)
+                await ok(api.put(f"/channels/{feed}", json={"type": "unprotected"}))
+                assert (await client.subscribe(feed))["e"] == "AVAILABLE"
+                done = asyncio.Event()
+                acks: list[tuple[float, int]] = []
+                tokens: list[str] = []
+                publisher = asyncio.create_task(publish_until(api, feed, done, acks))
+                writers = [asyncio.create_task(make_tokens(api, done, tokens)) for _ in range(4)]
+                await asyncio.sleep(1.0)
+                victim, _ = owner_of(cluster, f"sb:{{{a.project_id}}}:project")
+                killed = time.monotonic()
+                cluster.kill_master(victim)
+                promoted = await asyncio.to_thread(cluster.wait_promoted, victim)
+                # Delivery to B resumes: a message acknowledged after the promotion.
+                before = max((n for t, n in acks if t <= promoted), default=0)
+                while (await client.dispatch("MESSAGE", timeout=20))["d"]["d"] <= before:
+                    pass
+                resumed = time.monotonic()
+                done.set()
+                await publisher
+                await asyncio.gather(*writers)
+                first_ack = min(t for t, _ in acks if t > promoted)
+                lost = await lost_tokens(api, tokens)
+                print(
+                    f"kill -9 of a master: promotion {promoted - killed:.1f} s after it; REST "
+                    f"acknowledged again {first_ack - promoted:.1f} s after the promotion, "
+                    f"delivery to the other node {resumed - promoted:.1f} s after it; "
+                    f"{lost} of {len(tokens)} acknowledged token writes lost (asynchronous "
+                    f"replication)"
+                )
+                assert first_ack - promoted < 15
+                assert resumed - promoted < 15
+                # The socket stayed open through it all.
+                await client.send({"op": 3, "d": {}})
+                while (await client.recv())["op"] != 4:
+                    pass
+        finally:
+            for server in (a, b):
+                assert stop(server, signal.SIGTERM) == 0
+
+
+async def test_a_slot_migration_under_a_publish_stream(tmp_path: Path) -> None:
+    """``redis-cli --cluster reshard`` moves the project's slot (and the partitions of the
+    slots before it) to another master while A publishes into a channel with history
+    and creates tokens, and B's socket listens: no request fails, every acknowledged
+    message is in the history and every acknowledged token exists; delivery goes on."""
+    with redis_cluster(tmp_path / "redis") as cluster:
+        a, b = two_nodes(tmp_path, cluster)
+        try:
+            async with (
+                httpx.AsyncClient(base_url=a.api, headers=a.headers) as api,
+                leap(b.ws_url, b.project_id) as client,
+            ):
+                feed = feed_on(cluster, a.project_id)
+                await ok(
+                    api.put(
+                        f"/channels/{feed}",
+                        json={"type": "unprotected", "history": {"size": 10000}},
+                    )
+                )
+                assert (await client.subscribe(feed))["e"] == "AVAILABLE"
+                done = asyncio.Event()
+                acks: list[tuple[float, int]] = []
+                tokens: list[str] = []
+                publisher = asyncio.create_task(publish_until(api, feed, done, acks))
+                writers = [asyncio.create_task(make_tokens(api, done, tokens)) for _ in range(4)]
+                await asyncio.sleep(0.5)
+                source, first = owner_of(cluster, f"sb:{{{a.project_id}}}:project")
+                moved = key_slot(a.project_id.encode()) - first + 1
+                started = time.monotonic()
+                await asyncio.to_thread(cluster.reshard, moved, source)
+                took = time.monotonic() - started
+                assert owner_of(cluster, f"sb:{{{a.project_id}}}:project")[0] != source
+                await asyncio.sleep(0.5)
+                done.set()
+                failed = await publisher
+                await asyncio.gather(*writers)
+                # Delivery goes on after the move: the last acknowledged message arrives.
+                last = acks[-1][1]
+                delivered = set()
+                while last not in delivered:
+                    delivered.add((await client.dispatch("MESSAGE", timeout=10))["d"]["d"])
+                kept = await kept_messages(api, feed)
+                acked = {n for _, n in acks}
+                lost = await lost_tokens(api, tokens)
+                print(
+                    f"reshard of {moved} slots in {took:.1f} s under a publish stream: "
+                    f"{len(acked)} messages and {len(tokens)} tokens acknowledged, "
+                    f"{len(failed)} requests failed, {len(acked - kept)} messages missing from "
+                    f"history, {lost} tokens lost, {len(acked - delivered)} not delivered live "
+                    f"to the other node"
+                )
+                assert failed == []
+                assert acked <= kept
+                assert lost == 0
+        finally:
+            for server in (a, b):
+                assert stop(server, signal.SIGTERM) == 0
+
+
+def test_export_from_a_redis_cluster_and_import_into_it(
+    tmp_path: Path, redis_cluster_session: RedisClusterSet
+) -> None:
+    """The store commands on ``redis+cluster://``: a project made, exported, imported
+    under another prefix of the same cluster, exported again: the same dump."""
+    redis_cluster_session.flush()
+    url = redis_cluster_session.url
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            switchboard_cmd(*args, "--redis", url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout
+
+    project = json.loads(run("projects", "create", "apps", "--json"))["project"]
+    run("project-tokens", "create", "--project", project["id"], "--json")
+    run("tokens", "create", "--project", project["id"], "--json")
+    dump = tmp_path / "dump.json"
+    dump.write_text(run("export"))
+    run("import", str(dump), "--redis-prefix", "moved:")
+    again = json.loads(run("export", "--redis-prefix", "moved:"))
+    first = json.loads(dump.read_text())
+    for d in (first, again):
+        d.pop("exported_at")
+    assert again == first
+    assert [p["name"] for p in first["projects"]] == ["apps"]
+    assert len(first["projects"][0]["project_tokens"]) >= 1
