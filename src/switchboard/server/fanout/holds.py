@@ -26,11 +26,12 @@ import asyncio
 from collections.abc import Callable
 
 from switchboard.server.fanout.connection import Connection
+from switchboard.server.history import INBOX_KEY
 
 Key = tuple[str, str]
 """(project ID, channel ID), or a token's inbox (:func:`inbox_key`)."""
 
-INBOX = "$inbox"
+INBOX = INBOX_KEY
 """The ``channel_id`` of an inbox hold: not a channel ID (``$`` is not allowed in one)."""
 
 
