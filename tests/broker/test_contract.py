@@ -160,6 +160,32 @@ async def test_events_cross_to_another_node(cluster: Any) -> None:
     assert hub1.connections == {}
 
 
+async def test_publish_many_keeps_order_across_topics(cluster: Any) -> None:
+    """A batch's events (``publish_many``): each channel and token gets its own in order,
+    past the broker's chunk size, and an empty batch publishes nothing."""
+    hub, broker = await cluster()
+    a = await connect(hub, "a", token="leap_token_1", channels=("game",))
+    b = await connect(hub, "b", token="leap_token_2")
+    events: list[ev.BrokerEvent] = []
+    for i in range(1200):
+        raw = msgspec.Raw(str(i).encode())
+        events.append(ev.ChannelMessage("p", "game", "n", raw))
+        events.append(ev.DirectMessage("p", f"leap_token_{1 + i % 2}", "dm", raw))
+    await broker.publish_many([])
+    await broker.publish_many(events)
+
+    async def arrived() -> bool:
+        return len(payloads(a)) == 1800 and len(payloads(b)) == 600
+
+    await eventually(arrived)
+    got = payloads(a)
+    assert [f["d"]["d"]["d"] for f in got if f["d"]["e"] == "MESSAGE"] == list(range(1200))
+    assert [f["d"]["d"]["d"] for f in got if f["d"]["e"] == "DIRECT_MESSAGE"] == list(
+        range(0, 1200, 2)
+    )
+    assert [f["d"]["d"]["d"] for f in payloads(b)] == list(range(1, 1200, 2))
+
+
 async def test_presence_counts_every_node(cluster: Any) -> None:
     hub1, broker1 = await cluster()
     await connect(hub1, "a", token="leap_token_1", channels=("game",))

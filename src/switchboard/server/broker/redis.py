@@ -71,6 +71,13 @@ _RECONNECT_MAX_S = 1.0
 HEARTBEAT_S = 1.0
 """How often a node publishes a beat on its own topic (and checks it hears them)."""
 
+PUBLISH_CHUNK = 1000
+"""Events one ``publish_many`` script call publishes (Redis runs nothing else meanwhile:
+about a millisecond for a thousand)."""
+
+_PUBLISH_MANY = "for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end return 1"
+"""ARGV: topic, payload, topic, payload … in order (a script's publishes keep it)."""
+
 
 class _Subscription(PubSub):
     """A PubSub that does not reconnect by itself.
@@ -113,6 +120,7 @@ class RedisBroker:
         self.ttl = ttl
         self.timeout = timeout
         self._redis: Any = None
+        self._publish_script: Any = None
         self._presence: RedisPresence | None = None
         self._pubsub: Any = None
         self._shards: ShardReaders | None = None
@@ -153,6 +161,7 @@ class RedisBroker:
 
     async def start(self) -> None:
         self._redis = open_client(self.url, timeout=self.timeout)
+        self._publish_script = self._redis.register_script(_PUBLISH_MANY)
         await self.ping()
         reader = self._read
         if is_cluster_url(self.url):
@@ -215,13 +224,28 @@ class RedisBroker:
             raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
 
     async def publish_many(self, events: list[BrokerEvent]) -> None:
+        """One script call per :data:`PUBLISH_CHUNK` events on one Redis: redis-py reads
+        one reply per pipelined command, which costs the node about three times the
+        script's single call for a batch of direct messages (Redis's own work is the
+        same). On a cluster a script may publish only to its keys' slot: a pipeline of
+        ``SPUBLISH``, split by redis-py per master."""
         if not events:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        for event in events:
-            self._send(pipe, event)
+        if self._shards is not None:
+            pipe = self._redis.pipeline(transaction=False)
+            for event in events:
+                self._send(pipe, event)
+            try:
+                await pipe.execute()
+            except FAULTS as exc:
+                raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
+            return
         try:
-            await pipe.execute()
+            for start in range(0, len(events), PUBLISH_CHUNK):
+                args: list[bytes | str] = []
+                for event in events[start : start + PUBLISH_CHUNK]:
+                    args += (self.channel(topic_of(event)), _encoder.encode(event))
+                await self._publish_script(args=args)
         except FAULTS as exc:
             raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
 
