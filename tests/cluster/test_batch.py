@@ -5,6 +5,7 @@ an idempotency key holds across nodes (docs/batch.md)."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -15,8 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.cluster.redis_cluster import RedisClusterSet
 from tests.cluster.slow_link import slow_link
-from tests.conftest import RedisServer, Server, join_node, node_pair, running_node
+from tests.cluster.test_redis_cluster import two_nodes
+from tests.conftest import RedisServer, Server, join_node, node_pair, running_node, stop
 from tests.e2e.leap import Leap, leap
 
 CHANNELS = [f"room-{i}" for i in range(12)]
@@ -173,3 +176,45 @@ async def test_a_thousand_targets_cost_a_few_round_trips(
             await far.node.stop()
     # About 10 round trips (auth, key, 4 append scripts, tokens, publish, answer) each.
     assert broadcast_s < 3.0 and batch_s < 3.0, (broadcast_s, batch_s)
+
+
+async def test_batches_on_a_redis_cluster(
+    tmp_path: Path, redis_cluster_session: RedisClusterSet
+) -> None:
+    """Two nodes on ``redis+cluster://``: a broadcast's and a batch's appends stay in the
+    project's slot, their events go out on sharded topics (every master), each once."""
+    redis_cluster_session.flush()
+    a, b = two_nodes(tmp_path, redis_cluster_session)
+    try:
+        async with (
+            httpx.AsyncClient(base_url=a.api, headers=a.headers) as api,
+            leap(b.ws_url, b.project_id) as watcher,
+        ):
+            channels = [f"room-{i}" for i in range(24)]
+            for channel in channels:
+                await ok(api.put(f"/channels/{channel}", json={"type": "unprotected"}))
+                assert (await watcher.subscribe(channel))["e"] == "AVAILABLE"
+            token = (await ok(api.post("/channels/tokens", json={})))["token"]["id"]
+            async with leap(b.ws_url, b.project_id, token) as holder:
+                body = {"e": "all", "channels": channels, "tokens": [token], "idempotency_key": "k"}
+                for _ in range(2):
+                    assert (await ok(api.post("/broadcast", json=body)))["succeeded"] == 25
+                ops = [
+                    {"op": "publish", "channel": c, "e": "one", "d": i}
+                    for i, c in enumerate(channels)
+                ]
+                ops.append({"op": "direct", "token": token, "e": "one"})
+                assert (await ok(api.post("/batch", json={"requests": ops})))["failed"] == 0
+                got = [await watcher.dispatch("MESSAGE", timeout=10) for _ in range(48)]
+                assert sorted((d["c"], d["d"]["e"]) for d in got) == sorted(
+                    [(c, "all") for c in channels] + [(c, "one") for c in channels]
+                )
+                dms = [
+                    (await holder.dispatch("DIRECT_MESSAGE", timeout=10))["d"]["e"] for _ in "ab"
+                ]
+                assert dms == ["all", "one"]
+                await watcher.nothing(0.3)
+                await holder.nothing(0.1)
+    finally:
+        for server in (a, b):
+            assert stop(server, signal.SIGTERM) == 0

@@ -40,6 +40,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from switchboard.exceptions import Unavailable
 from switchboard.server.aio import cancel_and_wait
 from switchboard.server.broker.base import EventHandler, LocalNode, PresenceChanges, StoreRoute
+from switchboard.server.broker.bulk import publish_all, register
 from switchboard.server.broker.events import (
     BrokerEvent,
     ChannelMessage,
@@ -70,13 +71,6 @@ _RECONNECT_MAX_S = 1.0
 
 HEARTBEAT_S = 1.0
 """How often a node publishes a beat on its own topic (and checks it hears them)."""
-
-PUBLISH_CHUNK = 1000
-"""Events one ``publish_many`` script call publishes (Redis runs nothing else meanwhile:
-about a millisecond for a thousand)."""
-
-_PUBLISH_MANY = "for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end return 1"
-"""ARGV: topic, payload, topic, payload … in order (a script's publishes keep it)."""
 
 
 class _Subscription(PubSub):
@@ -161,7 +155,7 @@ class RedisBroker:
 
     async def start(self) -> None:
         self._redis = open_client(self.url, timeout=self.timeout)
-        self._publish_script = self._redis.register_script(_PUBLISH_MANY)
+        self._publish_script = register(self._redis)
         await self.ping()
         reader = self._read
         if is_cluster_url(self.url):
@@ -224,28 +218,11 @@ class RedisBroker:
             raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
 
     async def publish_many(self, events: list[BrokerEvent]) -> None:
-        """One script call per :data:`PUBLISH_CHUNK` events on one Redis: redis-py reads
-        one reply per pipelined command, which costs the node about three times the
-        script's single call for a batch of direct messages (Redis's own work is the
-        same). On a cluster a script may publish only to its keys' slot: a pipeline of
-        ``SPUBLISH``, split by redis-py per master."""
-        if not events:
-            return
-        if self._shards is not None:
-            pipe = self._redis.pipeline(transaction=False)
-            for event in events:
-                self._send(pipe, event)
-            try:
-                await pipe.execute()
-            except FAULTS as exc:
-                raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
-            return
+        sharded = self._shards is not None  # broker/bulk.py: a script, or SPUBLISH
         try:
-            for start in range(0, len(events), PUBLISH_CHUNK):
-                args: list[bytes | str] = []
-                for event in events[start : start + PUBLISH_CHUNK]:
-                    args += (self.channel(topic_of(event)), _encoder.encode(event))
-                await self._publish_script(args=args)
+            await publish_all(
+                self._redis, self._publish_script, events, self.channel, sharded=sharded
+            )
         except FAULTS as exc:
             raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
 
