@@ -109,3 +109,49 @@ async def test_the_append_script_publishes_the_event_the_broker_would(
         await pubsub.aclose()
         await client.aclose()
         await asyncio.sleep(0)
+
+
+async def test_concurrent_publishes_share_pipelines_and_survive_a_script_flush(
+    store: RedisStore, redis_url: str
+) -> None:
+    project = await store.create_project("p")
+    await store.create_channel(
+        Channel(project.id, "h", ChannelType.PUBLIC, msgspec.Raw(b"{}"), "2026-01-01T00:00:00.000Z")
+    )
+    await store.set_history_policy(project.id, "h", HistoryPolicy(1000, 60))
+    routes = broker(redis_url)
+
+    async def publish(n: int) -> StreamPosition | None:
+        data = msgspec.Raw(msgspec.json.encode(n))
+        route = routes.store_route(ChannelMessage(project.id, "h", "e", data))
+        return await store.append_and_publish(
+            project.id, "h", "e", data, generation=None, route=route
+        )
+
+    pipeline = store._pipeline
+    assert pipeline is not None
+    positions = await asyncio.gather(*(publish(n) for n in range(200)))
+    assert sorted(p.offset for p in positions if p is not None) == list(range(1, 201))
+    assert pipeline.calls == 200 and pipeline.pipelines < 20  # calls of a turn went together
+    await store.redis.script_flush()  # Redis forgot every script (a restart, a failover)
+    positions = await asyncio.gather(*(publish(n) for n in range(200, 300)))
+    assert sorted(p.offset for p in positions if p is not None) == list(range(201, 301))
+    page = await store.read_history(project.id, "h", 0, 1000)
+    assert page is not None and len(page.messages) == 300
+    assert {msgspec.json.decode(m.data) for m in page.messages} == set(range(300))
+    missing = ChannelMessage(project.id, "nope", "e", msgspec.Raw(b"1"))
+    answers = await asyncio.gather(
+        publish(300),
+        store.append_and_publish(
+            project.id,
+            "nope",
+            "e",
+            missing.data,
+            generation=None,
+            route=routes.store_route(missing),
+        ),
+        publish(301),
+        return_exceptions=True,
+    )
+    # In one pipeline, an error answers its own call alone.
+    assert [type(a) for a in answers] == [StreamPosition, NotFound, StreamPosition]

@@ -33,6 +33,7 @@ from redis import exceptions as redis_errors
 from switchboard.exceptions import Unavailable
 from switchboard.server.redis_pool import is_cluster_url, open_client
 from switchboard.server.store.base import CommonMethods
+from switchboard.server.store.redis_autopipeline import AutoPipeline
 from switchboard.server.store.redis_batch import BATCH_SCRIPTS, RedisBatch
 from switchboard.server.store.redis_channels import CHANNEL_SCRIPTS, RedisChannels
 from switchboard.server.store.redis_history import HISTORY_SCRIPTS, RedisHistory
@@ -69,6 +70,7 @@ class RedisStore(
         """Replicas each write must reach before it is acknowledged (``WAIT``; 0: none)."""
         self._redis: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
+        self._pipeline: AutoPipeline | None = None
 
     def __repr__(self) -> str:
         return f"RedisStore({_redact_url(self.url)!r}, prefix={self.prefix!r})"
@@ -98,6 +100,8 @@ class RedisStore(
             *BATCH_SCRIPTS,
         ]:
             self._scripts[name] = self._redis.register_script(source)
+        # A cluster's client pipelines by slot itself; the hot path's calls go one by one.
+        self._pipeline = None if self.clustered else AutoPipeline(self._redis)
         try:
             await self.ping()
             async with self._translate():
@@ -125,8 +129,14 @@ class RedisStore(
         except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
             raise Unavailable(f"the store (Redis) cannot be reached: {exc}") from exc
 
-    async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+    async def _run(
+        self, script: str, keys: list[str], args: list[Any], *, pipelined: bool = False
+    ) -> Any:
+        """Run a registered script; ``pipelined``: with the other such calls of this loop
+        turn, in one pipeline (``store/redis_autopipeline.py``; not on a cluster)."""
         async with self._translate():
+            if pipelined and self._pipeline is not None:
+                return await self._pipeline.run(self._scripts[script], keys, args)
             return await self._scripts[script](keys=keys, args=args)
 
 

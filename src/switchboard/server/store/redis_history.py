@@ -216,7 +216,9 @@ class RedisHistory:
 
     if TYPE_CHECKING:
 
-        async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any: ...
+        async def _run(
+            self, script: str, keys: list[str], args: list[Any], *, pipelined: bool = False
+        ) -> Any: ...
 
         keys: RedisLayout
 
@@ -292,7 +294,8 @@ class RedisHistory:
         keys = [*self.history_keys(project_id, channel_id), self.keys.generation(project_id)]
         expected = "" if generation is None else str(generation)
         args = [event, bytes(data), expected, *route]
-        return _position(await self._run("history_append_publish", keys, args), channel_id)
+        result = await self._run("history_append_publish", keys, args, pipelined=True)
+        return _position(result, channel_id)
 
     async def read_history(
         self, project_id: str, channel_id: str, since: int, limit: int
