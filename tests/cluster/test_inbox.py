@@ -162,3 +162,47 @@ async def test_clients_bounced_between_the_nodes_get_each_direct_message_once(
             finally:
                 for client in clients:
                     await client.__aexit__(None, None, None)
+
+
+async def test_direct_messages_sent_through_both_nodes_at_once_all_arrive(
+    cluster: tuple[Server, Server],
+) -> None:
+    """Two backends send to the same tokens at the same time, one through each node: each
+    message takes its offset in the store, and its live copy may reach the client after a
+    later one's. Every client still gets every message once (the order between the two
+    senders is not defined; each sender's own order is kept)."""
+    a, b = cluster
+    async with (
+        AsyncSwitchboard(a.project_token, a.base_url) as via_a,
+        AsyncSwitchboard(b.project_token, b.base_url) as via_b,
+    ):
+        await via_a.settings.set_inbox(1000)
+        tokens = [(await via_a.channels.tokens.create()).id for _ in range(CLIENTS)]
+        clients = [client_for(a if i % 2 else b, t) for i, t in enumerate(tokens)]
+        recorders = [Recorder() for _ in clients]
+        for client, recorder in zip(clients, recorders, strict=True):
+            client.on_direct_message("dm", recorder)
+            await client.__aenter__()
+        try:
+
+            async def sender(sb: AsyncSwitchboard, values: range) -> None:
+                for n in values:
+                    await asyncio.gather(*(send(sb, t, n) for t in tokens))
+
+            await asyncio.gather(
+                sender(via_a, range(1, MESSAGES + 1)),
+                sender(via_b, range(-1, -MESSAGES - 1, -1)),
+            )
+            for recorder in recorders:
+                async with asyncio.timeout(20):
+                    while len(recorder.calls) < 2 * MESSAGES:
+                        await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)  # a duplicate would come now
+                assert sorted(recorder.calls) == sorted(
+                    [*range(1, MESSAGES + 1), *range(-1, -MESSAGES - 1, -1)]
+                )
+                assert [n for n in recorder.calls if n > 0] == list(range(1, MESSAGES + 1))
+                assert [n for n in recorder.calls if n < 0] == list(range(-1, -MESSAGES - 1, -1))
+        finally:
+            for client in clients:
+                await client.__aexit__(None, None, None)

@@ -9,8 +9,17 @@ for a token's durable channels in ``IDENTIFY`` (``recover``), since they come ba
 (``since``). The server replays the missed messages (``MESSAGE`` with ``u: true``) to
 the same listeners as live ones, then says how it went (``RECOVERY``); if the gap
 cannot be filled (too old, another epoch) the listeners of :meth:`on_recovery_failed`
-are called so that the app reloads its state. A message at or below the position held
-(same epoch) is one the client has, and is not delivered twice.
+are called so that the app reloads its state. A message the client already has (same
+epoch, at or below the position held, or one of the few seen past it) is not delivered
+twice.
+
+The position held is the last offset up to which the client has *every* message: live
+copies may arrive out of offset order (in a cluster two nodes publish to one channel or
+token; each message takes its offset in the store before its event goes out), so a
+message past a hole is remembered apart and the position moves once the hole fills. A
+reconnect then asks from the hole, and the replay brings what had not arrived yet. A
+hole that stays open past :data:`MAX_AHEAD` messages (a message that will never come
+live) is given up: the position jumps to the oldest message seen past it.
 
 The token's inbox (docs/inbox.md) is held the same way under :data:`INBOX`
 (``"$inbox"``), the key IDENTIFY's ``recover`` names it by: the last ``DIRECT_MESSAGE``
@@ -29,7 +38,11 @@ from switchboard.client._wire import INBOX
 __all__ = ["HistoryRecovery", "Positions", "StreamPosition"]
 
 StreamPosition = tuple[str, int]
-"""``(epoch, offset)``: the last message a client saw on a channel with history."""
+"""``(epoch, offset)``: the last message up to which a client has seen every message of a
+channel with history (or of its inbox)."""
+
+MAX_AHEAD = 1024
+"""Messages remembered past a hole in the offsets before the hole is given up."""
 
 
 class Positions:
@@ -41,6 +54,8 @@ class Positions:
         """Channel → its position; ``held`` seeds it (an earlier client's positions)."""
         self._without: set[str] = set()
         """Channels the server said keep no history: not asked again."""
+        self._ahead: dict[str, set[int]] = {}
+        """Channel → offsets seen past a hole after its position (same epoch)."""
 
     def get(self, channel: str) -> StreamPosition | None:
         return self._at.get(channel)
@@ -50,6 +65,7 @@ class Positions:
 
     def forget(self, channel: str) -> None:
         self._at.pop(channel, None)
+        self._ahead.pop(channel, None)
         self._without.discard(channel)
 
     def identify_map(self) -> dict[str, Any] | None:
@@ -71,12 +87,38 @@ class Positions:
         if message.offset is None or message.epoch is None:
             return True
         key = message.channel if isinstance(message, Message) else INBOX
-        at = self._at.get(key)
-        if at is not None and at[0] == message.epoch and message.offset <= at[1]:
-            return False
-        self._at[key] = (message.epoch, message.offset)
         self._without.discard(key)
+        at = self._at.get(key)
+        if at is None or at[0] != message.epoch:
+            # The first message seen (or a new epoch): the position starts at it.
+            self._at[key] = (message.epoch, message.offset)
+            self._ahead.pop(key, None)
+            return True
+        if message.offset <= at[1]:
+            return False
+        if message.offset == at[1] + 1:
+            self._at[key] = (at[0], self._past(key, message.offset))
+            return True
+        ahead = self._ahead.setdefault(key, set())
+        if message.offset in ahead:
+            return False
+        ahead.add(message.offset)
+        if len(ahead) > MAX_AHEAD:  # the hole will not fill: give it up
+            self._at[key] = (at[0], self._past(key, min(ahead)))
         return True
+
+    def _past(self, key: str, offset: int) -> int:
+        """The position once every message up to ``offset`` is seen: past the messages
+        already seen beyond it, as far as they run without a hole."""
+        ahead = self._ahead.get(key)
+        if ahead:
+            while offset + 1 in ahead:
+                offset += 1
+            for seen in [o for o in ahead if o <= offset]:
+                ahead.discard(seen)
+            if not ahead:
+                del self._ahead[key]
+        return offset
 
     def on_recovery(self, event: Recovery) -> None:
         if event.reason == "no_history":
@@ -87,8 +129,11 @@ class Positions:
             return  # the server could not read it (unavailable): keep, ask next time
         at = self._at.get(event.channel)
         if not event.recovered or at is None or at[0] != event.epoch or at[1] < event.top_offset:
-            # A failed recovery starts again from where the history is now.
-            self._at[event.channel] = (event.epoch, event.top_offset)
+            # A failed recovery starts again from where the history is now; a successful
+            # one holds every message up to the top.
+            if at is not None and at[0] != event.epoch:
+                self._ahead.pop(event.channel, None)
+            self._at[event.channel] = (event.epoch, self._past(event.channel, event.top_offset))
 
 
 class HistoryRecovery:
