@@ -157,8 +157,11 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-async def start_redis(servers: Servers, binary: str = "redis-server") -> ServerProc:
-    """A fresh ``redis-server`` on a free port of 127.0.0.1, keeping nothing on disk."""
+async def start_redis(
+    servers: Servers, binary: str = "redis-server", extra: tuple[str, ...] = ()
+) -> ServerProc:
+    """A fresh ``redis-server`` on a free port of 127.0.0.1, keeping nothing on disk;
+    ``extra``: more of its options."""
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="sb-bench-redis-"))
     server = ServerProc(
@@ -175,6 +178,7 @@ async def start_redis(servers: Servers, binary: str = "redis-server") -> ServerP
             "no",
             "--dir",
             str(tmp),
+            *extra,
         ],
         port,
         tmpdir=tmp,

@@ -42,7 +42,7 @@ from _http_load import HttpPool, http_request
 from _loadclient_driver import LoadClient
 from _procs import REPO_DIR, cpu_seconds, machine_busy_seconds
 from _report import fmt_int, loss_note, median, pct, table
-from _servers import HOST, ServerProc, Servers, start_redis
+from _servers import HOST, ServerProc, Servers, free_port, start_redis
 from _targets import Target, join_switchboard, payload, start_switchboard
 
 NODES = 3
@@ -87,6 +87,14 @@ def add_options(cmd: Command) -> None:
     cmd.option(
         "--after-src", "spread: run the measured nodes from this tree, not this checkout", ""
     )
+    cmd.option(
+        "--redis-shards",
+        "spread: run the nodes on a Redis Cluster of this many masters (sharded pub/sub), "
+        "beside the same nodes on one Redis, alternating",
+        0,
+        type=int,
+        note="0: off",
+    )
 
 
 def source_dir(path: str) -> str | None:
@@ -126,7 +134,10 @@ class SpreadRep:
     """Events each node's broker reader decoded (``Node`` order)."""
     topics: list[float | None]
     """Topics each node wanted at the end (None: the code has no such metric)."""
-    redis_cpu: float
+    shard_cpu: list[float]
+    """Redis CPU of each master (one entry on a single Redis)."""
+    shard_calls: list[dict[str, int]]
+    """Commands each master served, by name (INFO commandstats; INFO left out)."""
     client_cpu: float
     others_cpu: float
     count: int
@@ -146,6 +157,10 @@ class SpreadRep:
     @property
     def us_per_message(self) -> float:
         return sum(self.node_cpu) / self.k * 1e6
+
+    @property
+    def redis_cpu(self) -> float:
+        return sum(self.shard_cpu)
 
     @property
     def redis_us_per_message(self) -> float:
@@ -168,8 +183,9 @@ class NodeSet:
     name: str
     revision: str
     nodes: list[Target]
-    redis: ServerProc
-    redis_client: Any
+    redis: list[ServerProc]
+    redis_clients: list[Any]
+    """One per Redis master (a Redis Cluster has several)."""
     client: LoadClient
     pools: list[HttpPool]
     """One publishing pool per node."""
@@ -184,7 +200,7 @@ class NodeSet:
 
     def pids(self) -> list[int]:
         nodes = [p for node in self.nodes for p in node.server.pids()]
-        return [*nodes, *self.redis.pids(), self.client.pid]
+        return [*nodes, *(p for r in self.redis for p in r.pids()), self.client.pid]
 
     def node_channels(self, j: int) -> list[str]:
         return self.channels[j :: len(self.nodes)]
@@ -215,8 +231,12 @@ async def start_set(
     the channels."""
     import redis.asyncio as aioredis
 
-    rds = await start_redis(servers, redis_bin)
-    url = f"redis://{HOST}:{rds.port}/0"
+    shards = args.redis_shards if name == "after" else 0
+    if shards:
+        rdss, url = await start_redis_cluster(servers, redis_bin, shards)
+    else:
+        rdss = [await start_redis(servers, redis_bin)]
+        url = f"redis://{HOST}:{rdss[0].port}/0"
     first = await start_switchboard(servers, extra=["--redis", url, "--metrics"], src=src)
     others = await asyncio.gather(
         *(
@@ -227,11 +247,15 @@ async def start_set(
     nodes = [first, *others]
     client = await stack.enter_async_context(LoadClient())
     pools = [await stack.enter_async_context(HttpPool(n.pub_port, args.window)) for n in nodes]
-    redis_client = aioredis.Redis(host=HOST, port=rds.port)
-    stack.push_async_callback(redis_client.aclose)
+    redis_clients = [aioredis.Redis(host=HOST, port=r.port) for r in rdss]
+    for redis_client in redis_clients:
+        stack.push_async_callback(redis_client.aclose)
     channels = [f"{CHANNEL_PREFIX}{c}" for c in range(args.channels)]
     auth = {"Authorization": first.info["ptk"]}
-    nodeset = NodeSet(name, revision(src), nodes, rds, redis_client, client, pools, auth, channels)
+    code = revision(src)
+    if args.redis_shards:
+        code += f", Redis Cluster of {shards} masters" if shards else ", one Redis"
+    nodeset = NodeSet(name, code, nodes, rdss, redis_clients, client, pools, auth, channels)
     nodeset.per_channel = args.subscribers_per_channel
     await asyncio.gather(
         *(
@@ -240,6 +264,37 @@ async def start_set(
         )
     )
     return nodeset
+
+
+async def start_redis_cluster(
+    servers: Servers, redis_bin: str, masters: int
+) -> tuple[list[ServerProc], str]:
+    """``masters`` fresh ``redis-server --cluster-enabled yes`` (no replicas: the figures
+    are the shards' own work), made one cluster with ``redis-cli --cluster create``."""
+    procs = []
+    for _ in range(masters):
+        bus = free_port()
+        extra = ("--cluster-enabled", "yes", "--cluster-port", str(bus))
+        extra += ("--cluster-config-file", f"nodes-{bus}.conf")
+        procs.append(await start_redis(servers, redis_bin, extra))
+    cli = str(Path(redis_bin).with_name("redis-cli")) if "/" in redis_bin else "redis-cli"
+    addresses = [f"{HOST}:{p.port}" for p in procs]
+    create = [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"]
+    await asyncio.to_thread(subprocess.run, create, check=True, capture_output=True, timeout=60)
+    await asyncio.to_thread(_wait_cluster_ok, [p.port for p in procs])
+    return procs, "redis+cluster://" + ",".join(addresses)
+
+
+def _wait_cluster_ok(ports: list[int]) -> None:
+    import redis
+
+    deadline = time.monotonic() + 30
+    for port in ports:
+        with redis.Redis(host=HOST, port=port) as client:
+            while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the Redis Cluster never said ok")
+                time.sleep(0.1)
 
 
 async def connect(nodeset: NodeSet) -> float:
@@ -270,6 +325,15 @@ async def scrape(pool: HttpPool) -> dict[str, float]:
     return found
 
 
+async def redis_calls(client: Any) -> dict[str, int]:
+    stats = await client.info("commandstats")
+    return {
+        k.removeprefix("cmdstat_"): int(v["calls"])
+        for k, v in stats.items()
+        if k.startswith("cmdstat_") and k != "cmdstat_info"
+    }
+
+
 async def redis_cpu(client: Any) -> float:
     info = await client.info("cpu")
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
@@ -284,7 +348,8 @@ async def one_rep(
     await nodeset.client.read(30)
     before = await asyncio.gather(*(scrape(pool) for pool in nodeset.pools))
     node_pids = [node.server.pids() for node in nodeset.nodes]
-    rcpu0 = await redis_cpu(nodeset.redis_client)
+    calls0 = [await redis_calls(c) for c in nodeset.redis_clients]
+    rcpu0 = [await redis_cpu(c) for c in nodeset.redis_clients]
     ncpu0, ccpu0 = [cpu_seconds(p) for p in node_pids], cpu_seconds([nodeset.client.pid])
     busy0, ours0 = machine_busy_seconds(), cpu_seconds(ours)
     t0 = time.time()
@@ -292,7 +357,8 @@ async def one_rep(
     done = await nodeset.client.read(timeout + 30)
     busy1, ours1 = machine_busy_seconds(), cpu_seconds(ours)
     ncpu1, ccpu1 = [cpu_seconds(p) for p in node_pids], cpu_seconds([nodeset.client.pid])
-    rcpu1 = await redis_cpu(nodeset.redis_client)
+    rcpu1 = [await redis_cpu(c) for c in nodeset.redis_clients]
+    calls1 = [await redis_calls(c) for c in nodeset.redis_clients]
     after = await asyncio.gather(*(scrape(pool) for pool in nodeset.pools))
     nodeset.sent += k
     return SpreadRep(
@@ -301,7 +367,8 @@ async def one_rep(
         [b - a for a, b in zip(ncpu0, ncpu1, strict=True)],
         [b[EVENTS] - a[EVENTS] for a, b in zip(before, after, strict=True)],
         [b.get(TOPICS) for b in after],
-        rcpu1 - rcpu0,
+        [b - a for a, b in zip(rcpu0, rcpu1, strict=True)],
+        [{n: b[n] - a.get(n, 0) for n in b} for a, b in zip(calls0, calls1, strict=True)],
         ccpu1 - ccpu0,
         max(0.0, (busy1 - busy0) - (ours1 - ours0)),
         done["count"],
@@ -344,7 +411,7 @@ def print_rep(phase: str, i: int, nodeset: NodeSet, rep: SpreadRep, *, discarded
     print(
         f"  {phase} rep {i + 1} {nodeset.name:6} {fmt_int(rep.publish_rate):>6} msg/s, "
         f"{rep.us_per_message:6.1f} node CPU µs/message + {rep.redis_us_per_message:5.1f} "
-        f"Redis, events decoded per node ÷ published {decoded}, "
+        f"Redis ({' / '.join(f'{c / rep.k * 1e6:.1f}' for c in rep.shard_cpu)}), events decoded per node ÷ published {decoded}, "
         f"others {100 * rep.others_cpu / rep.secs:3.0f}%"
         + ("" if rep.done else f"  LOST {rep.expected - rep.count:,}")
         + (" — disturbed, discarded" if discarded else ""),
@@ -355,8 +422,9 @@ def print_rep(phase: str, i: int, nodeset: NodeSet, rep: SpreadRep, *, discarded
 async def run_spread(args: argparse.Namespace, redis_bin: str) -> list[NodeSet]:
     """Start the sets, connect, warm up, then the closed loop and the paced phase."""
     trees = {"after": source_dir(args.after_src)}
-    if args.before_src:
-        trees["before"] = source_dir(args.before_src)
+    if args.before_src or args.redis_shards:
+        # With --redis-shards, "before" is the same code on one Redis.
+        trees["before"] = source_dir(args.before_src or args.after_src)
     with Servers() as servers:
         async with contextlib.AsyncExitStack() as stack:
             sets = list(
@@ -466,9 +534,11 @@ def print_spread(sets: list[NodeSet], args: argparse.Namespace) -> None:
     headers = ["phase", "code", "K x reps", "messages/s", "events decoded per node ÷ published"]
     headers += ["node CPU µs per message (3 nodes)", "Redis CPU µs per message", "nodes' CPU"]
     print(table([*headers, "load client CPU", "others' CPU", "loss (notes)"], rows))
+    print_per_shard(sets)
     by_name = {s.name: s for s in sets}
     if "before" in by_name:
-        print_ratios(by_name["before"], by_name["after"])
+        heading = "Redis Cluster ÷ one Redis" if args.redis_shards else "after ÷ before"
+        print_ratios(by_name["before"], by_name["after"], heading)
     print(
         f"\n{args.channels:,} channels, {args.subscribers_per_channel} tokenless subscriber(s)"
         f" each, channel c on node c mod {NODES}; message i to channel i mod {args.channels:,}"
@@ -477,7 +547,49 @@ def print_spread(sets: list[NodeSet], args: argparse.Namespace) -> None:
     )
 
 
-def print_ratios(before: NodeSet, after: NodeSet) -> None:
+def print_per_shard(sets: list[NodeSet]) -> None:
+    """Each Redis master's CPU and commands per published message."""
+    rows = []
+    for phase, title in PHASES.items():
+        for nodeset in sets:
+            reps = good(nodeset.reps.get(phase, []))
+            if not reps:
+                continue
+            for j, rds in enumerate(nodeset.redis):
+                share = median([r.shard_cpu[j] / max(r.redis_cpu, 1e-9) for r in reps])
+                rows.append(
+                    [
+                        title,
+                        f"{nodeset.name} ({nodeset.revision})",
+                        f"{HOST}:{rds.port}",
+                        f"{median([r.shard_cpu[j] / r.k * 1e6 for r in reps]):.1f}",
+                        pct(share),
+                        pct(median([r.shard_cpu[j] / r.secs for r in reps])),
+                        calls_per_message(reps, j),
+                    ]
+                )
+    if rows:
+        print("\n## Per Redis master: medians of the repetitions\n")
+        headers = ["phase", "code", "master", "Redis CPU µs per published message"]
+        headers += ["share of the set's Redis CPU", "its CPU use", "commands per message"]
+        print(table(headers, rows))
+
+
+def calls_per_message(reps: list[SpreadRep], j: int) -> str:
+    """Commands master ``j`` served per published message, by name (the most first)."""
+    messages = sum(r.k for r in reps)
+    calls: dict[str, int] = {}
+    for r in reps:
+        for name, count in r.shard_calls[j].items():
+            calls[name] = calls.get(name, 0) + count
+    return ", ".join(
+        f"{name.upper()} {count / messages:.2f}"
+        for name, count in sorted(calls.items(), key=lambda kv: -kv[1])
+        if count / messages >= 0.02
+    )
+
+
+def print_ratios(before: NodeSet, after: NodeSet, heading: str) -> None:
     rows = []
     for phase, title in PHASES.items():
         b, a = good(before.reps.get(phase, [])), good(after.reps.get(phase, []))
@@ -487,5 +599,5 @@ def print_ratios(before: NodeSet, after: NodeSet) -> None:
             vb = median([getattr(r, attr) for r in b])
             va = median([getattr(r, attr) for r in a])
             rows.append([title, what, fmt.format(vb), fmt.format(va), f"{va / vb:.2f}"])
-    print("\n## After ÷ before (per-channel topics ÷ one topic), medians\n")
+    print(f"\n## {heading}, medians\n")
     print(table(["phase", "figure", "before", "after", "after ÷ before"], rows))

@@ -4,6 +4,7 @@
                                       [--reps 3] [--duration 1.0] [--window 4] [--pace 0.5]
                                       [--paced-duration 2.0] [--max-others 0.25] [--retries 1]
     .venv/bin/python bench/cluster.py --layout spread [--channels 3000] [--before-src PATH] [--rate R]
+                                      [--redis-shards N]
                                       [--subscribers-per-channel 1] [the phases' options above]
 
 ``--layout spread`` (issue 20.1) measures what each node of a cluster hears instead: three nodes,
@@ -11,7 +12,10 @@
 and the nodes' REST APIs; events each node decoded (its /metrics) against messages published,
 topics per node, node and Redis CPU per published message; ``--before-src`` runs the same on a
 second set of nodes from an older source tree, alternating repetitions, and prints after ÷
-before. Its details are in ``_spread.py``. The rest of this text is the default layout, fanout.
+before. Its details are in ``_spread.py``. With ``--redis-shards N`` (issue 19) the measured nodes run
+on a Redis Cluster of N masters (``redis+cluster://``: sharded pub/sub) and the same code beside them
+on one Redis, alternating: Redis CPU per message per master, events decoded per node, the rate, and
+the cluster ÷ one Redis. The rest of this text is the default layout, fanout.
 
 Three configurations are started in this run, side by side, each with its own load client(s):
 
