@@ -15,6 +15,10 @@ For scale, the same load runs against the aiohttp floor's ``POST /publish`` (ben
 floor_server.py: read the body, write one pre-built frame to the one socket, answer "ok"),
 which is what the HTTP stack alone costs; no auth, no validation, no store.
 
+It ends with issue 21.3's two ratios, Switchboard ÷ the floor and the node on Redis ÷ the
+SQLite node, by requests/s and by CPU per request (which does not count the time another
+process had the core: the one to read on a busy machine).
+
 ``--history SIZE`` turns channel history on for the bench's channel (``PATCH
 /v1/channels/bench {"history": {"size": SIZE}}``, docs/history.md) before the runs, so
 every publish is also kept with its offset: run it beside a run without to read the cost.
@@ -132,6 +136,23 @@ async def measure(
     return runs, profile_text
 
 
+def print_targets(rates: dict[str, float], cpu: dict[str, float]) -> None:
+    """Issue 21.3's two ratios, by requests/s and by CPU per request (the second does not
+    count the time another process had the core: read it on a busy machine)."""
+    pairs = [
+        ("Switchboard ÷ aiohttp floor", "switchboard", "floor", "target 0.8"),
+        ("node on Redis ÷ SQLite node", "switchboard-redis", "switchboard", "target 0.6"),
+    ]
+    for label, ours, theirs, target in pairs:
+        if ours in rates and theirs in rates:
+            print(
+                f"\n{label}: {rates[ours] / rates[theirs]:.2f} by requests/s, "
+                f"{cpu[theirs] / cpu[ours]:.2f} by CPU per request ({target})",
+                end="",
+            )
+    print()
+
+
 async def main() -> int:
     args = command().parse()
     header("REST publish benchmark")
@@ -142,12 +163,14 @@ async def main() -> int:
     )
     rows = []
     results: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     profile_text = ""
     with Servers() as servers:
         for name in args.servers:
             runs, profiled = await measure(servers, name, args)
             profile_text = profiled or profile_text
             results[name] = rate = median([r["rate"] for r in runs])
+            cpu[name] = median([r["us"] for r in runs])
             rows.append(
                 [
                     LABELS[name],
@@ -162,10 +185,7 @@ async def main() -> int:
     print("\n## Results (medians of the repetitions)\n")
     headers = ["server", "requests/s", "server CPU µs/request", "of which Redis", "server CPU"]
     print(table([*headers, "HTTP errors", "not delivered"], rows))
-    if "switchboard" in results and "floor" in results:
-        print(
-            f"\nSwitchboard ÷ aiohttp floor: {results['switchboard'] / results['floor']:.2f} by requests/s"
-        )
+    print_targets(results, cpu)
     if profile_text:
         print(profile_text)
     return 0
