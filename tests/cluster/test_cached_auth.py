@@ -99,6 +99,16 @@ async def test_a_revoked_token_is_refused_at_once_on_every_node(
             await client.aclose()
 
 
+async def publish_until(
+    client: httpx.AsyncClient, until: list[float], seen: list[tuple[float, int]]
+) -> None:
+    """Publish to channel c until 0.3 s after ``until`` gets its moment; log each answer."""
+    while not until or time.monotonic() < until[0] + 0.3:
+        started = time.monotonic()
+        r = await client.post("/channels/c/messages", json={"e": "m", "d": 1})
+        seen.append((started, r.status_code))
+
+
 async def test_a_deleted_channel_is_refused_at_once_on_every_node(
     pair: tuple[Server, Server],
 ) -> None:
@@ -107,14 +117,22 @@ async def test_a_deleted_channel_is_refused_at_once_on_every_node(
         httpx.AsyncClient(base_url=a.api, headers=a.headers) as via_a,
         httpx.AsyncClient(base_url=b.api, headers=b.headers) as via_b,
     ):
-        for round_ in range(3):  # deleted, made again, deleted again
+        for _ in range(3):  # deleted, made again, deleted again, with traffic running on B
             r = await via_a.put("/channels/c", json={"type": "public"})
             assert r.status_code == 200, r.text
-            for _ in range(3):
-                r = await via_b.post("/channels/c/messages", json={"e": "m", "d": round_})
-                assert r.status_code == 200, r.text
+            deleted_at: list[float] = []
+            seen: list[tuple[float, int]] = []
+            traffic = [
+                asyncio.create_task(publish_until(via_b, deleted_at, seen)) for _ in range(4)
+            ]
+            await asyncio.sleep(0.2)
+            asked = time.monotonic()
             r = await via_a.delete("/channels/c")
             assert r.status_code == 200, r.text
-            r = await via_b.post("/channels/c/messages", json={"e": "m", "d": round_})
+            deleted_at.append(time.monotonic())
+            r = await via_b.post("/channels/c/messages", json={"e": "m", "d": 2})
             assert r.status_code == 404, r.text
             assert r.json()["error"]["code"] == "not_found"
+            await asyncio.gather(*traffic)
+            assert {status for started, status in seen if started < asked} == {200}
+            assert {status for started, status in seen if started > deleted_at[0]} == {404}
