@@ -6,7 +6,7 @@ import collections
 
 from redis.crc import key_slot
 
-from switchboard.server.broker.shards import (
+from switchboard.server.broker.partitions import (
     PARTITIONS,
     TAGS,
     balanced_tag,

@@ -1,13 +1,14 @@
 """A real Redis Cluster: six ``redis-server --cluster-enabled yes`` (three masters, a
 replica each) on free ports in a temp dir, made with ``redis-cli --cluster create``.
 
-Helpers for the faults: kill -9 a master, wait for its replica's promotion, move slots
+Helpers for the faults: kill -9 (or freeze) a master, wait for its replica's promotion, move slots
 (``redis-cli --cluster reshard``), empty every master between tests.
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ class RedisClusterSet:
     ports: list[int]
     directory: Path
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    frozen: set[int] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -44,7 +46,7 @@ class RedisClusterSet:
         return f"redis+cluster://{hosts}"
 
     def live_ports(self) -> list[int]:
-        return [p for p, proc in self.procs.items() if proc.poll() is None]
+        return [p for p, proc in self.procs.items() if proc.poll() is None and p not in self.frozen]
 
     def nodes(self) -> list[ClusterNodeInfo]:
         """``CLUSTER NODES`` as seen by the first live node."""
@@ -71,6 +73,11 @@ class RedisClusterSet:
         self.procs[victim].kill()
         self.procs[victim].wait()
         return victim
+
+    def freeze_master(self, port: int) -> None:
+        """SIGSTOP: its sockets stay open and silent, as behind a network partition."""
+        self.procs[port].send_signal(signal.SIGSTOP)
+        self.frozen.add(port)
 
     def wait_promoted(self, old_master: int, timeout: float = 20.0) -> float:
         """Wait until a live master serves every slot again (the dead one's replica was

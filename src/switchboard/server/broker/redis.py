@@ -50,8 +50,9 @@ from switchboard.server.broker.events import (
     TokenSubscribed,
 )
 from switchboard.server.broker.grants import PendingGrants
+from switchboard.server.broker.partitions import shard_channel
 from switchboard.server.broker.redis_presence import FAULTS, RedisPresence
-from switchboard.server.broker.shards import HEARTBEAT_MISSED_S, ShardReaders, shard_channel
+from switchboard.server.broker.shards import HEARTBEAT_MISSED_S, ShardReaders
 from switchboard.server.broker.topics import SHARED, TopicInterest, node_topic, topic_of
 from switchboard.server.redis_pool import is_cluster_url, open_client, parse_cluster_url
 
@@ -326,7 +327,6 @@ class RedisBroker:
         assert self._shards is not None
         self.topics.want(SHARED)
         self.topics.want(node_topic(self.node_id))
-        self.connected = True
         await self._shards.run(subscribed)
 
     async def _change_topics(self) -> None:

@@ -8,7 +8,7 @@ partitions, each partition a hash tag whose slot is set in advance:
 
 - The tags are searched for in advance so that partition ``i``'s slot is the middle
   of the ``i``-th of :data:`PARTITIONS` equal ranges of the 16,384 slots
-  (:func:`balanced_tag`, as Centrifugo does). Slots are handed to masters in
+  (``broker/partitions.py``, as Centrifugo does). Slots are handed to masters in
   contiguous ranges, so the partitions spread evenly over any number of masters;
   naive tags (``{0}``…``{31}``) hash to random slots and leave shards idle.
 - A topic's partition is the CRC32 of its name: ``{prefix}{{tag}}{topic}``.
@@ -39,25 +39,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError, ResponseError
 
 from switchboard.server.aio import cancel_and_wait
+from switchboard.server.broker.partitions import (
+    PARTITIONS,
+    SLOTS,
+    TAGS,
+    partition_of,
+    topic_of_channel,
+)
 from switchboard.server.broker.topics import TopicInterest
 
 log = logging.getLogger("switchboard.broker")
-
-PARTITIONS = 128
-"""Hash tags the topics are spread over: many more than masters, so that each master
-gets an even share, few enough that a full resubscription is a short batch."""
 
 HEARTBEAT_MISSED_S = 3.5
 """A subscription that heard no beat (one a second) for this long is dropped and made
@@ -67,56 +68,6 @@ publishes (both brokers' readers)."""
 _RECONNECT_MAX_S = 1.0
 
 FAULTS = (RedisConnectionError, ResponseError, OSError, TimeoutError)
-
-
-def balanced_tag(partition: int, count: int) -> str:
-    """A hash tag whose slot is the middle of the ``partition``-th of ``count`` equal
-    ranges of the cluster's slots (a search: about 16,384 tries)."""
-    middle = partition * REDIS_CLUSTER_HASH_SLOTS // count + REDIS_CLUSTER_HASH_SLOTS // count // 2
-    n = 0
-    while key_slot(f"{partition}.{n}".encode()) != middle:
-        n += 1
-    return f"{partition}.{n}"
-
-
-# fmt: off
-TAGS = [
-    "0.9449", "1.18167", "2.5478", "3.3024", "4.2503", "5.10504", "6.16269", "7.11047",
-    "8.6199", "9.43273", "10.5813", "11.105985", "12.542", "13.7093", "14.22111", "15.7492",
-    "16.1447", "17.2769", "18.5099", "19.990", "20.614", "21.1600", "22.13742", "23.8143",
-    "24.7619", "25.1245", "26.29808", "27.8506", "28.2969", "29.19057", "30.8306",
-    "31.67821", "32.23507", "33.12098", "34.5922", "35.72988", "36.17830", "37.8835",
-    "38.5120", "39.20515", "40.6081", "41.40850", "42.5927", "43.69374", "44.12394",
-    "45.26179", "46.4688", "47.22348", "48.13430", "49.43572", "50.9516", "51.10411",
-    "52.11606", "53.1373", "54.120", "55.1772", "56.944", "57.1736", "58.9951", "59.63962",
-    "60.362", "61.11989", "62.8232", "63.48631", "64.20300", "65.43281", "66.123",
-    "67.48927", "68.69139", "69.1462", "70.68444", "71.29547", "72.2382", "73.18925",
-    "74.2783", "75.44961", "76.30898", "77.5871", "78.8164", "79.41690", "80.46293",
-    "81.20460", "82.56791", "83.427", "84.2747", "85.1469", "86.4993", "87.29540",
-    "88.12810", "89.42952", "90.3025", "91.5479", "92.29400", "93.17808", "94.14099",
-    "95.20274", "96.49647", "97.19705", "98.12374", "99.10628", "100.2477", "101.1759",
-    "102.13610", "103.43752", "104.2032", "105.13763", "106.1994", "107.12220", "108.340",
-    "109.16892", "110.26870", "111.18478", "112.2833", "113.15583", "114.19485",
-    "115.58586", "116.9979", "117.12877", "118.2430", "119.28999", "120.29358", "121.7943",
-    "122.58287", "123.1797", "124.24049", "125.23267", "126.20278", "127.14095",
-]
-# fmt: on
-"""``balanced_tag(i, PARTITIONS)`` for each partition, found once (a second's work at
-every start otherwise); ``tests/broker/test_shards.py`` checks them."""
-_SLOTS = [key_slot(tag.encode()) for tag in TAGS]
-
-
-def partition_of(topic: str) -> int:
-    return zlib.crc32(topic.encode()) % PARTITIONS
-
-
-def shard_channel(prefix: str, topic: str) -> str:
-    """The shard channel of ``topic``: ``{prefix}{{tag}}{topic}``."""
-    return f"{prefix}{{{TAGS[partition_of(topic)]}}}{topic}"
-
-
-def topic_of_channel(prefix: str, channel: str) -> str:
-    return channel[len(prefix) :].partition("}")[2]
 
 
 def _ping_channel(prefix: str, partition: int, node_id: str) -> str:
@@ -174,6 +125,8 @@ class ShardReaders:
         again at the next map, on whichever master it names."""
         self.remaps = 0
         """How often the slot map was read again (a failover, a slot move)."""
+        self.restarts = 0
+        """Readers that lost their master and were made again."""
 
     # The supervisor.
 
@@ -217,7 +170,7 @@ class ShardReaders:
         self.remaps += 1
         await self._cluster.nodes_manager.initialize()
         owners: list[tuple[str, int]] = []
-        for slot in _SLOTS:
+        for slot in SLOTS:
             node = self._cluster.nodes_manager.get_node_from_slot(slot)
             owners.append((node.host, int(node.port)))
         moved: dict[tuple[str, int], set[int]] = {}
@@ -243,6 +196,7 @@ class ShardReaders:
         """Forget readers that stopped (their partitions are nobody's until the next
         map gives them a reader again); whether there were any."""
         failed = [a for a, r in self._readers.items() if r.task is not None and r.task.done()]
+        self.restarts += len(failed)
         for address in failed:
             reader = self._readers.pop(address)
             for partition in reader.partitions:
@@ -328,7 +282,7 @@ class ShardReaders:
             try:
                 message = await reader.pubsub.get_message(timeout=1.0)
             except MovedError as exc:
-                self._slot_moved({p for p in reader.partitions if _SLOTS[p] == exc.slot_id})
+                self._slot_moved({p for p in reader.partitions if SLOTS[p] == exc.slot_id})
                 continue
             if loop.time() - reader.heard_at > HEARTBEAT_MISSED_S:
                 raise RedisConnectionError("no heartbeat heard back on this shard")
@@ -388,8 +342,17 @@ class ShardReaders:
                 with contextlib.suppress(*FAULTS):
                     await self._cluster.spublish(reader.ping, b"")
 
+    @property
+    def connected(self) -> bool:
+        """Every partition has a reader whose master accepted its subscriptions."""
+        readers = self._readers.values()
+        owned = all(owner is not None for owner in self._owner)
+        return owned and all(r.pubsub is not None for r in readers)
+
     def stats(self) -> dict[str, object]:
         return {
+            "connected": self.connected,
+            "reconnects": self.restarts,
             "shards": len(self._readers),
             "remaps": self.remaps,
         }
