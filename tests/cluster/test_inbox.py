@@ -25,9 +25,14 @@ from tests.sdk.test_inbox_recovery import Inbox, send
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.fixture
-async def cluster(redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[Server, Server]]:
-    async with node_pair(redis_url, tmp_path) as nodes:
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def cluster(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Server, Server]]:
+    """Two nodes on one Redis, or on a Redis Cluster (a token's inbox under its
+    project's hash tag, its direct messages on sharded topics)."""
+    url = request.getfixturevalue("redis_url" if request.param == "redis" else "redis_cluster_url")
+    async with node_pair(url, tmp_path) as nodes:
         yield nodes
 
 

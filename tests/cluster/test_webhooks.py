@@ -25,9 +25,14 @@ async def hooks() -> AsyncIterator[Receiver]:
         yield got
 
 
-@pytest.fixture
-async def pair(redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[Server, Server]]:
-    async with node_pair(redis_url, tmp_path, **FAST) as nodes:
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def pair(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Server, Server]]:
+    """Two nodes on one Redis, or on a Redis Cluster (the queue's keys share a slot; its
+    reaper checks a dead node's key, on another slot, before its script)."""
+    url = request.getfixturevalue("redis_url" if request.param == "redis" else "redis_cluster_url")
+    async with node_pair(url, tmp_path, **FAST) as nodes:
         yield nodes
 
 
@@ -89,10 +94,16 @@ async def test_each_event_is_made_and_delivered_once_across_nodes(
     assert sum(sent) == 25, sent
 
 
+@pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
 async def test_a_killed_nodes_tokens_go_offline(
-    redis_url: str, spawn_server: Callable[..., Server], tmp_path: Path, hooks: Receiver
+    kind: str,
+    request: pytest.FixtureRequest,
+    spawn_server: Callable[..., Server],
+    tmp_path: Path,
+    hooks: Receiver,
 ) -> None:
-    args = ("--redis", redis_url, "--webhook-retry-base", "0.05")
+    url = request.getfixturevalue("redis_url" if kind == "redis" else "redis_cluster_url")
+    args = ("--redis", url, "--webhook-retry-base", "0.05")
     a = spawn_server(tmp_path / "a", *args)
     b = spawn_server(tmp_path / "b", *args, credentials=(a.project_id, a.project_token))
     async with httpx.AsyncClient(base_url=a.api, headers=a.headers) as api:
