@@ -21,6 +21,7 @@ from switchboard.exceptions import NotFound
 from switchboard.server.history import StreamPosition
 from switchboard.server.store.base import IN_FLIGHT
 from switchboard.server.store.sqlite_history import _Append, _AppendBatches, _policy_row
+from switchboard.server.store.sqlite_inbox import _setting
 
 T = TypeVar("T")
 
@@ -86,6 +87,9 @@ class SqliteBatch:
     async def append_inboxes(
         self, project_id: str, messages: list[tuple[str, str, msgspec.Raw]]
     ) -> list[StreamPosition | None]:
+        # Inboxes off (the default): one read answers for all of them.
+        if not messages or self._read(partial(_setting, project_id=project_id)) is None:
+            return [None] * len(messages)
         # Each append queues itself before its first await, in this order: one group
         # commit takes them all, in order.
         return list(
