@@ -211,6 +211,7 @@ def build_app(
     console.setup(app, gateway.hub)  # /console and /v1/stats (api/console.py)
     # The channel routes' {channel_id} excludes the reserved IDs (api/channels.py), so
     # /v1/channels/tokens… is the token routes' alone, whatever the order here.
+    app.router.add_routes(channels.hot_routes)  # the REST publish: tried first
     app.router.add_routes(tokens.routes)
     app.router.add_routes(channels.routes)
     app.router.add_routes(webhooks.routes)
