@@ -81,6 +81,7 @@ def command() -> Command:
     cmd.option(
         "--duration", "seconds of work per repetition of a bulk path", 1.5, quick=0.5, type=float
     )
+    cmd.option("--concurrency", "token connections opening at once", 64, type=int)
     cmd.option(
         "--client-nap-ms",
         "the load clients sleep this long per loop turn while counting, to batch reads",
@@ -206,7 +207,8 @@ async def start_live(
     await choose_paths(live, tokens, args)
     rss0 = rss_bytes(target.server.pid)
     t0 = time.perf_counter()
-    await client.connect(target, n, channel=None, tokens=tokens, expect_channels=1)
+    spec = {"channel": None, "tokens": tokens, "expect_channels": 1}
+    await client.connect(target, n, concurrency=args.concurrency, **spec)
     connect_s = time.perf_counter() - t0
     await asyncio.sleep(1.0)
     rss1 = rss_bytes(target.server.pid)
