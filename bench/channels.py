@@ -81,7 +81,7 @@ def command() -> Command:
     cmd.option(
         "--duration", "seconds of work per repetition of a bulk path", 1.5, quick=0.5, type=float
     )
-    cmd.option("--concurrency", "token connections opening at once", 64, type=int)
+    cmd.option("--concurrency", "token connections opening at once", 16, type=int)
     cmd.option(
         "--client-nap-ms",
         "the load clients sleep this long per loop turn while counting, to batch reads",
