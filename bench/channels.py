@@ -3,7 +3,7 @@ messages one request each and in bulk, against the DM floor in the same run.
 
     .venv/bin/python bench/channels.py [--quick] [--connections 10000] [--reps 3]
         [--servers switchboard,switchboard-redis] [--paths channel,direct,broadcast,batch]
-        [--window 8] [--bulk-window 4] [--per-request 1000] [--duration 1.5] [--profile]
+        [--window 8] [--bulk-window 4] [--per-request 1000] [--duration 4] [--profile]
 
 Per Switchboard server (``switchboard``: one node on SQLite; ``switchboard-redis``: one node on
 its own fresh ``redis-server``, node + Redis CPU): N tokens (``POST /v1/channels/tokens``), N
@@ -79,7 +79,7 @@ def command() -> Command:
         "--per-request", "tokens per bulk request (the routes take up to 1,000)", 1000, type=int
     )
     cmd.option(
-        "--duration", "seconds of work per repetition of a bulk path", 1.5, quick=0.5, type=float
+        "--duration", "seconds of work per repetition of a bulk path", 4.0, quick=0.5, type=float
     )
     cmd.option("--concurrency", "token connections opening at once", 16, type=int)
     cmd.option(
