@@ -9,7 +9,8 @@ Commands (``cmd``):
 
 - ``connect {spec, n}``: open ``n`` more connections, answer when all are subscribed (to
   ``spec["channel"]``, or with ``spec["channels"]``, a list of ``n`` names, each to its own;
-  ``spec["sources"]``: local addresses to bind, round robin).
+  ``spec["sources"]``: local addresses to bind, round robin; ``spec["retries"]``: attempts
+  more for a connection that fails, counted in the answer's ``retried``).
 - ``arm {target, timeout, latency, hist}``: reset the frame counts (the total and each
   connection's); answer ``armed`` at once, then ``done`` when ``target`` frames have arrived
   or ``timeout`` passed. With ``latency``, every counted frame's send time (``~<ns>~`` in the
@@ -97,27 +98,36 @@ class Client:
         self.indexed.extend([None] * n)
         t0 = time.perf_counter()
 
+        retries = int(spec.pop("retries", 0))
+        retried: list[str] = []
+
         async def one(i: int) -> None:
             nonlocal ready
             async with sem:
-                try:
-                    own = spec if channels is None else {**spec, "channel": channels[i]}
-                    source = sources[i % len(sources)] if sources else None
-                    _, conn = await asyncio.wait_for(
-                        open_conn(lambda: WsConn(own, tokens[i], self.counter), spec, source),
-                        30,
-                    )
-                    self.conns.append(conn)
-                    self.indexed[base + i] = conn
-                    await asyncio.wait_for(conn.ready, 30)
-                    ready += 1
-                except (TimeoutError, OSError, ValueError) as exc:
-                    errors.append(f"{type(exc).__name__}: {exc}")
+                own = spec if channels is None else {**spec, "channel": channels[i]}
+                source = sources[i % len(sources)] if sources else None
+
+                def factory() -> WsConn:
+                    return WsConn(own, tokens[i], self.counter)
+
+                for attempt in range(retries + 1):
+                    try:
+                        _, conn = await asyncio.wait_for(open_conn(factory, spec, source), 30)
+                        self.conns.append(conn)
+                        self.indexed[base + i] = conn
+                        await asyncio.wait_for(conn.ready, 30)
+                        ready += 1
+                        return
+                    except (TimeoutError, OSError, ValueError) as exc:
+                        why = f"{type(exc).__name__}: {exc}"
+                        (errors if attempt == retries else retried).append(why)
 
         await asyncio.gather(*(one(i) for i in range(n)))
         return {
             "ready": ready,
             "failed": len(errors),
+            "retried": len(retried),
+            "retry_errors": retried[:3],
             "errors": errors[:5],
             "secs": time.perf_counter() - t0,
             "open": self.open_count(),

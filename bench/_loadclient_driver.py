@@ -73,6 +73,12 @@ class LoadClient:
             raise RuntimeError(
                 f"{target.name}: {answer['failed']} of {n} connections failed: {answer['errors']}"
             )
+        if answer.get("retried"):
+            print(
+                f"  {target.name}: {answer['retried']} of {n} connections failed once and were "
+                f"opened again: {answer['retry_errors']}",
+                flush=True,
+            )
         return answer
 
     async def arm(self, target: int, timeout: float, **extra: Any) -> None:

@@ -167,7 +167,9 @@ async def connect(
         first = len(clients.procs) * 8  # eight addresses per process: 127.0.0.8, .16, ...
         sources = [f"127.0.0.{first + i}" for i in range(max(1, -(-len(ids) // PER_SOURCE)))]
         spec = {"channel": None, "tokens": [tokens[u] for u in ids], "expect_channels": 2}
-        jobs.append(client.connect(node, len(ids), sources=sources, concurrency=16, **spec))
+        jobs.append(
+            client.connect(node, len(ids), sources=sources, concurrency=16, retries=2, **spec)
+        )
     await asyncio.gather(*jobs)
     return time.perf_counter() - t0
 

@@ -207,7 +207,7 @@ async def start_live(
     await choose_paths(live, tokens, args)
     rss0 = rss_bytes(target.server.pid)
     t0 = time.perf_counter()
-    spec = {"channel": None, "tokens": tokens, "expect_channels": 1}
+    spec = {"channel": None, "tokens": tokens, "expect_channels": 1, "retries": 2}
     await client.connect(target, n, concurrency=args.concurrency, **spec)
     connect_s = time.perf_counter() - t0
     await asyncio.sleep(1.0)
