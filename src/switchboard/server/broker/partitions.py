@@ -54,6 +54,7 @@ TAGS = [
 """``balanced_tag(i, PARTITIONS)`` for each partition, found once (a second's work at
 every start otherwise); ``tests/broker/test_shards.py`` checks them."""
 SLOTS = [key_slot(tag.encode()) for tag in TAGS]
+TAGS_INDEX = {tag: i for i, tag in enumerate(TAGS)}
 """The slot of each partition."""
 
 
@@ -68,3 +69,13 @@ def shard_channel(prefix: str, topic: str) -> str:
 
 def topic_of_channel(prefix: str, channel: str) -> str:
     return channel[len(prefix) :].partition("}")[2]
+
+
+def partition_of_channel(prefix: str, channel: str) -> int:
+    """The partition of a shard channel, from its tag."""
+    return TAGS_INDEX[channel[len(prefix) + 1 :].partition("}")[0]]
+
+
+def ping_channel(prefix: str, partition: int, node_id: str) -> str:
+    """A node's heartbeat channel on a partition's slot (no topic has a NUL)."""
+    return f"{prefix}{{{TAGS[partition]}}}\0ping:{node_id}"

@@ -1,33 +1,21 @@
 """Topics on a Redis Cluster: sharded pub/sub, one reader per master (issue 19).
 
-Classic ``PUBLISH`` on a Redis Cluster is copied to every node of the cluster; sharded
-pub/sub (``SPUBLISH``/``SSUBSCRIBE``, Redis 7) sends a message only to the master that
-owns its channel's hash slot (and that master's subscribers). So each topic
-(``broker/topics.py``) becomes a *shard channel* in one of :data:`PARTITIONS`
-partitions, each partition a hash tag whose slot is set in advance:
-
-- The tags are searched for in advance so that partition ``i``'s slot is the middle
-  of the ``i``-th of :data:`PARTITIONS` equal ranges of the 16,384 slots
-  (``broker/partitions.py``, as Centrifugo does). Slots are handed to masters in
-  contiguous ranges, so the partitions spread evenly over any number of masters;
-  naive tags (``{0}``…``{31}``) hash to random slots and leave shards idle.
-- A topic's partition is the CRC32 of its name: ``{prefix}{{tag}}{topic}``.
-- ``SSUBSCRIBE`` takes channels of one slot per command, so a batch of topic changes
-  is one command per partition touched, sent on the connection of the master that
-  owns the partition.
-
-:class:`ShardReaders` keeps one sharded pub/sub connection per master, each
-subscribed to the wanted topics of the partitions its master owns, and mends them:
+``SPUBLISH`` sends an event only to the master that owns its shard channel's slot (a
+classic ``PUBLISH`` is copied to every node of the cluster). Each topic is a shard
+channel in one of 128 partitions whose tags spread evenly over the masters
+(``broker/partitions.py``); ``SSUBSCRIBE`` takes one slot's channels per command, so a
+batch of topic changes is one command per partition touched, on the connection of the
+master that owns it. :class:`ShardReaders` keeps one such connection per master and
+mends them (docs/scaling.md, "Redis Cluster"):
 
 - A reader whose connection fails, or that heard none of its heartbeats for
   :data:`HEARTBEAT_MISSED_S` (a failover that left its socket open to a master that no
-  longer gets the publishes), is closed; the slot map is read again and a reader is
-  started on whichever master owns those partitions now, subscribing to all their
-  topics in one batch.
-- When slots move (``redis-cli --cluster reshard``), Redis unsubscribes the moved
-  slot's channels itself (a ``sunsubscribe`` nobody asked for) or answers ``MOVED`` to
-  a subscription: the partitions concerned are handed to their new owner's reader,
-  the other partitions' subscriptions untouched.
+  longer gets the publishes), is closed; the slot map is read again and a reader on
+  the master that owns its partitions now subscribes to all their topics in one batch.
+- When a slot moves (``redis-cli --cluster reshard``) its master unsubscribes the
+  slot's channels itself (a ``sunsubscribe`` nobody asked for); a probe of the
+  partition is answered ``MOVED``, naming the new master, whose reader (started if need
+  be) subscribes to its topics; other partitions are untouched, no slot map is read.
 
 A topic counts as heard only once its master confirmed its ``SSUBSCRIBE``
 (``TopicInterest.confirmed``), so a client gets ``AVAILABLE`` or ``INIT`` only after
@@ -54,6 +42,8 @@ from switchboard.server.broker.partitions import (
     SLOTS,
     TAGS,
     partition_of,
+    partition_of_channel,
+    ping_channel,
     topic_of_channel,
 )
 from switchboard.server.broker.topics import TopicInterest
@@ -70,15 +60,6 @@ _RECONNECT_MAX_S = 1.0
 FAULTS = (RedisConnectionError, ResponseError, OSError, TimeoutError)
 
 
-def _ping_channel(prefix: str, partition: int, node_id: str) -> str:
-    """A reader's heartbeat channel: on the slot of one of its partitions."""
-    return f"{prefix}{{{TAGS[partition]}}}\0ping:{node_id}"
-
-
-class _Moved(Exception):
-    """Slots of this reader's master moved elsewhere."""
-
-
 class _Reader:
     """One sharded pub/sub connection to one master, for some partitions."""
 
@@ -88,6 +69,9 @@ class _Reader:
         self.pubsub: Any = None
         self.ping = ""
         self.heard_at = 0.0
+        self.ping_partition = 0
+        self.asking: set[int] = set()
+        """Partitions asked for again after Redis unsubscribed them, until ``MOVED``."""
         self.dropping: set[str] = set()
         """Channels this node unsubscribes from: their ``sunsubscribe`` is no slot move."""
         self.task: asyncio.Task[None] | None = None
@@ -120,9 +104,8 @@ class ShardReaders:
         self._readers: dict[tuple[str, int], _Reader] = {}
         self._owner: list[tuple[str, int] | None] = [None] * PARTITIONS
         self._remap = asyncio.Event()
-        self._unsure: set[int] = set()
-        """Partitions Redis said moved (a ``sunsubscribe`` or ``MOVED``): subscribed
-        again at the next map, on whichever master it names."""
+        self._moved_gap = False
+        self._wake = asyncio.Event()  # readers started outside a map: look again
         self.remaps = 0
         """How often the slot map was read again (a failover, a slot move)."""
         self.restarts = 0
@@ -145,18 +128,24 @@ class ShardReaders:
                     delay = min(delay * 2, _RECONNECT_MAX_S)
                     continue
                 must_map = False
+            if self._moved_gap:
+                # Events published on moved partitions meanwhile were missed: told once.
+                self._moved_gap = False
+                self._on_gap()
             ready = all(r.pubsub is not None for r in self._readers.values())
             if ready:
                 subscribed.set()
                 delay = 0.1
-            remapped = asyncio.ensure_future(self._remap.wait())
-            waits = [remapped, *(r.task for r in self._readers.values() if r.task is not None)]
+            signals = [asyncio.ensure_future(e.wait()) for e in (self._remap, self._wake)]
+            waits = [*signals, *(r.task for r in self._readers.values() if r.task is not None)]
             try:
                 await asyncio.wait(
                     waits, timeout=None if ready else 0.05, return_when=asyncio.FIRST_COMPLETED
                 )
             finally:
-                remapped.cancel()
+                for signal in signals:
+                    signal.cancel()
+            self._wake.clear()
             if self._reap_failed():
                 must_map = True
                 await asyncio.sleep(delay)  # a dead master refuses until its replica is up
@@ -174,9 +163,8 @@ class ShardReaders:
             node = self._cluster.nodes_manager.get_node_from_slot(slot)
             owners.append((node.host, int(node.port)))
         moved: dict[tuple[str, int], set[int]] = {}
-        unsure, self._unsure = self._unsure, set()
         for partition, owner in enumerate(owners):
-            if self._owner[partition] != owner or partition in unsure:
+            if self._owner[partition] != owner:
                 old = self._readers.get(self._owner[partition])  # type: ignore[arg-type]
                 if old is not None:
                     old.partitions.discard(partition)
@@ -233,7 +221,10 @@ class ShardReaders:
         )
         pubsub: Any = client.pubsub()
         try:
-            reader.ping = _ping_channel(self.prefix, min(reader.partitions), self.node_id)
+            if not reader.partitions:
+                return  # all moved elsewhere meanwhile
+            reader.ping_partition = min(reader.partitions)
+            reader.ping = ping_channel(self.prefix, reader.ping_partition, self.node_id)
             await pubsub.ssubscribe(reader.ping)
             reader.pubsub = pubsub
             reader.heard_at = asyncio.get_running_loop().time()
@@ -244,8 +235,6 @@ class ShardReaders:
                 "sharded subscription lost; mapping slots again",
                 extra={"master": f"{host}:{port}", "error": str(exc)},
             )
-            self._remap.set()
-        except _Moved:
             self._remap.set()
         finally:
             reader.pubsub = None
@@ -282,7 +271,8 @@ class ShardReaders:
             try:
                 message = await reader.pubsub.get_message(timeout=1.0)
             except MovedError as exc:
-                self._slot_moved({p for p in reader.partitions if SLOTS[p] == exc.slot_id})
+                moved = {p for p in reader.partitions if SLOTS[p] == exc.slot_id}
+                await self._moved_to(reader, moved, (exc.host, int(exc.port)))
                 continue
             if loop.time() - reader.heard_at > HEARTBEAT_MISSED_S:
                 raise RedisConnectionError("no heartbeat heard back on this shard")
@@ -299,20 +289,70 @@ class ShardReaders:
                 if handled % 256 == 0:
                     await asyncio.sleep(0)  # a buffered backlog must not starve the loop
             elif kind == "ssubscribe":
-                if channel != reader.ping:
+                if "\0ping:" not in channel:
                     self.topics.confirmed(topic_of_channel(self.prefix, channel))
+                elif channel != reader.ping:
+                    await self._still_here(reader, partition_of_channel(self.prefix, channel))
             elif kind == "sunsubscribe":
                 if channel in reader.dropping:
                     reader.dropping.discard(channel)
+                elif channel == reader.ping:
+                    await self._move_ping(reader)
                 else:
-                    self._slot_moved({partition_of(topic_of_channel(self.prefix, channel))})
+                    await self._unsubscribed(reader, partition_of_channel(self.prefix, channel))
 
-    def _slot_moved(self, partitions: set[int]) -> None:
-        """Redis unsubscribed channels itself, or answered MOVED: their slot left this
-        master. Their topics are unheard until the master the next map names confirms."""
+    async def _unsubscribed(self, reader: _Reader, partition: int) -> None:
+        """Redis unsubscribed a channel itself: its slot left this master. A probe
+        (the partition's heartbeat channel: the partition may hold no topic of ours) is
+        answered ``MOVED``, which names the master that has it now (:meth:`_moved_to`);
+        once per partition, not per channel."""
+        if partition in reader.asking or partition not in reader.partitions:
+            return
+        reader.asking.add(partition)
+        self._moved_gap = True
+        self.topics.resubscribing(lambda t: partition_of(t) == partition)
+        await reader.pubsub.ssubscribe(ping_channel(self.prefix, partition, self.node_id))
+
+    async def _still_here(self, reader: _Reader, partition: int) -> None:
+        """A probe was confirmed: the partition stayed; its topics go again."""
+        if partition in reader.asking:
+            reader.asking.discard(partition)
+            await self._subscribe_partitions(reader, {partition})
+
+    async def _moved_to(
+        self, reader: _Reader, partitions: set[int], address: tuple[str, int]
+    ) -> None:
+        """Hand ``partitions`` to the reader of ``address`` (started if need be), which
+        subscribes to their topics; none is heard until that master confirms it."""
+        reader.asking -= partitions
+        if not partitions:
+            return
+        self._moved_gap = True
+        reader.partitions -= partitions
         self.topics.resubscribing(lambda t: partition_of(t) in partitions)
-        self._unsure |= partitions
-        self._remap.set()
+        if reader.ping_partition in partitions:
+            await self._move_ping(reader)
+        for partition in partitions:
+            self._owner[partition] = address
+        target = self._readers.get(address)
+        if target is None or target.task is None or target.task.done():
+            self._start(address, partitions | (target.partitions if target else set()))
+        else:
+            target.partitions |= partitions
+            await self._subscribe_partitions(target, partitions)
+        self._wake.set()
+
+    async def _move_ping(self, reader: _Reader) -> None:
+        """The heartbeat channel's slot moved away: beat on another partition's, and
+        probe the old one."""
+        old = reader.ping_partition
+        others = reader.partitions - reader.asking - {old}
+        if others:
+            reader.ping_partition = min(others)
+            reader.ping = ping_channel(self.prefix, reader.ping_partition, self.node_id)
+            reader.heard_at = asyncio.get_running_loop().time()
+            await reader.pubsub.ssubscribe(reader.ping)
+        await self._unsubscribed(reader, old)
 
     # The broker's side.
 
