@@ -105,6 +105,7 @@ class ShardReaders:
         self._owner: list[tuple[str, int] | None] = [None] * PARTITIONS
         self._remap = asyncio.Event()
         self._moved_gap = False
+        self._gap_told = 0.0
         self._wake = asyncio.Event()  # readers started outside a map: look again
         self.remaps = 0
         """How often the slot map was read again (a failover, a slot move)."""
@@ -128,9 +129,11 @@ class ShardReaders:
                     delay = min(delay * 2, _RECONNECT_MAX_S)
                     continue
                 must_map = False
-            if self._moved_gap:
-                # Events published on moved partitions meanwhile were missed: told once.
-                self._moved_gap = False
+            now = asyncio.get_running_loop().time()
+            if self._moved_gap and now >= self._gap_told + 1.0:
+                # Events published on moved partitions meanwhile may be missed: told at
+                # most once a second (a reshard moves many), the rest a second later.
+                self._moved_gap, self._gap_told = False, now
                 self._on_gap()
             ready = all(r.pubsub is not None for r in self._readers.values())
             if ready:
@@ -139,9 +142,8 @@ class ShardReaders:
             signals = [asyncio.ensure_future(e.wait()) for e in (self._remap, self._wake)]
             waits = [*signals, *(r.task for r in self._readers.values() if r.task is not None)]
             try:
-                await asyncio.wait(
-                    waits, timeout=None if ready else 0.05, return_when=asyncio.FIRST_COMPLETED
-                )
+                wait_s = (1.0 if self._moved_gap else None) if ready else 0.05
+                await asyncio.wait(waits, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for signal in signals:
                     signal.cancel()
@@ -382,16 +384,11 @@ class ShardReaders:
                 with contextlib.suppress(*FAULTS):
                     await self._cluster.spublish(reader.ping, b"")
 
-    @property
-    def connected(self) -> bool:
-        """Every partition has a reader whose master accepted its subscriptions."""
-        readers = self._readers.values()
-        owned = all(owner is not None for owner in self._owner)
-        return owned and all(r.pubsub is not None for r in readers)
-
     def stats(self) -> dict[str, object]:
+        """``connected``: every partition has a reader whose master took its subscriptions."""
+        owned = all(owner is not None for owner in self._owner)
         return {
-            "connected": self.connected,
+            "connected": owned and all(r.pubsub is not None for r in self._readers.values()),
             "reconnects": self.restarts,
             "shards": len(self._readers),
             "remaps": self.remaps,
