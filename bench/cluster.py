@@ -69,6 +69,7 @@ import shutil
 import time
 
 import _spread as spread
+import _spread_report as spread_report
 from _cli import Command, comma_ints, run_main
 from _cluster import (
     CONFIGS,
@@ -428,7 +429,7 @@ async def main() -> int:
             print(f"{args.redis_server} not found: the spread layout needs it")
             return 1
         header("Cluster benchmark: many channels, each on one node")
-        spread.print_spread(await spread.run_spread(args, redis_bin), args)
+        spread_report.print_spread(await spread.run_spread(args, redis_bin), args)
         return 0
 
     cpus = os.cpu_count() or 0
