@@ -34,14 +34,7 @@ from switchboard.server.history import (
     new_epoch,
 )
 from switchboard.server.store.redis_layout import RedisLayout
-
-_NOW_MS = """
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function offset_of(id) return tonumber(string.match(id, '^(%d+)')) end
-"""
+from switchboard.server.store.redis_streams import STREAM_FUNCTIONS
 
 # KEYS: channel hash, history hash, stream. ARGV: size (0 = off), ttl_s, new epoch.
 _SET_POLICY = """
@@ -60,7 +53,7 @@ return ARGV[3]
 # append(channel hash, history hash, stream, event, data): -1: no channel; 0: history
 # off; {offset, epoch}. One message; a batch's script calls it for each.
 APPEND_FUNCTION = (
-    _NOW_MS
+    STREAM_FUNCTIONS
     + """
 local function append(channel, hist, stream, event, data)
 local meta = redis.call('HMGET', hist, 'size', 'ttl_s', 'epoch')
@@ -73,21 +66,7 @@ local top = redis.call('HINCRBY', hist, 'top', 1)
 local now = now_ms()
 redis.call('XADD', stream, 'MAXLEN', '~', meta[1], top .. '-0',
            't', now, 'e', event, 'd', data)
--- Age: MINID at the first of the oldest entries that is young enough. The oldest entry
--- alone answers the common case (nothing has aged out: no trim); past it, looking at
--- 64 at a time bounds the work, and the rest goes at the next appends.
-local cutoff = now - ttl_ms
-local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
-if tonumber(first[2][2]) < cutoff then
-  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 64)
-  local minid = nil
-  for _, entry in ipairs(oldest) do
-    if tonumber(entry[2][2]) >= cutoff then minid = entry[1] break end
-  end
-  if minid == nil then minid = (offset_of(oldest[#oldest][1]) + 1) .. '-0' end
-  redis.call('XTRIM', stream, 'MINID', minid)
-end
-redis.call('PEXPIRE', stream, ttl_ms)
+trim_aged(stream, now, ttl_ms)
 return {top, meta[3]}
 end
 """
@@ -120,7 +99,7 @@ return r
 
 # KEYS as above. ARGV: since, limit. -1, 0, or {epoch, top, first, entries}.
 _READ = (
-    _NOW_MS
+    STREAM_FUNCTIONS
     + """
 local meta = redis.call('HMGET', KEYS[2], 'size', 'ttl_s', 'epoch', 'top')
 if not meta[1] then
@@ -128,28 +107,8 @@ if not meta[1] then
   return 0
 end
 local top = tonumber(meta[4])
-local cutoff = now_ms() - tonumber(meta[2]) * 1000
-local start = math.max(top - tonumber(meta[1]) + 1, 1)
-local first = top + 1
-while start <= top do
-  local batch = redis.call('XRANGE', KEYS[3], start .. '-0', '+', 'COUNT', 100)
-  if #batch == 0 then break end
-  local found = false
-  for _, entry in ipairs(batch) do
-    if tonumber(entry[2][2]) >= cutoff then
-      first = offset_of(entry[1])
-      found = true
-      break
-    end
-  end
-  if found then break end
-  start = offset_of(batch[#batch][1]) + 1
-end
-local from = math.max(tonumber(ARGV[1]) + 1, first)
-local entries = {}
-if from <= top and tonumber(ARGV[2]) > 0 then
-  entries = redis.call('XRANGE', KEYS[3], from .. '-0', '+', 'COUNT', ARGV[2])
-end
+local first, entries = read_kept(KEYS[3], top, tonumber(meta[1]), tonumber(meta[2]) * 1000,
+                                 tonumber(ARGV[1]), tonumber(ARGV[2]))
 return {meta[3], top, first, entries}
 """
 )

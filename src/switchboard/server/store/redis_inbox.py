@@ -27,13 +27,11 @@ import msgspec
 
 from switchboard.server.history import INBOX, HistoryMessage, HistoryPage, StreamPosition
 from switchboard.server.store.redis_layout import RedisLayout
+from switchboard.server.store.redis_streams import STREAM_FUNCTIONS
 
-_HELPERS = """
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function offset_of(id) return tonumber(string.match(id, '^(%d+)')) end
+_HELPERS = (
+    STREAM_FUNCTIONS
+    + """
 local function setting()
   local raw = redis.call('HGET', KEYS[1], ARGV[1])
   if not raw then return nil end
@@ -42,6 +40,7 @@ local function setting()
           epoch = s.epoch}
 end
 """
+)
 
 # KEYS: settings hash, inbox hash, stream. ARGV: setting name, event, data.
 # 0: the inbox is off; else {offset, epoch}.
@@ -61,20 +60,7 @@ end
 local now = now_ms()
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', s.size, top .. '-0',
            't', now, 'e', ARGV[2], 'd', ARGV[3])
--- Age: as a channel's history (redis_history.py): the oldest entry alone, unless it
--- has aged out.
-local cutoff = now - s.ttl_ms
-local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
-if tonumber(first[2][2]) < cutoff then
-  local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 64)
-  local minid = nil
-  for _, entry in ipairs(oldest) do
-    if tonumber(entry[2][2]) >= cutoff then minid = entry[1] break end
-  end
-  if minid == nil then minid = (offset_of(oldest[#oldest][1]) + 1) .. '-0' end
-  redis.call('XTRIM', KEYS[3], 'MINID', minid)
-end
-redis.call('PEXPIRE', KEYS[3], s.ttl_ms)
+trim_aged(KEYS[3], now, s.ttl_ms)
 return {top, s.epoch}
 """
 )
@@ -88,28 +74,8 @@ if s == nil then return 0 end
 local meta = redis.call('HMGET', KEYS[2], 'epoch', 'top')
 if meta[1] ~= s.epoch then return {s.epoch, 0, 1, {}} end
 local top = tonumber(meta[2])
-local cutoff = now_ms() - s.ttl_ms
-local start = math.max(top - tonumber(s.size) + 1, 1)
-local first = top + 1
-while start <= top do
-  local batch = redis.call('XRANGE', KEYS[3], start .. '-0', '+', 'COUNT', 100)
-  if #batch == 0 then break end
-  local found = false
-  for _, entry in ipairs(batch) do
-    if tonumber(entry[2][2]) >= cutoff then
-      first = offset_of(entry[1])
-      found = true
-      break
-    end
-  end
-  if found then break end
-  start = offset_of(batch[#batch][1]) + 1
-end
-local from = math.max(tonumber(ARGV[2]) + 1, first)
-local entries = {}
-if from <= top and tonumber(ARGV[3]) > 0 then
-  entries = redis.call('XRANGE', KEYS[3], from .. '-0', '+', 'COUNT', ARGV[3])
-end
+local first, entries = read_kept(KEYS[3], top, tonumber(s.size), s.ttl_ms,
+                                 tonumber(ARGV[2]), tonumber(ARGV[3]))
 return {s.epoch, top, first, entries}
 """
 )
