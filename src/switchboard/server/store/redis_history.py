@@ -34,7 +34,7 @@ from switchboard.server.history import (
     new_epoch,
 )
 from switchboard.server.store.redis_layout import RedisLayout
-from switchboard.server.store.redis_streams import STREAM_FUNCTIONS
+from switchboard.server.store.redis_streams import STREAM_FUNCTIONS, stream_message
 
 # KEYS: channel hash, history hash, stream. ARGV: size (0 = off), ttl_s, new epoch.
 _SET_POLICY = """
@@ -158,17 +158,6 @@ def _position(result: Any, channel_id: str) -> StreamPosition | None:
     return StreamPosition(int(result[0]), bytes(result[1]).decode())
 
 
-def _message(entry: list[Any]) -> HistoryMessage:
-    entry_id, fields = entry
-    values = dict(zip(fields[::2], fields[1::2], strict=True))
-    return HistoryMessage(
-        int(entry_id.split(b"-", 1)[0]),
-        values[b"e"].decode(),
-        msgspec.Raw(values[b"d"]),
-        int(values[b"t"]),
-    )
-
-
 class RedisHistory:
     """The history methods of :class:`~switchboard.server.store.redis.RedisStore`
     (a mixin)."""
@@ -267,7 +256,7 @@ class RedisHistory:
         if result == 0:
             return None
         epoch, top, first, entries = result
-        return HistoryPage([_message(e) for e in entries], bytes(epoch).decode(), top, first)
+        return HistoryPage([stream_message(e) for e in entries], bytes(epoch).decode(), top, first)
 
     async def put_history(
         self,

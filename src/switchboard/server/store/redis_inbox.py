@@ -27,7 +27,7 @@ import msgspec
 
 from switchboard.server.history import INBOX, HistoryMessage, HistoryPage, StreamPosition
 from switchboard.server.store.redis_layout import RedisLayout
-from switchboard.server.store.redis_streams import STREAM_FUNCTIONS
+from switchboard.server.store.redis_streams import STREAM_FUNCTIONS, stream_message
 
 _HELPERS = (
     STREAM_FUNCTIONS
@@ -103,17 +103,6 @@ INBOX_SCRIPTS = [
 """Registered by ``RedisStore.open`` with its own scripts."""
 
 
-def _message(entry: list[Any]) -> HistoryMessage:
-    entry_id, fields = entry
-    values = dict(zip(fields[::2], fields[1::2], strict=True))
-    return HistoryMessage(
-        int(entry_id.split(b"-", 1)[0]),
-        values[b"e"].decode(),
-        msgspec.Raw(values[b"d"]),
-        int(values[b"t"]),
-    )
-
-
 class RedisInbox:
     """The inbox methods of :class:`~switchboard.server.store.redis.RedisStore` (a mixin)."""
 
@@ -154,7 +143,7 @@ class RedisInbox:
         if result == 0:
             return None
         epoch, top, first, entries = result
-        return HistoryPage([_message(e) for e in entries], bytes(epoch).decode(), top, first)
+        return HistoryPage([stream_message(e) for e in entries], bytes(epoch).decode(), top, first)
 
     async def put_inbox(
         self,

@@ -14,11 +14,32 @@
 - ``read_kept(stream, top, size, ttl_ms, since, limit)``: the first offset still kept
   (the exact size and age bounds: ``MAXLEN ~`` may keep a few more) and up to ``limit``
   entries after ``since``, as ``first, entries``.
+
+:func:`stream_message` decodes one of those entries on the Python side.
 """
 
 from __future__ import annotations
 
-__all__ = ["STREAM_FUNCTIONS"]
+from typing import Any
+
+import msgspec
+
+from switchboard.server.history import HistoryMessage
+
+__all__ = ["STREAM_FUNCTIONS", "stream_message"]
+
+
+def stream_message(entry: list[Any]) -> HistoryMessage:
+    """One stream entry (``[b"{offset}-0", [b"t", ms, b"e", event, b"d", data]]``)."""
+    entry_id, fields = entry
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
+    return HistoryMessage(
+        int(entry_id.split(b"-", 1)[0]),
+        values[b"e"].decode(),
+        msgspec.Raw(values[b"d"]),
+        int(values[b"t"]),
+    )
+
 
 STREAM_FUNCTIONS = """
 local function now_ms()
