@@ -186,6 +186,34 @@ async def test_publish_many_keeps_order_across_topics(cluster: Any) -> None:
     assert [f["d"]["d"]["d"] for f in payloads(b)] == list(range(1, 1200, 2))
 
 
+async def test_direct_messages_in_bulk_keep_each_token_s_order(cluster: Any) -> None:
+    """``DirectMessages`` (a broadcast's tokens) between single ``DirectMessage``s, through
+    ``publish`` and ``publish_many``: each token gets its messages once, in order, on
+    the publishing node and on another."""
+    hub1, broker1 = await cluster()
+    hub2 = (await cluster())[0] if broker1.clustered else hub1
+    here = await connect(hub1, "a", token="leap_token_1")
+    there = await connect(hub2, "b", token="leap_token_2")
+    tokens = ["leap_token_1", "leap_token_2", "leap_token_3"]
+    for n in range(0, 60, 3):
+        for token in tokens[:2]:
+            await broker1.publish(ev.DirectMessage("p", token, "dm", msgspec.Raw(b"%d" % n)))
+        await broker1.publish_many(
+            [
+                ev.DirectMessages("p", tokens, "dm", msgspec.Raw(b"%d" % (n + 1))),
+                ev.DirectMessage("p", "leap_token_2", "dm", msgspec.Raw(b"%d" % (n + 2))),
+                ev.DirectMessage("p", "leap_token_1", "dm", msgspec.Raw(b"%d" % (n + 2))),
+            ]
+        )
+
+    async def arrived() -> bool:
+        return len(payloads(here)) == 60 and len(payloads(there)) == 60
+
+    await eventually(arrived)
+    for conn in (here, there):
+        assert [f["d"]["d"]["d"] for f in payloads(conn)] == list(range(60))
+
+
 async def test_presence_counts_every_node(cluster: Any) -> None:
     hub1, broker1 = await cluster()
     await connect(hub1, "a", token="leap_token_1", channels=("game",))

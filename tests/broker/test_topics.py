@@ -38,6 +38,8 @@ def test_each_event_travels_on_its_channel_its_token_or_the_shared_topic() -> No
     # Every node keeps a no-history cache that these two keep right.
     assert topic_of(ev.ChannelDeleted("p", "c")) == SHARED
     assert topic_of(ev.HistoryChanged("p", "c")) == SHARED
+    # A broadcast's tokens sit on any nodes: every node hears them (docs/batch.md).
+    assert topic_of(ev.DirectMessages("p", ["leap_token_a"], "e", RAW)) == SHARED
 
 
 async def test_a_topic_is_asked_for_once_and_dropped_with_its_last_want() -> None:

@@ -238,7 +238,9 @@ async def test_killed_sockets_that_come_back_miss_nothing_and_see_nothing_twice(
 ) -> None:
     """Direct messages stream to 6 tokens while each token's 2 connections are killed
     (the socket aborted, no close frame) and reconnect from their last position, again
-    and again: each connection's offsets, across all its sockets, are 1..N exactly once."""
+    and again: each connection's offsets, across all its sockets, are 1..N exactly once.
+    Every third message goes to all the tokens as one broadcast (one event for all of
+    them), the others one request per token."""
     await inbox_on(http, size=1000)
     tokens = [await make_token(http) for _ in range(TOKENS)]
     epoch = await epoch_of(http, tokens[0])
@@ -289,7 +291,11 @@ async def test_killed_sockets_that_come_back_miss_nothing_and_see_nothing_twice(
     ]
     await asyncio.sleep(0.2)
     for n in range(1, MESSAGES + 1):
-        await asyncio.gather(*(send(http, t, n) for t in tokens))
+        if n % 3 == 0:
+            answer = await ok(http.post("/broadcast", json={"e": "dm", "d": n, "tokens": tokens}))
+            assert answer["failed"] == 0, answer
+        else:
+            await asyncio.gather(*(send(http, t, n) for t in tokens))
     done.set()
     for task in readers:
         assert await asyncio.wait_for(task, 30) == list(range(1, MESSAGES + 1))

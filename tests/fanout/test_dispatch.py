@@ -58,6 +58,41 @@ async def test_direct_message_reaches_every_socket_of_the_token_and_no_one_else(
     assert node.hub.direct_messages == 1 and node.hub.deliveries == 2
 
 
+async def test_direct_messages_reach_each_named_token_of_the_project_in_order() -> None:
+    """One event for many tokens: each token's sockets get the one frame, in the
+    event's order; a token not named, one of another project, or none here, nothing."""
+    node = Node()
+    _, a = node.socket(token="leap_token_a")
+    _, a2 = node.socket(token="leap_token_a")
+    _, b = node.socket(token="leap_token_b")
+    _, c = node.socket(token="leap_token_c")
+    _, q = node.socket(token="leap_token_q", project="q")
+    tokens = ["leap_token_b", "leap_token_a", "leap_token_q", "leap_token_x"]
+    node.dispatch.handle(ev.DirectMessages("p", tokens, "hi", RAW(b"1")))
+    node.dispatch.handle(ev.DirectMessages("p", tokens[:2], "hi", RAW(b"2")))
+    await next_turn()
+    expected = [
+        {"c": None, "u": False, "e": "DIRECT_MESSAGE", "d": {"e": "hi", "d": n}} for n in (1, 2)
+    ]
+    assert dispatches(a) == expected and dispatches(a2) == expected
+    assert dispatches(b) == expected
+    assert dispatches(c) == [] and dispatches(q) == []
+    assert node.hub.direct_messages == 6 and node.hub.deliveries == 6
+
+
+async def test_direct_messages_with_inboxes_carry_each_token_s_offset() -> None:
+    node = Node()
+    _, a = node.socket(token="leap_token_a")
+    _, b = node.socket(token="leap_token_b")
+    event = ev.DirectMessages(
+        "p", ["leap_token_a", "leap_token_b"], "hi", RAW(b"1"), offsets=[7, 3], epochs=["e", "e"]
+    )
+    node.dispatch.handle(event)
+    await next_turn()
+    assert dispatches(a)[0]["d"] == {"e": "hi", "d": 1, "offset": 7, "epoch": "e"}
+    assert dispatches(b)[0]["d"] == {"e": "hi", "d": 1, "offset": 3, "epoch": "e"}
+
+
 async def test_state_change_is_a_state_update_to_the_channel() -> None:
     node = Node()
     _, out = node.socket("room")

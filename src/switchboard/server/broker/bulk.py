@@ -6,6 +6,12 @@ node about three times the script's single call (1,000 direct messages: 85 ms of
 CPU as a pipeline, 19 ms as a script, on a busy machine; Redis's own work, about a
 millisecond, is the same). On a Redis Cluster a script may publish only to its keys'
 slot, so there it is a pipeline of ``SPUBLISH``, which redis-py splits per master.
+
+A :class:`~switchboard.server.broker.events.DirectMessages` (a broadcast's tokens) goes
+as it is, one event on the shared topic, on one Redis; on a Redis Cluster it becomes a
+``DirectMessage`` per token on the token's own shard channel (:func:`per_token`): the
+shared topic's partition may sit on another master than a token's, read by another
+reader, and then nothing would order it after a direct message sent to the token alone.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from switchboard.server.broker.events import BrokerEvent
+from switchboard.server.broker.events import BrokerEvent, DirectMessage, DirectMessages
 from switchboard.server.broker.topics import topic_of
 
 PUBLISH_CHUNK = 1000
@@ -47,7 +53,7 @@ async def publish_all(
         return
     if sharded:
         pipe = redis.pipeline(transaction=False)
-        for event in events:
+        for event in per_token(events):
             pipe.spublish(channel(topic_of(event)), _encoder.encode(event))
         await pipe.execute()
         return
@@ -56,3 +62,28 @@ async def publish_all(
         for event in events[start : start + PUBLISH_CHUNK]:
             args += (channel(topic_of(event)), _encoder.encode(event))
         await script(args=args)
+
+
+def per_token(events: list[BrokerEvent]) -> list[BrokerEvent]:
+    """``events`` with each :class:`DirectMessages` spelled out as one
+    :class:`DirectMessage` per token, in order (a Redis Cluster's route)."""
+    if not any(isinstance(event, DirectMessages) for event in events):
+        return events
+    out: list[BrokerEvent] = []
+    for event in events:
+        if not isinstance(event, DirectMessages):
+            out.append(event)
+            continue
+        offsets, epochs = event.offsets, event.epochs
+        for i, token_id in enumerate(event.token_ids):
+            out.append(
+                DirectMessage(
+                    event.project_id,
+                    token_id,
+                    event.event,
+                    event.data,
+                    offset=None if offsets is None else offsets[i],
+                    epoch=None if epochs is None else epochs[i],
+                )
+            )
+    return out

@@ -45,6 +45,21 @@ class DirectMessage(msgspec.Struct, tag=True, frozen=True):
     """The inbox's epoch, with ``offset``."""
 
 
+class DirectMessages(msgspec.Struct, tag=True, frozen=True):
+    """One message as DIRECT_MESSAGE to every connection of many tokens, in their order:
+    a broadcast's (or a batch's run of ``direct`` items with one message) in one event
+    rather than one per token (docs/batch.md, "How a broadcast travels")."""
+
+    project_id: str
+    token_ids: list[str]
+    event: str
+    data: msgspec.Raw
+    offsets: list[int] | None = None
+    """Each token's offset in its inbox, in ``token_ids``' order (None: no inboxes)."""
+    epochs: list[str] | None = None
+    """The inbox epoch of each, with ``offsets``."""
+
+
 class ChannelStateChanged(msgspec.Struct, tag=True, frozen=True):
     """STATE_UPDATE with the full new state to a channel's subscribers."""
 
@@ -149,6 +164,7 @@ class MemberLeft(msgspec.Struct, tag=True, frozen=True):
 BrokerEvent = (
     ChannelMessage
     | DirectMessage
+    | DirectMessages
     | ChannelStateChanged
     | ChannelDeleted
     | TokenSubscribed

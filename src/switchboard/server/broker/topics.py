@@ -63,6 +63,9 @@ def topic_of(event: ev.BrokerEvent) -> str:
         return node_topic(event.node_id)
     # ChannelDeleted also forgets the channel in every node's no-history cache, and
     # HistoryChanged is about that cache alone: both are for every node (and rare).
+    # DirectMessages names many tokens, held by any nodes: every node hears it, on the
+    # connection that reads the tokens' own topics, so a publisher's order holds
+    # (docs/batch.md, "How a broadcast travels").
     return SHARED
 
 

@@ -32,9 +32,9 @@ class Activity:
         self._series: dict[str, deque[float]] = {}
         self._last_sample = clock()
 
-    def count(self, project_id: str) -> None:
-        """One message for ``project_id`` (the hub's hot path: one dict increment)."""
-        self.totals[project_id] += 1
+    def count(self, project_id: str, n: int = 1) -> None:
+        """``n`` messages for ``project_id`` (the hub's hot path: one dict increment)."""
+        self.totals[project_id] += n
 
     def sample(self) -> None:
         """Close the current interval: append messages-per-second to every active series.

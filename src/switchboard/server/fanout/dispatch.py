@@ -17,7 +17,7 @@ from typing import Any
 from switchboard.server.broker import events as ev
 from switchboard.server.broker.events import BrokerEvent
 from switchboard.server.broker.topics import channel_topic
-from switchboard.server.fanout.connection import Outgoing
+from switchboard.server.fanout.connection import Connection, Outgoing
 from switchboard.server.fanout.holds import inbox_key
 from switchboard.server.fanout.hub import Hub
 from switchboard.server.history import NoHistoryCache
@@ -35,50 +35,74 @@ def channel_message(hub: Hub, event: ev.ChannelMessage) -> None:
         hub.holds.broadcast(key, payload, event.offset, event.epoch, event.exclude_cid)
 
 
-class _LastDirect:
-    """The frame of the last direct message without an offset, by its data's identity: a
-    broadcast's direct messages (one ``Raw`` for every token, handed over in one go on a
-    node) are encoded once, not once per token."""
-
-    __slots__ = ("data", "event", "frame", "payload")
-
-    def __init__(self) -> None:
-        self.data: object = None
-        self.event = ""
-        self.payload = b""
-        self.frame: Outgoing | None = None
-
-
-_last_direct = _LastDirect()
-
-
 def direct_message(hub: Hub, event: ev.DirectMessage) -> None:
     hub.activity.count(event.project_id)
     hub.direct_messages += 1
-    last = _last_direct
-    if event.offset is None and event.data is last.data and event.event == last.event:
-        assert last.frame is not None
-        payload, frame = last.payload, last.frame
-    else:
-        payload = frames.direct_message(event.event, event.data, event.offset, event.epoch)
-        frame = Outgoing(payload)
-        if event.offset is None:
-            last.data, last.event, last.payload, last.frame = (
-                event.data,
-                event.event,
-                payload,
-                frame,
-            )
+    payload = frames.direct_message(event.event, event.data, event.offset, event.epoch)
     members = hub.token_members(event.project_id, event.token_id)
-    if hub.holds:  # a connection recovering the token's inbox gets it from its hold
-        key = inbox_key(event.project_id, event.token_id)
+    if members:
+        _to_token(
+            hub,
+            event.project_id,
+            event.token_id,
+            members,
+            payload,
+            Outgoing(payload),
+            event.offset,
+            event.epoch,
+        )
+
+
+def direct_messages(hub: Hub, event: ev.DirectMessages) -> None:
+    """One message to many tokens: the frame is built once (once per token when each
+    carries its inbox offset); a token with no connection here costs one dict lookup."""
+    project_id = event.project_id
+    tokens = event.token_ids
+    hub.activity.count(project_id, len(tokens))
+    hub.direct_messages += len(tokens)
+    offsets, epochs = event.offsets, event.epochs
+    sockets = hub.token_sockets
+    payload = b""
+    frame: Outgoing | None = None
+    for i, token_id in enumerate(tokens):
+        conns = sockets.get(token_id)
+        if not conns:
+            continue  # held connections stay among the token's: none here, no hold either
+        members = [conn for conn in conns if conn.project_id == project_id]
+        if not members:
+            continue
+        offset = epoch = None
+        if offsets is not None and epochs is not None:
+            offset, epoch = offsets[i], epochs[i]
+            payload = frames.direct_message(event.event, event.data, offset, epoch)
+            frame = Outgoing(payload)
+        elif frame is None:
+            payload = frames.direct_message(event.event, event.data, None, None)
+            frame = Outgoing(payload)
+        _to_token(hub, project_id, token_id, members, payload, frame, offset, epoch)
+
+
+def _to_token(
+    hub: Hub,
+    project_id: str,
+    token_id: str,
+    members: list[Connection],
+    payload: bytes,
+    frame: Outgoing,
+    offset: int | None,
+    epoch: str | None,
+) -> None:
+    """Send a direct message's frame to the token's connections here, but those whose
+    inbox recovery holds it (``fanout/holds.py``): their holds keep it instead."""
+    if hub.holds:
+        key = inbox_key(project_id, token_id)
         held = hub.holds.held(key)
         if held:
             members = [conn for conn in members if conn not in held]
-            hub.holds.broadcast(key, payload, event.offset, event.epoch)
+            hub.holds.broadcast(key, payload, offset, epoch)
     for conn in members:
         conn.send(frame)
-        hub.deliveries += 1
+    hub.deliveries += len(members)
 
 
 def channel_state_changed(hub: Hub, event: ev.ChannelStateChanged) -> None:
@@ -158,6 +182,7 @@ def member_changed(hub: Hub, event: ev.MemberJoined | ev.MemberLeft) -> None:
 _ON_HUB: dict[type[Any], Callable[[Hub, Any], None]] = {
     ev.ChannelMessage: channel_message,
     ev.DirectMessage: direct_message,
+    ev.DirectMessages: direct_messages,
     ev.ChannelStateChanged: channel_state_changed,
     ev.ChannelDeleted: channel_deleted,
     ev.TokenSubscribed: token_subscribed,

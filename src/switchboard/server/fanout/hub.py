@@ -297,6 +297,12 @@ class Hub:
     def token_members(self, project_id: str, token_id: str) -> list[Connection]:
         return [c for c in self._by_token.get(token_id, ()) if c.project_id == project_id]
 
+    @property
+    def token_sockets(self) -> dict[str, set[Connection]]:
+        """Each token's connections here, by token ID, of any project (not to be changed:
+        a dispatch to many tokens looks them up without a call per token)."""
+        return self._by_token
+
     def close_all(self, code: int, reason: str) -> None:
         for conn in list(self.connections.values()):
             conn.close(code, reason)

@@ -44,6 +44,7 @@ from switchboard.server.service.batch_ops import (
     check_targets,
     direct_event,
     failed,
+    in_bulk,
     message_of,
     op_name,
     position_data,
@@ -296,7 +297,7 @@ class BatchOperations(ChannelOperations, TokenOperations):
                 results[i] = failed(exc)
         try:
             events = await self._events(project, messages, to_channels, to_tokens, results)
-            await self.broker.publish_many([e for _, e in events])
+            await self.broker.publish_many(in_bulk([e for _, e in events]))
         except APIError as exc:  # the store or broker is away: none of them went
             return [failed(exc) if r is None or r["success"] else r for r in results]
         self._sent(project, events)

@@ -243,3 +243,47 @@ def channel_event(
         offset=position.offset if position else None,
         epoch=position.epoch if position else None,
     )
+
+
+def in_bulk(events: list[ev.ChannelMessage | ev.DirectMessage]) -> list[ev.BrokerEvent]:
+    """``events`` with each run of two or more direct messages carrying one message (a
+    broadcast's tokens, a batch's ``direct`` items alike) made one
+    :class:`~switchboard.server.broker.events.DirectMessages`, in order."""
+    out: list[ev.BrokerEvent] = []
+    run: list[ev.DirectMessage] = []
+    for event in events:
+        if isinstance(event, ev.DirectMessage) and (not run or _same_message(run[0], event)):
+            run.append(event)
+            continue
+        _flush(run, out)
+        run = [event] if isinstance(event, ev.DirectMessage) else []
+        if not isinstance(event, ev.DirectMessage):
+            out.append(event)
+    _flush(run, out)
+    return out
+
+
+def _same_message(first: ev.DirectMessage, other: ev.DirectMessage) -> bool:
+    return (
+        other.event == first.event
+        and (other.offset is None) == (first.offset is None)
+        and (other.data is first.data or bytes(other.data) == bytes(first.data))
+    )
+
+
+def _flush(run: list[ev.DirectMessage], out: list[ev.BrokerEvent]) -> None:
+    if len(run) == 1:
+        out.append(run[0])
+    elif run:
+        first = run[0]
+        positioned = first.offset is not None
+        out.append(
+            ev.DirectMessages(
+                first.project_id,
+                [e.token_id for e in run],
+                first.event,
+                first.data,
+                offsets=[e.offset or 0 for e in run] if positioned else None,
+                epochs=[e.epoch or "" for e in run] if positioned else None,
+            )
+        )
