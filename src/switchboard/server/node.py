@@ -17,6 +17,7 @@ from switchboard import __version__
 from switchboard.exceptions import Conflict
 from switchboard.server.api import build_app, http_errors
 from switchboard.server.api.app import DRAIN
+from switchboard.server.api.fast_publish import FastPublish
 from switchboard.server.broker import Broker, LocalBroker
 from switchboard.server.broker.base import EventHandler, LocalNode, PresenceChanges
 from switchboard.server.broker.topics import TopicInterest
@@ -156,6 +157,8 @@ class Node:
             workers=settings.workers,
         )
         self._runner: web.AppRunner | None = None
+        self.fast_publish: FastPublish | None = None
+        """The REST publish's fast path (api/fast_publish.py), once started."""
         self._unserved_socket: socket.socket | None = None
         self.port = settings.port
         self.bootstrap: Bootstrap | None = None
@@ -210,8 +213,10 @@ class Node:
             shutdown_timeout=self.settings.shutdown_grace_s,
         )
         await self._runner.setup()
-        # aiohttp's answers to unparsable request heads become the JSON envelope too.
-        http_errors.install(self._runner)
+        # aiohttp's answers to unparsable request heads become the JSON envelope too,
+        # and the REST publish takes its fast path (api/fast_conn.py).
+        self.fast_publish = FastPublish(self.app, cors_origins=self.settings.cors_origins)
+        http_errors.install(self._runner, self.fast_publish)
         site = web.SockSite(self._runner, sock, backlog=4096)
         await site.start()
         self._unserved_socket = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import msgspec
 from aiohttp import web
 
@@ -17,7 +19,8 @@ from switchboard.server.api.auth import (
 from switchboard.server.api.envelope import ok
 from switchboard.server.api.views import channel_view, history_view, token_view
 from switchboard.server.history import HistoryPolicy, check_policy
-from switchboard.server.models import UNCHANGED, Unchanged
+from switchboard.server.models import UNCHANGED, Access, Unchanged
+from switchboard.server.service import Service
 
 routes = web.RouteTableDef()
 hot_routes = web.RouteTableDef()
@@ -149,25 +152,45 @@ async def publish_message(request: web.Request) -> web.Response:
     # The hot path: a project-token lookup this node cached is checked against the
     # store by the publish's own store call, not by a read of its own.
     access = await authenticated(request, deferred=True)
-    body = bodies.decode(await request.read(), bodies.MessageBody)
-    service = request.app[SERVICE]
-    channel_id = request.match_info["channel_id"]
-    if body.idempotency_key is not None:  # rare: the lookup checked, the key claimed
-        project = (await reauthenticated(request)).project
+    body = await request.read()
+    result = await publish(
+        request.app[SERVICE],
+        access,
+        request.match_info["channel_id"],
+        body,
+        lambda: reauthenticated(request),
+    )
+    return ok(result)
 
-        async def publish() -> dict[str, object]:
+
+async def publish(
+    service: Service,
+    access: Access,
+    channel_id: str,
+    raw: bytes,
+    reauthenticate: Callable[[], Awaitable[Access]],
+) -> dict[str, object] | None:
+    """``POST /v1/channels/:id/messages`` once the caller is authenticated (maybe by a
+    cached lookup, ``deferred``): the answer's data. aiohttp's route and the fast path
+    (``api/fast_publish.py``) both answer with this. ``reauthenticate``: the token
+    looked up again, with the route's checks (``reauthenticated``)."""
+    body = bodies.decode(raw, bodies.MessageBody)
+    if body.idempotency_key is not None:  # rare: the lookup checked, the key claimed
+        project = (await reauthenticate()).project
+
+        async def once() -> dict[str, object]:
             await service.publish_message(project, channel_id, body.e, body.data)
             return {}
 
-        return ok(await service.once(project, body.idempotency_key, publish))
+        return await service.once(project, body.idempotency_key, once)
     try:
         await service.publish_message(
             access.project, channel_id, body.e, body.data, access_generation=access.generation
         )
     except StaleAccess:  # a token of the project was revoked: look this one up again
-        access = await reauthenticated(request)
+        access = await reauthenticate()
         await service.publish_message(access.project, channel_id, body.e, body.data)
-    return ok()
+    return None
 
 
 @hot_routes.get(CHANNEL + "/messages")

@@ -7,6 +7,8 @@ error is the JSON envelope (SPEC §2), so the node's server makes protocol handl
 whose answer is the envelope: the same status, ``invalid_request`` (or
 ``internal_error``), aiohttp's own reason as the message, the connection closed as
 aiohttp closes it.
+
+The same handler carries the REST publish's fast path (``api/fast_conn.py``).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from aiohttp.web_response import StreamResponse
 
 from switchboard.exceptions import APIError, InternalError, InvalidRequest
 from switchboard.server.api.envelope import error_response
+from switchboard.server.api.fast_conn import FastPublishHandler
+from switchboard.server.api.fast_publish import FastPublish
 
 
-class _EnvelopeRequestHandler(web_protocol.RequestHandler):
+class _EnvelopeRequestHandler(FastPublishHandler):
     # No __dict__ per connection: aiohttp's handler has slots, and so must this one.
     __slots__ = ()
 
@@ -47,15 +51,21 @@ class _EnvelopeRequestHandler(web_protocol.RequestHandler):
 
 
 class EnvelopeServer(web.Server):
-    """aiohttp's ``Server``, whose connections answer protocol errors with the envelope."""
+    """aiohttp's ``Server``, whose connections answer protocol errors with the envelope
+    and take the REST publish's fast path (``fast``, set by :func:`install`)."""
+
+    fast: FastPublish | None = None
 
     def __call__(self) -> web_protocol.RequestHandler:
         kwargs: dict[str, Any] = self._kwargs
-        return _EnvelopeRequestHandler(self, loop=self._loop, **kwargs)
+        return _EnvelopeRequestHandler(self, loop=self._loop, fast=self.fast, **kwargs)
 
 
-def install(runner: web.AppRunner) -> None:
-    """After ``runner.setup()``: the connections its sites accept answer with the envelope."""
+def install(runner: web.AppRunner, fast: FastPublish | None = None) -> None:
+    """After ``runner.setup()``: the connections its sites accept answer with the
+    envelope, and with ``fast`` take the REST publish's fast path."""
     server = runner.server
     assert server is not None, "call after runner.setup()"
     server.__class__ = EnvelopeServer
+    assert isinstance(server, EnvelopeServer)
+    server.fast = fast

@@ -1,0 +1,143 @@
+"""The connection side of the REST publish's fast path: which bytes it takes from
+aiohttp's protocol handler, and how the two share one connection.
+
+A connection is in one of two hands. **The fast path's** while aiohttp's handler is
+idle between messages with nothing of a message in its parser: every chunk is read
+here first (``api/fast_parse.py``); a complete publish request is answered by
+``api/fast_publish.py``, a partial head is kept until it is complete. **aiohttp's**
+from the first request the fast path does not take, for certain, onwards: those bytes
+and all after them go to aiohttp unchanged, and a :class:`Framer` follows them. The
+connection comes back once aiohttp's handler is idle again and the framer says the
+bytes it got ended with a whole message; bytes the framer cannot follow (a chunked
+body, an upgrade, hence every WebSocket) leave it aiohttp's for good.
+
+Answers stay in request order: while a fast request is being answered, later bytes
+wait here (reading pauses past :data:`MAX_WAITING`) and are read after its answer is
+written. aiohttp's idle timer is re-armed after each fast answer as aiohttp re-arms it
+after each of its own, and does not fire while one is being made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web_protocol
+
+from switchboard.server.api.fast_parse import NEED_MORE, FastRequest, Framer, parse
+from switchboard.server.api.fast_publish import FastPublish
+
+MAX_WAITING = 256 * 1024
+"""Bytes kept while a fast request is being answered before reading pauses."""
+
+
+class FastPublishHandler(web_protocol.RequestHandler):
+    """aiohttp's protocol handler, with the REST publish's fast path in front."""
+
+    # No __dict__ per connection: aiohttp's handler has slots, and so must this one.
+    __slots__ = ("_fast", "_fast_buf", "_fast_framer", "_fast_task")
+
+    def __init__(self, *args: Any, fast: FastPublish | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fast = fast if fast is not None and fast.enabled else None
+        self._fast_buf = b""
+        """Bytes read here and not answered yet (a partial head, or requests waiting
+        for the answer being made)."""
+        self._fast_framer: Framer | None = None
+        """None while the connection is the fast path's; else follows aiohttp's bytes."""
+        self._fast_task: asyncio.Task[None] | None = None
+        """The fast request being answered."""
+
+    def data_received(self, data: bytes) -> None:
+        if self._fast is None or not data:
+            super().data_received(data)
+            return
+        framer = self._fast_framer
+        if framer is not None:
+            if not framer.at_boundary or not self._aiohttp_idle():
+                framer.feed(data)
+                super().data_received(data)
+                return
+            self._fast_framer = None  # aiohttp is between messages: the connection is back
+        if self._fast_task is not None:
+            self._fast_buf += data
+            if len(self._fast_buf) > MAX_WAITING and not self._buffer_paused:
+                self._pause_reading_for_buffer()
+            return
+        buf = self._fast_buf + data if self._fast_buf else data
+        self._fast_buf = b""
+        self._fast_take(buf)
+
+    def _aiohttp_idle(self) -> bool:
+        """Whether aiohttp's handler waits for a next message with nothing in hand: its
+        loop (``start``) awaits ``_waiter`` only then."""
+        waiter = self._waiter
+        return (
+            waiter is not None
+            and not waiter.done()
+            and not self._messages
+            and self._payload_parser is None
+            and not self._upgraded
+            and not self._message_tail
+            and not self._close
+            and not self._force_close
+        )
+
+    def _fast_take(self, buf: bytes) -> None:
+        """Answer the publish at the start of ``buf``, or hand ``buf`` to aiohttp."""
+        fast = self._fast
+        assert fast is not None
+        if self._force_close or self._close or self.transport is None:
+            return  # aiohttp drops what comes after it decided to close, too
+        found: FastRequest | int = NEED_MORE
+        if fast.open and not self._paused:  # draining, or the client not reading: aiohttp's
+            found = parse(buf, 0, fast.max_body, fast.origin_matters)
+            if found is NEED_MORE:
+                self._fast_buf = buf
+                return
+        if isinstance(found, int):
+            self._to_aiohttp(buf)
+            return
+        self._fast_buf = buf[found.end :]
+        self._request_count += 1
+        self._fast_task = self._loop.create_task(self._fast_serve(found))
+
+    def _to_aiohttp(self, data: bytes) -> None:
+        self._fast_framer = framer = Framer()
+        framer.feed(data)
+        super().data_received(data)
+
+    async def _fast_serve(self, request: FastRequest) -> None:
+        assert self._fast is not None
+        try:
+            answer = await self._fast.answer(request)
+        finally:
+            self._fast_task = None
+        transport = self.transport
+        if transport is None or self._force_close:
+            return  # the client went away; the publish was made (aiohttp's route's too)
+        transport.write(answer)
+        if request.close:
+            self.force_close()  # closes once the answer is written
+            return
+        self._rearm_idle_timer()
+        waiting, self._fast_buf = self._fast_buf, b""
+        if self._buffer_paused:
+            self._resume_reading_for_buffer()
+        if waiting:
+            self._fast_take(waiting)
+
+    def _rearm_idle_timer(self) -> None:
+        """As aiohttp's ``start()`` after each answer: the idle timeout counts from now."""
+        loop = self._loop
+        close_time = loop.time() + self._keepalive_timeout
+        self._next_keepalive_close_time = close_time
+        if self._keepalive_handle is None:
+            self._keepalive_handle = loop.call_at(close_time, self._process_keepalive)
+
+    def _process_keepalive(self) -> None:
+        if self._fast_task is not None:
+            # Busy, as aiohttp's handler is inside a request: the answer re-arms it.
+            self._keepalive_handle = None
+            return
+        super()._process_keepalive()
