@@ -62,6 +62,9 @@ def direct_messages(hub: Hub, event: ev.DirectMessages) -> None:
     hub.direct_messages += len(tokens)
     offsets, epochs = event.offsets, event.epochs
     sockets = hub.token_sockets
+    if offsets is None and not hub.holds:
+        _one_frame_to_tokens(hub, event)
+        return
     payload = b""
     frame: Outgoing | None = None
     for i, token_id in enumerate(tokens):
@@ -80,6 +83,24 @@ def direct_messages(hub: Hub, event: ev.DirectMessages) -> None:
             payload = frames.direct_message(event.event, event.data, None, None)
             frame = Outgoing(payload)
         _to_token(hub, project_id, token_id, members, payload, frame, offset, epoch)
+
+
+def _one_frame_to_tokens(hub: Hub, event: ev.DirectMessages) -> None:
+    """The common case (no inbox offsets, no recovery under way): one frame, and no call
+    per token."""
+    frame = Outgoing(frames.direct_message(event.event, event.data, None, None))
+    project_id = event.project_id
+    sockets = hub.token_sockets
+    sent = 0
+    for token_id in event.token_ids:
+        conns = sockets.get(token_id)
+        if conns:
+            # A send may close a slow socket, which then leaves the set: a copy.
+            for conn in tuple(conns):
+                if conn.project_id == project_id:
+                    conn.send(frame)
+                    sent += 1
+    hub.deliveries += sent
 
 
 def _to_token(

@@ -1,28 +1,19 @@
-"""Batches: one message to many channels and tokens, many operations in one request.
+"""``POST /v1/batch``: many operations in one request (Switchboard's own: docs/batch.md).
 
-Both are Switchboard's own (docs/batch.md). What makes them cheap is
-:meth:`BatchOperations.send_messages`: the messages of a batch cost the store one
-call for every channel's append and one for every token's existence (a script or a
-pipeline each on Redis, one group commit on SQLite), and the broker one
-``publish_many``; a thousand messages are not a thousand round trips.
-
-Idempotency keys live in the store, so a retry reaching another node of the cluster
-finds them: claimed before anything is done (a concurrent retry finds the key in
-flight and gets ``in_progress``), answered after.
+Each item is carried out as its single route does it, with its own result; the runs
+of messages go through :meth:`MessageSending.send_messages` (``service/broadcast.py``),
+so a thousand messages are a few store calls and one broker call, not a thousand
+round trips. Items' idempotency keys are claimed in one store call, answered in one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from switchboard.exceptions import APIError, InProgress, InternalError, InvalidRequest, NotFound
-from switchboard.server import ids
-from switchboard.server.broker import events as ev
-from switchboard.server.history import INBOX_KEY, StreamPosition
+from switchboard.exceptions import APIError, InternalError, InvalidRequest
 from switchboard.server.models import Project
 from switchboard.server.service.batch_ops import (
     IDEMPOTENCY_TTL_S,
@@ -31,110 +22,28 @@ from switchboard.server.service.batch_ops import (
     BatchOp,
     Direct,
     ItemKeys,
-    Message,
     PatchState,
     Publish,
     RemoveToken,
     Result,
     SetState,
     SubscribeToken,
-    broadcast_answer,
-    channel_event,
-    check_key,
-    check_targets,
-    direct_event,
     failed,
-    in_bulk,
     message_of,
     op_name,
-    position_data,
     succeeded,
 )
-from switchboard.server.service.channels import ChannelOperations
-from switchboard.server.service.tokens import TokenOperations
+from switchboard.server.service.broadcast import MessageSending, Permits, in_progress
 from switchboard.server.store import IN_FLIGHT
 
 log = logging.getLogger("switchboard.batch")
 
-Permits = Callable[[str], APIError | None]
-"""The caller's permission for an ``op`` name: None if its project token may, else the
-error that item gets (the REST layer knows the token's flags)."""
-
 _PARALLEL = 32
 """Operations of a parallel batch that run at once (messages go together anyway)."""
 
-_encoder = msgspec.json.Encoder()
 
-
-def _in_progress(key: str) -> InProgress:
-    return InProgress(
-        f"a request with idempotency key {key[:64]!r} is still being carried out; "
-        "retry later for its answer"
-    )
-
-
-class BatchOperations(ChannelOperations, TokenOperations):
-    """``POST /v1/broadcast`` and ``POST /v1/batch``."""
-
-    async def broadcast(
-        self,
-        project: Project,
-        message: Message,
-        channels: list[str],
-        tokens: list[str],
-        *,
-        permits: Permits,
-        idempotency_key: str | None = None,
-    ) -> Result:
-        """Send ``message`` to every channel and token; the envelope's ``data``: one result
-        per target (channels first), in the order given. Raises InvalidRequest (nothing
-        sent) for a list over :data:`MAX_TARGETS`, a repeated target or a bad message,
-        and InProgress while a request with the same key runs."""
-        check_targets(channels, "channels")
-        check_targets(tokens, "tokens")
-        self._check_event(message.event)
-        self._check_size(message.data, "message data")
-        messages = [Message(c, None, message.event, message.data) for c in channels]
-        messages += [Message(None, t, message.event, message.data) for t in tokens]
-
-        async def send() -> Result:
-            return broadcast_answer(messages, await self.send_messages(project, messages, permits))
-
-        # Kept if anything was sent: a retry must not send it again. Nothing sent (every
-        # target refused): the key is freed for a corrected retry.
-        return await self.once(project, idempotency_key, send, keep=lambda a: a["succeeded"] > 0)
-
-    async def once(
-        self,
-        project: Project,
-        idempotency_key: str | None,
-        run: Callable[[], Awaitable[Result]],
-        *,
-        keep: Callable[[Result], bool] = lambda answer: True,
-    ) -> Result:
-        """``run()``'s answer, carried out once per key (None: no key, just run it):
-        a key answered within :data:`IDEMPOTENCY_TTL_S` gets that answer back with
-        ``duplicate``; one still in flight raises InProgress. An answer ``keep`` refuses,
-        or an exception, frees the key."""
-        if idempotency_key is None:
-            return await run()
-        check_key(idempotency_key)
-        [kept] = await self.store.claim_idempotency_keys(
-            project.id, [idempotency_key], IN_FLIGHT_TTL_S
-        )
-        if kept == IN_FLIGHT:
-            raise _in_progress(idempotency_key)
-        if kept is not None:
-            return {**msgspec.json.decode(kept), "duplicate": True}
-        answer: bytes | None = None
-        try:
-            result = await run()
-            answer = _encoder.encode(result) if keep(result) else None
-        finally:
-            await self.store.finish_idempotency_keys(
-                project.id, {idempotency_key: answer}, IDEMPOTENCY_TTL_S
-            )
-        return result
+class BatchOperations(MessageSending):
+    """``POST /v1/broadcast`` (:class:`MessageSending`) and ``POST /v1/batch``."""
 
     async def run_batch(
         self, project: Project, items: list[BatchOp | APIError], *, parallel: bool, permits: Permits
@@ -184,7 +93,7 @@ class BatchOperations(ChannelOperations, TokenOperations):
         for name, answer in zip(names, kept, strict=True):
             i = keys.first[name]
             if answer == IN_FLIGHT:
-                results[i] = failed(_in_progress(name))
+                results[i] = failed(in_progress(name))
             elif answer is not None:
                 results[i] = {**msgspec.json.decode(answer), "duplicate": True}
             else:
@@ -268,123 +177,3 @@ class BatchOperations(ChannelOperations, TokenOperations):
             log.exception("batch operation failed", extra={"op": op_name(op)})
             return failed(InternalError("the operation failed; the error is in the log"))
         return succeeded()
-
-    async def send_messages(
-        self, project: Project, messages: list[Message], permits: Permits
-    ) -> list[Result]:
-        """Send each message (to a channel or a token), one result each, in order: a
-        channel's messages reach its subscribers in this order."""
-        results: list[Result | None] = [None] * len(messages)
-        to_channels: list[int] = []
-        to_tokens: list[int] = []
-        refusals = {True: permits("publish"), False: permits("direct")}
-        checked: Message | None = None  # a broadcast's one message is checked once
-        for i, m in enumerate(messages):
-            try:
-                refusal = refusals[m.channel is not None]
-                if refusal is not None:
-                    raise refusal
-                if checked is None or m.data is not checked.data or m.event != checked.event:
-                    self._check_event(m.event)
-                    self._check_size(m.data, "message data")
-                    checked = m
-                if m.channel is not None:
-                    self.check_channel_id(m.channel)
-                    to_channels.append(i)
-                else:
-                    to_tokens.append(i)
-            except APIError as exc:
-                results[i] = failed(exc)
-        try:
-            events = await self._events(project, messages, to_channels, to_tokens, results)
-            await self.broker.publish_many(in_bulk([e for _, e in events]))
-        except APIError as exc:  # the store or broker is away: none of them went
-            return [failed(exc) if r is None or r["success"] else r for r in results]
-        self._sent(project, events)
-        return [r if r is not None else succeeded() for r in results]
-
-    async def _events(
-        self,
-        project: Project,
-        messages: list[Message],
-        to_channels: list[int],
-        to_tokens: list[int],
-        results: list[Result | None],
-    ) -> list[tuple[int, ev.ChannelMessage | ev.DirectMessage]]:
-        """The store's part: appends (and the existence of each channel) in one call,
-        the tokens' existence in another; the broker events, in the messages' order."""
-        generation = self.no_history.generation
-        positions = await self.store.append_messages(
-            project.id,
-            [(messages[i].channel or "", messages[i].event, messages[i].data) for i in to_channels],
-        )
-        known = await self.store.project_token_ids(
-            project.id, list({messages[i].token or "": None for i in to_tokens})
-        )
-        events: list[tuple[int, ev.ChannelMessage | ev.DirectMessage]] = []
-        for i, position in zip(to_channels, positions, strict=True):
-            m = messages[i]
-            assert m.channel is not None
-            if isinstance(position, APIError):
-                results[i] = failed(position)
-                continue
-            if position is None:
-                self.no_history.add((project.id, m.channel), generation)
-            results[i] = succeeded(position_data(position))
-            events.append((i, channel_event(project.id, m, position)))
-        sendable: list[int] = []
-        for i in to_tokens:
-            token = messages[i].token
-            assert token is not None
-            if token in known:
-                sendable.append(i)
-            else:
-                results[i] = failed(_no_token(token))
-        kept = await self._inbox_appends(project.id, [messages[i] for i in sendable])
-        for i, position in zip(sendable, kept, strict=True):
-            results[i] = succeeded(position_data(position))
-            events.append((i, direct_event(project.id, messages[i], position)))
-        if to_channels and to_tokens:
-            events.sort(key=lambda pair: pair[0])  # the items' order, across both kinds
-        return events
-
-    async def _inbox_appends(
-        self, project_id: str, messages: list[Message]
-    ) -> list[StreamPosition | None]:
-        """Keep the direct messages in their tokens' inboxes, as ``direct_message`` does
-        (``_inbox_append``), in one store call: nothing for a project known to keep
-        none; else its positions (all None if the project turned inboxes off)."""
-        key = (project_id, INBOX_KEY)
-        if not messages or key in self.no_history:
-            return [None] * len(messages)
-        generation = self.no_history.generation
-        kept = await self.store.append_inboxes(
-            project_id, [(m.token or "", m.event, m.data) for m in messages]
-        )
-        if all(position is None for position in kept):
-            self.no_history.add(key, generation)
-        return kept
-
-    def _sent(
-        self, project: Project, events: list[tuple[int, ev.ChannelMessage | ev.DirectMessage]]
-    ) -> None:
-        """Count what went out, and tell the webhooks of each channel message."""
-        for _, event in events:
-            if isinstance(event, ev.DirectMessage):
-                self.rest_direct_messages += 1
-                continue
-            assert isinstance(event, ev.ChannelMessage)
-            self.rest_messages += 1
-            if self.webhooks is not None:
-                self.webhooks.message_published(
-                    project.id,
-                    event.channel_id,
-                    event.event,
-                    event.data,
-                    source="rest",
-                    offset=event.offset,
-                )
-
-
-def _no_token(token_id: str) -> NotFound:
-    return NotFound(f"no token {ids.redact(token_id)!r} in this project")

@@ -204,15 +204,6 @@ def check_targets(targets: list[str], what: str) -> None:
             seen.add(target)
 
 
-def broadcast_answer(messages: list[Message], results: list[Result]) -> Result:
-    targets: list[Result] = []
-    for m, result in zip(messages, results, strict=True):
-        target = {"channel": m.channel} if m.channel is not None else {"token": m.token}
-        targets.append({**target, **result})
-    ok = sum(1 for r in results if r["success"])
-    return {"results": targets, "succeeded": ok, "failed": len(results) - ok}
-
-
 def position_data(position: StreamPosition | None) -> dict[str, object] | None:
     if position is None:
         return None
@@ -245,7 +236,7 @@ def channel_event(
     )
 
 
-def in_bulk(events: list[ev.ChannelMessage | ev.DirectMessage]) -> list[ev.BrokerEvent]:
+def in_bulk(events: list[ev.BrokerEvent]) -> list[ev.BrokerEvent]:
     """``events`` with each run of two or more direct messages carrying one message (a
     broadcast's tokens, a batch's ``direct`` items alike) made one
     :class:`~switchboard.server.broker.events.DirectMessages`, in order."""
