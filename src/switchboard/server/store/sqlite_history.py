@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from switchboard.exceptions import NotFound, StaleAccess
+from switchboard.exceptions import NotFound
 from switchboard.server.history import (
     HistoryMessage,
     HistoryPage,
@@ -33,7 +33,8 @@ from switchboard.server.history import (
     kept_from,
     new_epoch,
 )
-from switchboard.server.store.sqlite_projects import GENERATION_OF
+from switchboard.server.store.sqlite_policy_reads import PolicyReads
+from switchboard.server.store.sqlite_policy_reads import _policy_row as _policy_row
 
 T = TypeVar("T")
 
@@ -69,46 +70,6 @@ _IN_CHUNK = 500
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _policy_row(
-    db: sqlite3.Connection, project_id: str, channel_id: str
-) -> tuple[int, int, str, int] | None:
-    """(size, ttl_s, epoch, top), or None if history is off. Raises NotFound."""
-    row = db.execute(
-        "SELECT h.size, h.ttl_s, h.epoch, h.top FROM channels c LEFT JOIN channel_history h "
-        "ON h.project_id = c.project_id AND h.channel_id = c.id "
-        "WHERE c.project_id = ? AND c.id = ?",
-        (project_id, channel_id),
-    ).fetchone()
-    if row is None:
-        raise NotFound(f"no channel {channel_id!r} in this project")
-    return None if row[0] is None else (row[0], row[1], row[2], row[3])
-
-
-def _checked_policy_row(
-    db: sqlite3.Connection, project_id: str, channel_id: str, generation: int
-) -> tuple[int, int, str, int] | None:
-    """:func:`_policy_row` in the same read as the project's credential generation.
-
-    Raises StaleAccess if that is not ``generation`` (checked first: a revoked token
-    learns nothing about the channel), else NotFound without the channel.
-    """
-    row = db.execute(
-        f"SELECT {GENERATION_OF.format('?1')}, h.size, h.ttl_s, h.epoch, h.top "
-        "FROM channels c LEFT JOIN channel_history h "
-        "ON h.project_id = c.project_id AND h.channel_id = c.id "
-        "WHERE c.project_id = ?1 AND c.id = ?2",
-        (project_id, channel_id),
-    ).fetchone()
-    if row is None:
-        (current,) = db.execute(f"SELECT {GENERATION_OF.format('?')}", (project_id,)).fetchone()
-        if current != generation:
-            raise StaleAccess("the project's tokens changed")
-        raise NotFound(f"no channel {channel_id!r} in this project")
-    if row[0] != generation:
-        raise StaleAccess("the project's tokens changed")
-    return None if row[1] is None else (row[1], row[2], row[3], row[4])
 
 
 @dataclass(slots=True)
@@ -290,13 +251,12 @@ class SqliteHistory:
         *,
         generation: int | None = None,
     ) -> StreamPosition | None:
-        # The common case, no history, is answered by a read: no trip to the writer.
-        if generation is None:
-            policy = self._read(lambda db: _policy_row(db, project_id, channel_id))
-        else:
-            policy = self._read(
-                lambda db: _checked_policy_row(db, project_id, channel_id, generation)
-            )
+        # The common case, no history, is answered by a read: no trip to the writer,
+        # and none of SQLite's pages while nobody commits (sqlite_policy_reads.py).
+        reads = self.__dict__.get("_policy_reads")
+        if reads is None:
+            reads = self.__dict__["_policy_reads"] = PolicyReads()
+        policy = self._read(lambda db: reads.read(db, project_id, channel_id, generation))
         if policy is None:
             return None
         return await self._batches().append(_Append(project_id, channel_id, event, bytes(data)))
