@@ -93,6 +93,30 @@ async def test_the_fast_path_answers_as_aiohttp_does(node: Server, channel: str)
         assert "date" in fast.headers
 
 
+async def test_direct_messages_take_it_too(node: Server, http: httpx.AsyncClient) -> None:
+    r = await http.post("/channels/tokens", json={})
+    token_id = r.json()["data"]["token"]["id"]
+    secret = node.project_token
+    path = f"/v1/channels/tokens/{token_id}/messages"
+    cases = [
+        request("POST", path, b'{"e": "dm", "d": {"n": 1}}', token=secret),
+        request("POST", path, b'{"e": "dm", "d": {"n": 1}', token=secret),
+        request("POST", path, b'{"e": "dm"}', token="ptk_unknown"),
+        request(
+            "POST", "/v1/channels/tokens/leap_token_nope/messages", b'{"e": "m"}', token=secret
+        ),
+    ]
+    async with leap(node.ws_url, node.project_id, token=token_id) as client:
+        for case in cases:
+            before = answered(node)
+            [fast] = await exchange(node, case, 1)
+            assert answered(node) == before + 1, case
+            [_, slow] = await exchange(node, SLOW_FIRST + case, 2)
+            assert comparable(fast) == comparable(slow), case
+        for _ in range(2):  # the first case, fast and slow
+            assert (await client.dispatch("DIRECT_MESSAGE"))["d"] == {"e": "dm", "d": {"n": 1}}
+
+
 async def test_idempotency_keys_work_on_the_fast_path(node: Server, channel: str) -> None:
     body = json.dumps({"e": "m", "d": 1, "idempotency_key": "k1"}).encode()
     path = f"/v1/channels/{channel}/messages"

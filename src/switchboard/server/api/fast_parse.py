@@ -32,6 +32,9 @@ _PREFIX = b"POST /v1/channels/"
 _SUFFIX = b"/messages HTTP/1.1"
 _CHANNEL_ID = re.compile(rb"[A-Za-z0-9_.:@-]{1,128}")
 """A channel ID as it stands in the path; anything percent-encoded is aiohttp's."""
+_TOKENS = b"tokens/"
+_TOKEN_ID = re.compile(rb"[A-Za-z0-9_-]{1,200}")
+"""A token ID as it stands in the path (``POST /v1/channels/tokens/:token/messages``)."""
 _NOT_CHANNELS = frozenset({b".", b"..", b"tokens"})
 """Segments a URL parser resolves (``.``, ``..``), and the token routes' ``tokens``."""
 _FIELDS = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e]*\r\n)*")
@@ -45,9 +48,12 @@ _REFUSED = {b"transfer-encoding", b"expect", b"upgrade", b"content-encoding"}
 
 @dataclass(slots=True)
 class FastRequest:
-    """A publish the fast path may answer."""
+    """A publish (or a direct message) the fast path may answer."""
 
-    channel_id: str
+    target: str
+    """The channel's ID, or with ``direct`` the token's."""
+    direct: bool
+    """A direct message to a token (``POST /v1/channels/tokens/:token/messages``)."""
     authorization: str
     body: bytes
     close: bool
@@ -60,7 +66,8 @@ def parse(buf: bytes, pos: int, max_body: int, origin_matters: bool) -> FastRequ
     """The request at ``buf[pos:]``, :data:`NEED_MORE` or :data:`SLOW`.
 
     A request is the fast path's when its request line is exactly the publish route's
-    with a plain channel ID (no query, no escapes), and its head has one
+    with a plain channel ID (no query, no escapes), or the direct message route's with
+    a plain token ID, and its head has one
     ``Content-Length`` of at most ``max_body``, one ``Host``, at most one
     ``Authorization`` and ``Connection`` (``close`` or ``keep-alive``), no header that
     changes how the body is read or the answer made (``Transfer-Encoding``, ``Expect``,
@@ -78,8 +85,13 @@ def parse(buf: bytes, pos: int, max_body: int, origin_matters: bool) -> FastRequ
         or not buf.endswith(_SUFFIX, pos, line_end)
     ):
         return SLOW
-    channel = buf[pos + len(_PREFIX) : line_end - len(_SUFFIX)]
-    if not _CHANNEL_ID.fullmatch(channel) or channel in _NOT_CHANNELS:
+    target = buf[pos + len(_PREFIX) : line_end - len(_SUFFIX)]
+    direct = target.startswith(_TOKENS)
+    if direct:
+        target = target[len(_TOKENS) :]
+        if not _TOKEN_ID.fullmatch(target):
+            return SLOW
+    elif not _CHANNEL_ID.fullmatch(target) or target in _NOT_CHANNELS:
         return SLOW
     fields = buf[line_end + 2 : end + 2]
     if not _FIELDS.fullmatch(fields):
@@ -93,7 +105,8 @@ def parse(buf: bytes, pos: int, max_body: int, origin_matters: bool) -> FastRequ
     if length > max_body or len(buf) - body_at < length:
         return SLOW
     return FastRequest(
-        channel.decode("ascii"),
+        target.decode("ascii"),
+        direct,
         authorization,
         buf[body_at : body_at + length],
         connection == b"close",

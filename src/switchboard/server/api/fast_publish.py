@@ -1,5 +1,6 @@
-"""The REST publish's fast path: ``POST /v1/channels/:id/messages`` answered from the
-connection's bytes, without aiohttp's request, router, middleware and response objects.
+"""The REST publish's fast path: ``POST /v1/channels/:id/messages`` (and a direct
+message, ``POST /v1/channels/tokens/:token/messages``) answered from the connection's
+bytes, without aiohttp's request, router, middleware and response objects.
 
 It answers what aiohttp's route (``api/channels.py``, through ``api/app.py``'s
 middleware) answers — same checks in the same order, the same exceptions becoming the
@@ -25,11 +26,13 @@ from switchboard.server.api.auth import REST_LIMIT, SERVICE, check_route_permiss
 from switchboard.server.api.channels import publish
 from switchboard.server.api.envelope import error_parts, ok_body
 from switchboard.server.api.fast_parse import FastRequest
+from switchboard.server.api.tokens import direct
 from switchboard.server.models import Access
 from switchboard.server.observability.metrics import REST_METRICS
 
 ROUTE = "/v1/channels/{channel_id}/messages"
-"""The route template the fast path answers (permissions, metrics)."""
+DIRECT_ROUTE = "/v1/channels/tokens/{token}/messages"
+"""The route templates the fast path answers (permissions, metrics)."""
 
 _SERVER = f"\r\nServer: {SERVER_SOFTWARE}\r\n".encode()
 
@@ -75,13 +78,14 @@ class FastPublish:
                 "request",
                 extra={
                     "method": "POST",
-                    "path": redact_path(f"/v1/channels/{request.channel_id}/messages"),
+                    "path": _path(request),
                     "status": status,
                     "ms": round(seconds * 1000, 2),
                 },
             )
         if self.metrics is not None:
-            self.metrics.observe_route("POST", ROUTE, status, seconds)
+            route = DIRECT_ROUTE if request.direct else ROUTE
+            self.metrics.observe_route("POST", route, status, seconds)
         if status == 200 and body is OK_BODY:
             return self._ok_answer(request.close)
         return _http_answer(status, body, headers, request.close)
@@ -91,22 +95,25 @@ class FastPublish:
         service = self.service
         secret = secret_of(request.authorization)
 
-        async def authenticated(deferred: bool) -> Access:
+        async def authenticated(deferred: bool, route: str = ROUTE) -> Access:
             access = await service.authenticate(secret, deferred=deferred)
-            check_route_permission("POST", ROUTE, access.permissions)
+            check_route_permission("POST", route, access.permissions)
             return access
 
         try:
-            access = await authenticated(True)
-            data = await publish(
-                service, access, request.channel_id, request.body, lambda: authenticated(False)
-            )
+            if request.direct:
+                access = await authenticated(False, DIRECT_ROUTE)
+                data = await direct(service, access.project, request.target, request.body)
+            else:
+                access = await authenticated(True)
+                data = await publish(
+                    service, access, request.target, request.body, lambda: authenticated(False)
+                )
             return 200, ok_body(data), {}
         except APIError as exc:
             return (exc.status, *error_parts(exc))
         except Exception:
-            path = redact_path(f"/v1/channels/{request.channel_id}/messages")
-            log.exception("unhandled error", extra={"method": "POST", "path": path})
+            log.exception("unhandled error", extra={"method": "POST", "path": _path(request)})
             error = InternalError("the server failed; the error is in its log")
             return (error.status, *error_parts(error))
 
@@ -121,6 +128,12 @@ class FastPublish:
 
 
 OK_BODY = ok_body(None)
+
+
+def _path(request: FastRequest) -> str:
+    """The request's path, fit for a log (a token in it cut short)."""
+    kind = "tokens/" if request.direct else ""
+    return redact_path(f"/v1/channels/{kind}{request.target}/messages")
 
 
 def _http_answer(status: int, body: bytes, headers: dict[str, str], close: bool) -> bytes:

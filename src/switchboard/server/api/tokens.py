@@ -9,7 +9,8 @@ from switchboard.server.api import bodies
 from switchboard.server.api.auth import SERVICE, authenticated_project
 from switchboard.server.api.envelope import ok
 from switchboard.server.api.views import history_view, token_view
-from switchboard.server.models import UNCHANGED
+from switchboard.server.models import UNCHANGED, Project
+from switchboard.server.service import Service
 
 routes = web.RouteTableDef()
 
@@ -68,17 +69,25 @@ async def delete_token(request: web.Request) -> web.Response:
 @routes.post("/v1/channels/tokens/{token}/messages")
 async def direct_message(request: web.Request) -> web.Response:
     project = await authenticated_project(request)
-    body = bodies.decode(await request.read(), bodies.MessageBody)
-    service = request.app[SERVICE]
+    body = await request.read()
+    return ok(await direct(request.app[SERVICE], project, request.match_info["token"], body))
+
+
+async def direct(
+    service: Service, project: Project, token_id: str, raw: bytes
+) -> dict[str, object] | None:
+    """``POST /v1/channels/tokens/:token/messages`` once the caller is authenticated: the
+    answer's data. aiohttp's route and the fast path (``api/fast_publish.py``) share it."""
+    body = bodies.decode(raw, bodies.MessageBody)
 
     async def send() -> dict[str, object]:
-        await service.direct_message(project, request.match_info["token"], body.e, body.data)
+        await service.direct_message(project, token_id, body.e, body.data)
         return {}
 
     if body.idempotency_key is None:
         await send()
-        return ok()
-    return ok(await service.once(project, body.idempotency_key, send))
+        return None
+    return await service.once(project, body.idempotency_key, send)
 
 
 @routes.get("/v1/channels/tokens/{token}/messages")
