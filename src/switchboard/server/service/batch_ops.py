@@ -258,7 +258,7 @@ def _same_message(first: ev.DirectMessage, other: ev.DirectMessage) -> bool:
     return (
         other.event == first.event
         and (other.offset is None) == (first.offset is None)
-        and (other.data is first.data or bytes(other.data) == bytes(first.data))
+        and (other.data is first.data or other.data == first.data)
     )
 
 

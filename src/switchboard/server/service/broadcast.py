@@ -277,10 +277,12 @@ class MessageSending(ChannelOperations, TokenOperations):
                 sendable.append(i)
             else:
                 results[i] = failed(_no_token(token))
-        kept = await self._inbox_appends(
-            project.id,
-            [(messages[i].token or "", messages[i].event, messages[i].data) for i in sendable],
-        )
+        kept: list[StreamPosition | None] = [None] * len(sendable)
+        if sendable and (project.id, INBOX_KEY) not in self.no_history:
+            kept = await self._inbox_appends(
+                project.id,
+                [(messages[i].token or "", messages[i].event, messages[i].data) for i in sendable],
+            )
         for i, position in zip(sendable, kept, strict=True):
             results[i] = succeeded(position_data(position))
             events.append((i, direct_event(project.id, messages[i], position)))
