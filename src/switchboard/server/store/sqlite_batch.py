@@ -102,8 +102,13 @@ class SqliteBatch:
             for start in range(0, len(token_ids), _IN_CHUNK):
                 chunk = token_ids[start : start + _IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
+                # "+project_id": looked up by primary key, the project checked on each row
+                # found. Without the "+", SQLite (no ANALYZE statistics) walks the
+                # project's index instead, every token of the project per query: 3.2 ms
+                # for 500 IDs among 10,000 tokens against 0.6 ms (a third of a broadcast's
+                # CPU on a node with 10,000 tokens, seen by perf, not by py-spy).
                 rows = db.execute(
-                    f"SELECT id FROM tokens WHERE project_id = ? AND id IN ({marks})",
+                    f"SELECT id FROM tokens WHERE +project_id = ? AND id IN ({marks})",
                     (project_id, *chunk),
                 )
                 found.update(row[0] for row in rows)
