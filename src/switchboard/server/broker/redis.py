@@ -8,7 +8,9 @@ tokens (:class:`TopicInterest`), so it decodes only the events it delivers. Topi
 changes are sent in batches: one SUBSCRIBE (or UNSUBSCRIBE) for every topic that changed
 in a loop turn, and one for all of them after a reconnection. Events a node publishes
 one after another arrive everywhere in that order (one connection per node reads every
-topic it hears, and Redis keeps a publisher's order across topics).
+topic it hears, and Redis keeps a publisher's order across topics). That connection is
+the broker's own (``broker/subscription.py``), not redis-py's ``PubSub``: it hands each
+event to :meth:`RedisBroker._handle` as it is read.
 
 On a Redis Cluster (``redis+cluster://``) the topics are shard channels instead:
 ``SPUBLISH`` reaches only the master that owns the topic's slot, and one sharded reader
@@ -28,14 +30,11 @@ next refresh.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from typing import Any
 
 import msgspec
-from redis.asyncio.client import PubSub
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from switchboard.exceptions import Unavailable
 from switchboard.server.aio import cancel_and_wait
@@ -53,8 +52,10 @@ from switchboard.server.broker.grants import PendingGrants
 from switchboard.server.broker.partitions import shard_channel
 from switchboard.server.broker.redis_presence import FAULTS, RedisPresence
 from switchboard.server.broker.shards import HEARTBEAT_MISSED_S, ShardReaders
+from switchboard.server.broker.subscription import Subscription
 from switchboard.server.broker.topics import SHARED, TopicInterest, node_topic, topic_of
 from switchboard.server.redis_pool import is_cluster_url, open_client, parse_cluster_url
+from switchboard.server.redis_pool.wire import open_connection
 
 log = logging.getLogger("switchboard.broker")
 
@@ -64,29 +65,11 @@ _decoder = msgspec.json.Decoder(BrokerEvent)
 _NO_POSITION = b',"offset":null,"epoch":null}'
 """How an encoded ChannelMessage without history ends (``store_route``)."""
 
-_EVENTS_PER_TURN = 256
-"""Events handled before the reader yields to the event loop."""
-
 _RECONNECT_MAX_S = 1.0
 """The longest wait between two attempts to resubscribe to a Redis that went away."""
 
 HEARTBEAT_S = 1.0
 """How often a node publishes a beat on its own topic (and checks it hears them)."""
-
-
-class _Subscription(PubSub):
-    """A PubSub that does not reconnect by itself.
-
-    redis-py's PubSub reconnects after a connection error and resubscribes to the
-    channels it knows. The broker does that itself, so that every topic wanted *now* is
-    subscribed again in one command and none counts as heard until Redis confirms it
-    (``TopicInterest.resubscribing``): a connection made again here raises instead.
-    """
-
-    async def on_connect(self, connection: Any) -> None:
-        if self.channels:
-            raise RedisConnectionError("the subscription's connection was made again")
-        await super().on_connect(connection)
 
 
 class RedisBroker:
@@ -117,7 +100,8 @@ class RedisBroker:
         self._redis: Any = None
         self._publish_script: Any = None
         self._presence: RedisPresence | None = None
-        self._pubsub: Any = None
+        self._subscription: Subscription | None = None
+        """The connection that reads this node's topics (``broker/subscription.py``)."""
         self._shards: ShardReaders | None = None
         """On a Redis Cluster: the sharded pub/sub readers (``broker/shards.py``)."""
         self._tasks: list[asyncio.Task[None]] = []
@@ -125,10 +109,6 @@ class RedisBroker:
         self.events_received = 0
         """Events this node's reader decoded (it hears only its topics)."""
         self.reconnects = 0
-        self._heard_at = 0.0
-        self._deaf = False
-        """Set when the beats stopped coming back: the reader drops its subscription."""
-        """When this node's reader last heard anything (its beats come every second)."""
         self._grants = PendingGrants()
 
     def __repr__(self) -> str:
@@ -251,60 +231,46 @@ class RedisBroker:
     # Delivery.
 
     async def _read(self, subscribed: asyncio.Event) -> None:
-        """Hand every event to the handler; reconnect and resubscribe after a fault."""
+        """Keep a subscription to every wanted topic; after a fault, make a new one."""
         delay = 0.1
         while True:
-            pubsub: Any = _Subscription(self._redis.connection_pool)
             try:
-                # Every topic this node wants, the shared one and its own, in one command.
-                topics = [SHARED, node_topic(self.node_id), *self.topics.resubscribing()]
-                await pubsub.subscribe(*(self.prefix + t for t in topics))
-                self._pubsub = pubsub
-                self._heard_at = asyncio.get_running_loop().time()
-                self.connected = True
-                subscribed.set()
-                # Redis may have lost this node's presence while it was away: the
-                # presence task writes it again.
-                self._reconnected()
-                delay = 0.1
-                await self._deliver(pubsub)
+                await self._subscribe_and_hear(subscribed)
+                delay = 0.1  # it was up: the next attempt starts from the shortest wait
             except FAULTS as exc:
-                self._pubsub = None
-                self.connected = False
-                self.reconnects += 1
-                self._handler.events_missed()
                 log.warning(
                     "broker disconnected; reconnecting",
                     extra={"error": str(exc), "retry_in_s": delay},
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RECONNECT_MAX_S)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+            self._subscription = None
+            self.connected = False
+            self.reconnects += 1
+            self._handler.events_missed()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RECONNECT_MAX_S)
 
-    async def _deliver(self, pubsub: Any) -> None:
-        """Read one subscription until it fails: events, and Redis's confirmations."""
-        prefix_len = len(self.prefix)
-        loop = asyncio.get_running_loop()
-        while True:
-            message = await pubsub.get_message(timeout=1.0)
-            if self._deaf:
-                self._deaf = False
-                raise RedisConnectionError("no heartbeat heard back on this subscription")
-            if message is None:
-                continue
-            self._heard_at = loop.time()
-            kind = message["type"]
-            if kind == "message":
-                self._handle(message["data"])
-                if self.events_received % _EVENTS_PER_TURN == 0:
-                    # A backlog arrives already buffered, and get_message then returns
-                    # without yielding: let the writes and every other task run
-                    # between slices of it.
-                    await asyncio.sleep(0)
-            elif kind == "subscribe":
-                self.topics.confirmed(message["channel"].decode()[prefix_len:])
+    async def _subscribe_and_hear(self, subscribed: asyncio.Event) -> None:
+        """One subscription, from its connection until it is lost (``broker/subscription.py``)."""
+        subscription = await open_connection(
+            self._redis, lambda: Subscription(self._handle, self._confirmed)
+        )
+        try:
+            # Every topic this node wants, the shared one and its own, in one command.
+            topics = [SHARED, node_topic(self.node_id), *self.topics.resubscribing()]
+            subscription.subscribe([self.prefix + t for t in topics])
+            self._subscription = subscription
+            self.connected = True
+            subscribed.set()
+            # Redis may have lost this node's presence while it was away: the presence
+            # task writes it again.
+            self._reconnected()
+            await subscription.lost
+            log.warning("broker subscription lost; subscribing again")
+        finally:
+            subscription.close()
+
+    def _confirmed(self, channel: bytes) -> None:
+        self.topics.confirmed(channel[len(self.prefix) :].decode())
 
     def _handle(self, data: bytes) -> None:
         """One event from Redis, to the handler (or to a grant waiting for it)."""
@@ -339,14 +305,14 @@ class RedisBroker:
             if self._shards is not None:
                 await self._shards.change(to_hear, to_drop)
                 continue
-            pubsub = self._pubsub
-            if pubsub is None:
+            subscription = self._subscription
+            if subscription is None:
                 continue  # the reader resubscribes to everything wanted when it is back
             try:
                 if to_drop:
-                    await pubsub.unsubscribe(*(self.prefix + t for t in to_drop))
+                    subscription.unsubscribe([self.prefix + t for t in to_drop])
                 if to_hear:
-                    await pubsub.subscribe(*(self.prefix + t for t in to_hear))
+                    subscription.subscribe([self.prefix + t for t in to_hear])
             except FAULTS as exc:
                 # The reader sees the same fault and resubscribes to every wanted topic.
                 log.warning("topic change not sent", extra={"error": str(exc)})
@@ -366,10 +332,13 @@ class RedisBroker:
                 await self._redis.publish(beat, payload)
             except FAULTS:
                 continue  # Redis is away: the reader sees it too
-            if self._pubsub is not None and loop.time() - self._heard_at > HEARTBEAT_MISSED_S:
+            subscription = self._subscription
+            if (
+                subscription is not None
+                and loop.time() - subscription.heard_at > HEARTBEAT_MISSED_S
+            ):
                 log.warning("broker heard no heartbeat; subscribing again")
-                self._heard_at = loop.time()
-                self._deaf = True  # the reader, back within a second, starts over
+                subscription.close()  # the reader starts over
 
     def _reconnected(self) -> None:
         # Events published while the subscription was away were missed (what this node
