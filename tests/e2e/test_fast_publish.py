@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from switchboard.server.api.fast_parse import NEED_MORE, SLOW, FastRequest, Framer, parse
 from switchboard.server.config import Limits
 from switchboard.server.permissions import Permission
 from tests.conftest import Server, open_raw, running_node
@@ -284,3 +285,56 @@ async def test_an_active_connection_is_not_closed_as_idle(small_node: Server) ->
     assert await closed(reader)  # then idle: closed after the timeout
     assert 0.3 < loop.time() - started < 3
     writer.close()
+
+
+def test_what_the_parser_leaves_to_aiohttp() -> None:
+    good = publish("c1", "ptk_x", data=1)
+    found = parse(good + b"GET", 0, 1000, False)
+    assert isinstance(found, FastRequest) and found.end == len(good)
+    assert (found.target, found.direct, found.authorization, found.close) == (
+        "c1",
+        False,
+        "ptk_x",
+        False,
+    )
+    assert parse(good[:20], 0, 1000, False) == NEED_MORE
+    assert parse(good[:-1], 0, 1000, False) == SLOW  # the body is still arriving
+    assert parse(b"GET /healthz", 0, 1000, False) == SLOW
+    slow = [
+        publish("c%201", "ptk_x"),
+        publish("..", "ptk_x"),
+        publish("tokens", "ptk_x"),
+        publish("c1", "ptk_x").replace(b"HTTP/1.1", b"HTTP/1.0"),
+        publish("c1", "ptk_x").replace(b"/messages", b"/messages?project=p"),
+        publish("c1", "ptk_x", headers={"Transfer-Encoding": "chunked"}),
+        publish("c1", "ptk_x", headers={"Expect": "100-continue"}),
+        publish("c1", "ptk_x", headers={"Content-Encoding": "gzip"}),
+        publish("c1", "ptk_x", headers={"Upgrade": "websocket"}),
+        publish("c1", "ptk_x", headers={"Connection": "upgrade"}),
+        publish("c1", "ptk_x", headers={"Authorization": "ptk_y"}),
+        publish("c1", "ptk_x", headers={"X-Folded": "a\r\n b"}),
+        publish("c1", "ptk_x", headers={"X-Bytes": "\u00e9"}),
+        publish("c1", "ptk_x", data="x" * 2000),
+        publish("c1", "ptk_x").replace(b"Host: test\r\n", b""),
+    ]
+    for case in slow:
+        assert parse(case, 0, 1000, False) == SLOW, case
+    with_origin = publish("c1", "ptk_x", headers={"Origin": "https://a.example"})
+    assert isinstance(parse(with_origin, 0, 1000, False), FastRequest)
+    assert parse(with_origin, 0, 1000, True) == SLOW
+
+
+def test_the_framer_follows_messages_across_chunks() -> None:
+    data = publish("c1", "ptk_x") + request("GET", "/healthz") + publish("c2", "ptk_x")
+    for size in (1, 7, 64, len(data)):
+        framer = Framer()
+        for i in range(0, len(data), size):
+            framer.feed(data[i : i + size])
+        assert framer.at_boundary, size
+    framer = Framer()
+    framer.feed(data[:-3])
+    assert not framer.at_boundary and framer.owed == 3
+    for lost in (b"Transfer-Encoding: chunked", b"Upgrade: websocket"):
+        framer = Framer()
+        framer.feed(request("GET", "/ws", headers=dict([lost.decode().split(": ")])))
+        assert framer.lost and not framer.at_boundary

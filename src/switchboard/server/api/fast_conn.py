@@ -20,6 +20,8 @@ after each of its own, and does not fire while one is being made.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web_protocol
@@ -31,42 +33,70 @@ MAX_WAITING = 256 * 1024
 """Bytes kept while a fast request is being answered before reading pauses."""
 
 
+@dataclass(slots=True)
+class ConnState:
+    """A connection's side of the fast path."""
+
+    buf: bytes = b""
+    """Bytes read here and not answered yet (a partial head, or requests waiting for
+    the answer being made)."""
+    framer: Framer | None = None
+    """None while the connection is the fast path's; else follows aiohttp's bytes."""
+    task: asyncio.Task[None] | None = None
+    """The fast request being answered."""
+
+
+LOST = ConnState(framer=Framer(lost=True))
+"""The state of every connection aiohttp keeps for good (never changed)."""
+
+_states: dict[FastPublishHandler, ConnState] = {}
+"""Each HTTP connection's state, from its first bytes to its end (a WebSocket's ends
+at its upgrade)."""
+
+
 class FastPublishHandler(web_protocol.RequestHandler):
-    """aiohttp's protocol handler, with the REST publish's fast path in front."""
+    """aiohttp's protocol handler, with the REST publish's fast path in front.
 
-    # No __dict__ per connection: aiohttp's handler has slots, and so must this one.
-    __slots__ = ("_fast", "_fast_buf", "_fast_framer", "_fast_task")
+    No slot of its own: ``_fast`` is a class attribute (``http_errors.install`` makes a
+    class per server), and a connection's state is in ``_states`` only while it is an
+    HTTP connection (a WebSocket's leaves at its upgrade): an idle socket
+    costs no byte more (bench/memory.py).
+    """
 
-    def __init__(self, *args: Any, fast: FastPublish | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._fast = fast if fast is not None and fast.enabled else None
-        self._fast_buf = b""
-        """Bytes read here and not answered yet (a partial head, or requests waiting
-        for the answer being made)."""
-        self._fast_framer: Framer | None = None
-        """None while the connection is the fast path's; else follows aiohttp's bytes."""
-        self._fast_task: asyncio.Task[None] | None = None
-        """The fast request being answered."""
+    __slots__ = ()
+    _fast: FastPublish | None = None
 
     def data_received(self, data: bytes) -> None:
-        if self._fast is None or not data:
+        fast = self._fast
+        if fast is None or not data or self._payload_parser is not None:
             super().data_received(data)
             return
-        framer = self._fast_framer
+        state = _states.get(self)
+        if state is None:
+            _states[self] = state = ConnState()
+        framer = state.framer
         if framer is not None:
             if not framer.at_boundary or not self._aiohttp_idle():
-                framer.feed(data)
-                super().data_received(data)
+                self._hand_over(fast, state, framer, data)
                 return
-            self._fast_framer = None  # aiohttp is between messages: the connection is back
-        if self._fast_task is not None:
-            self._fast_buf += data
-            if len(self._fast_buf) > MAX_WAITING and not self._buffer_paused:
+            state.framer = None  # aiohttp is between messages: the connection is back
+        if state.task is not None:
+            state.buf += data
+            if len(state.buf) > MAX_WAITING and not self._buffer_paused:
                 self._pause_reading_for_buffer()
             return
-        buf = self._fast_buf + data if self._fast_buf else data
-        self._fast_buf = b""
-        self._fast_take(buf)
+        buf = state.buf + data if state.buf else data
+        state.buf = b""
+        self._fast_take(fast, state, buf)
+
+    def set_parser(self, parser: Any, data_received_cb: Callable[[], None] | None = None) -> None:
+        # A WebSocket from now on: aiohttp's for good, with no state here.
+        _states.pop(self, None)
+        super().set_parser(parser, data_received_cb)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        _states.pop(self, None)
+        super().connection_lost(exc)
 
     def _aiohttp_idle(self) -> bool:
         """Whether aiohttp's handler waits for a next message with nothing in hand: its
@@ -83,49 +113,50 @@ class FastPublishHandler(web_protocol.RequestHandler):
             and not self._force_close
         )
 
-    def _fast_take(self, buf: bytes) -> None:
+    def _fast_take(self, fast: FastPublish, state: ConnState, buf: bytes) -> None:
         """Answer the publish at the start of ``buf``, or hand ``buf`` to aiohttp."""
-        fast = self._fast
-        assert fast is not None
         if self._force_close or self._close or self.transport is None:
             return  # aiohttp drops what comes after it decided to close, too
         found: FastRequest | int = NEED_MORE
         if fast.open and not self._paused:  # draining, or the client not reading: aiohttp's
             found = parse(buf, 0, fast.max_body, fast.origin_matters)
             if found is NEED_MORE:
-                self._fast_buf = buf
+                state.buf = buf
                 return
         if isinstance(found, int):
-            self._to_aiohttp(buf)
+            self._hand_over(fast, state, Framer(), buf)
             return
-        self._fast_buf = buf[found.end :]
+        state.buf = buf[found.end :]
         self._request_count += 1
-        self._fast_task = self._loop.create_task(self._fast_serve(found))
+        state.task = self._loop.create_task(self._fast_serve(fast, state, found))
 
-    def _to_aiohttp(self, data: bytes) -> None:
-        self._fast_framer = framer = Framer()
+    def _hand_over(self, fast: FastPublish, state: ConnState, framer: Framer, data: bytes) -> None:
+        """Give ``data`` to aiohttp, following it with ``framer``."""
         framer.feed(data)
+        if framer.lost:
+            _states[self] = LOST
+        else:
+            state.framer = framer
         super().data_received(data)
 
-    async def _fast_serve(self, request: FastRequest) -> None:
-        assert self._fast is not None
+    async def _fast_serve(self, fast: FastPublish, state: ConnState, request: FastRequest) -> None:
         try:
-            answer = await self._fast.answer(request)
+            answer = await fast.answer(request)
         finally:
-            self._fast_task = None
+            state.task = None
         transport = self.transport
-        if transport is None or self._force_close:
+        if transport is None or self._force_close or transport.is_closing():
             return  # the client went away; the publish was made (aiohttp's route's too)
         transport.write(answer)
         if request.close:
             self.force_close()  # closes once the answer is written
             return
         self._rearm_idle_timer()
-        waiting, self._fast_buf = self._fast_buf, b""
+        waiting, state.buf = state.buf, b""
         if self._buffer_paused:
             self._resume_reading_for_buffer()
         if waiting:
-            self._fast_take(waiting)
+            self._fast_take(fast, state, waiting)
 
     def _rearm_idle_timer(self) -> None:
         """As aiohttp's ``start()`` after each answer: the idle timeout counts from now."""
@@ -136,7 +167,8 @@ class FastPublishHandler(web_protocol.RequestHandler):
             self._keepalive_handle = loop.call_at(close_time, self._process_keepalive)
 
     def _process_keepalive(self) -> None:
-        if self._fast_task is not None:
+        state = _states.get(self)
+        if state is not None and state.task is not None:
             # Busy, as aiohttp's handler is inside a request: the answer re-arms it.
             self._keepalive_handle = None
             return
