@@ -4,6 +4,7 @@ lookups, idempotency keys."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import msgspec
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from switchboard.exceptions import NotFound
 from switchboard.server.history import HistoryPolicy, StreamPosition
 from switchboard.server.models import Project, Token
-from switchboard.server.store import IN_FLIGHT, Store
+from switchboard.server.store import IN_FLIGHT, SqliteStore, Store
 from tests.store.test_history_contract import data, make
 
 pytestmark = pytest.mark.timeout(30)
@@ -63,6 +64,32 @@ async def test_project_token_ids(store: Store, project: Project) -> None:
     wanted = [mine.id, theirs.id, "leap_token_none"]
     assert await store.project_token_ids(project.id, wanted) == {mine.id}
     assert await store.project_token_ids(project.id, []) == set()
+
+
+async def test_a_token_deleted_or_created_is_seen_by_the_next_lookup(
+    store: Store, project: Project
+) -> None:
+    """SQLite keeps the tokens found while nobody commits (store/sqlite_token_reads.py):
+    a deletion through the store, or by another connection to the file (another
+    worker, the command line), and a creation are seen by the very next lookup."""
+    tokens = [
+        Token(project.id, f"leap_token_{i}", msgspec.Raw(b"{}"), "2026-01-01T00:00:00.000Z")
+        for i in range(4)
+    ]
+    for token in tokens[:3]:
+        await store.create_token(token)
+    ids = [t.id for t in tokens]
+    assert await store.project_token_ids(project.id, ids) == set(ids[:3])
+    assert await store.project_token_ids(project.id, ids) == set(ids[:3])  # kept
+    await store.delete_token(project.id, ids[0])
+    assert await store.project_token_ids(project.id, ids) == set(ids[1:3])
+    await store.create_token(tokens[3])
+    assert await store.project_token_ids(project.id, ids) == set(ids[1:])
+    if isinstance(store, SqliteStore):
+        with sqlite3.connect(store.path) as other:  # another process's connection
+            other.execute("PRAGMA foreign_keys = ON")
+            other.execute("DELETE FROM tokens WHERE id = ?", (ids[1],))
+        assert await store.project_token_ids(project.id, ids) == {ids[2], ids[3]}
 
 
 async def test_idempotency_keys_claim_answer_free_and_expire(
