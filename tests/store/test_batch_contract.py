@@ -63,6 +63,12 @@ async def test_project_token_ids(store: Store, project: Project) -> None:
     await store.create_token(theirs)
     wanted = [mine.id, theirs.id, "leap_token_none"]
     assert await store.project_token_ids(project.id, wanted) == {mine.id}
+    # IDs no Switchboard makes are answered too (Redis sends the IDs one per line).
+    odd = ["", "leap\ntoken", mine.id, "é", mine.id + "\n"]
+    assert await store.project_token_ids(project.id, odd) == {mine.id}
+    assert await store.project_token_ids(project.id, ["", mine.id, ""]) == {mine.id}
+    many = [f"leap_token_{i}" for i in range(999)] + [mine.id]
+    assert await store.project_token_ids(project.id, many) == {mine.id}
     assert await store.project_token_ids(project.id, []) == set()
 
 
