@@ -41,6 +41,7 @@ from switchboard.server.store.redis_inbox import INBOX_SCRIPTS, RedisInbox
 from switchboard.server.store.redis_layout import RedisLayout
 from switchboard.server.store.redis_migrate import ensure_layout
 from switchboard.server.store.redis_projects import PROJECT_SCRIPTS, RedisProjects
+from switchboard.server.store.redis_rawpipeline import RawAutoPipeline
 from switchboard.server.store.redis_settings import SETTINGS_SCRIPTS, RedisSettings
 from switchboard.server.store.redis_tokens import TOKEN_SCRIPTS, RedisTokens
 
@@ -70,7 +71,7 @@ class RedisStore(
         """Replicas each write must reach before it is acknowledged (``WAIT``; 0: none)."""
         self._redis: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
-        self._pipeline: AutoPipeline | None = None
+        self._pipeline: AutoPipeline | RawAutoPipeline | None = None
 
     def __repr__(self) -> str:
         return f"RedisStore({_redact_url(self.url)!r}, prefix={self.prefix!r})"
@@ -100,8 +101,7 @@ class RedisStore(
             *BATCH_SCRIPTS,
         ]:
             self._scripts[name] = self._redis.register_script(source)
-        # A cluster's client pipelines by slot itself; the hot path's calls go one by one.
-        self._pipeline = None if self.clustered else AutoPipeline(self._redis)
+        self._pipeline = self._auto_pipeline(self._redis)
         try:
             await self.ping()
             async with self._translate():
@@ -112,7 +112,19 @@ class RedisStore(
                 await self._redis.connection_pool.disconnect(inuse_connections=True)
             raise
 
+    def _auto_pipeline(self, client: Any) -> AutoPipeline | RawAutoPipeline | None:
+        """How the hot path's script calls of a loop turn go together: over a connection
+        of their own to one Redis; through redis-py's pipelines behind Sentinels or with
+        ``WAIT`` for replicas; one by one on a cluster (its client pipelines by slot)."""
+        if self.clustered:
+            return None
+        if self.min_replicas or not self.url.startswith(("redis://", "rediss://")):
+            return AutoPipeline(client)
+        return RawAutoPipeline(client, self.timeout)
+
     async def close(self) -> None:
+        if isinstance(self._pipeline, RawAutoPipeline):
+            await self._pipeline.close()
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None

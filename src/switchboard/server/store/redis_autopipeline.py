@@ -58,7 +58,7 @@ class AutoPipeline:
         self.calls += len(batch)
         if len(batch) == 1:  # nothing to group: the script's own call (it loads itself)
             script, keys, args, future = batch[0]
-            await _settle(future, script(keys=keys, args=args))
+            await settle(future, script(keys=keys, args=args))
             return
         pipe = self._redis.pipeline(transaction=False)
         for script, keys, args, _ in batch:
@@ -76,7 +76,7 @@ class AutoPipeline:
             raise
         for (script, keys, args, future), result in zip(batch, results, strict=True):
             if isinstance(result, redis_errors.NoScriptError):  # ran nothing: again, alone
-                await _settle(future, script(keys=keys, args=args))
+                await settle(future, script(keys=keys, args=args))
             elif future.done():
                 continue
             elif isinstance(result, Exception):
@@ -85,7 +85,7 @@ class AutoPipeline:
                 future.set_result(result)
 
 
-async def _settle(future: asyncio.Future[Any], call: Any) -> None:
+async def settle(future: asyncio.Future[Any], call: Any) -> None:
     """Await ``call`` and hand its result or its error to ``future``."""
     try:
         result = await call
