@@ -9,7 +9,6 @@ item: ``{"success": true, "data": {…}}`` or ``{"success": false, "error": {"co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
@@ -109,9 +108,12 @@ def op_name(op: BatchOp) -> str:
     return tag
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One message of a batch or broadcast: to a channel, or (``channel`` None) a token."""
+class Message(msgspec.Struct, frozen=True, gc=False):
+    """One message of a batch or broadcast: to a channel, or (``channel`` None) a token.
+
+    A Struct, not a frozen dataclass: made in C, once per item of a batch (a frozen
+    dataclass's ``__init__`` was 3 % of a batch's node CPU), and, holding no container,
+    never tracked by the cyclic garbage collector."""
 
     channel: str | None
     token: str | None
