@@ -147,11 +147,12 @@ def mixed_requests(channel: str, token: str, chunked: bool) -> tuple[bytes, list
         + publish(channel, token, data=2)
         + request("POST", path, b"{", token=token)
         + request("HEAD", path, token=token)  # the GET route's: no history, 400
+        + request("GET", path, token=token)
         + publish("nope", token, data=-1)
         + (chunked_publish if chunked else b"")
         + publish(channel, token, data=4)
     )
-    return data, [200, 200, 200, 200, 400, 400, 404, *([200] if chunked else []), 200]
+    return data, [200, 200, 200, 200, 400, 400, 400, 404, *([200] if chunked else []), 200]
 
 
 async def test_pipelined_fast_and_slow_requests_are_answered_in_order(
