@@ -53,7 +53,13 @@ from switchboard.server.broker.partitions import shard_channel
 from switchboard.server.broker.redis_presence import FAULTS, RedisPresence
 from switchboard.server.broker.shards import HEARTBEAT_MISSED_S, ShardReaders
 from switchboard.server.broker.subscription import Subscription
-from switchboard.server.broker.topics import SHARED, TopicInterest, node_topic, topic_of
+from switchboard.server.broker.topics import (
+    SHARED,
+    TopicInterest,
+    channel_topic,
+    node_topic,
+    topic_of,
+)
 from switchboard.server.redis_pool import is_cluster_url, open_client, parse_cluster_url
 from switchboard.server.redis_pool.wire import open_connection
 
@@ -212,9 +218,12 @@ class RedisBroker:
             # A script on a cluster may publish only to a shard channel of its keys'
             # slot: the project's, not the topic's partition. Two round trips there.
             return None
-        encoded = _encoder.encode(msgspec.structs.replace(event, offset=None, epoch=None))
+        if event.offset is not None or event.epoch is not None:
+            event = msgspec.structs.replace(event, offset=None, epoch=None)
+        encoded = _encoder.encode(event)
         assert encoded.endswith(_NO_POSITION), "offset and epoch end a ChannelMessage"
-        return StoreRoute("PUBLISH", self.prefix + topic_of(event), encoded[: -len(_NO_POSITION)])
+        topic = self.prefix + channel_topic(event.project_id, event.channel_id)
+        return StoreRoute("PUBLISH", topic, encoded[: -len(_NO_POSITION)])
 
     async def publish_grant(self, event: TokenSubscribed) -> None:
         """Publish, then wait until the nodes with the token's sockets, this one
