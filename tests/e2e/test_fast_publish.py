@@ -235,6 +235,22 @@ async def test_keep_alive_over_many_requests(node: Server, channel: str) -> None
     assert answered(node) == before + count
 
 
+async def test_a_long_pipeline_in_one_write(node: Server, channel: str) -> None:
+    # ~330 KiB at once: more than is kept while an answer is made (reading pauses), and
+    # answers the client does not read yet (writes pause: aiohttp takes over, in order).
+    count = 1500
+    async with leap(node.ws_url, node.project_id) as subscriber:
+        await subscriber.subscribe(channel)
+        reader, writer = await open_raw(node)
+        writer.write(b"".join(publish(channel, node.project_token, data=n) for n in range(count)))
+        await writer.drain()
+        for _ in range(count):
+            assert (await read_answer(reader)).status == 200
+        got = [(await subscriber.dispatch("MESSAGE"))["d"]["d"] for _ in range(count)]
+        assert got == list(range(count))
+        writer.close()
+
+
 async def test_a_deleted_channel_is_refused_at_once(
     node: Server, channel: str, http: httpx.AsyncClient
 ) -> None:

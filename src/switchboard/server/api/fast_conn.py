@@ -38,8 +38,9 @@ class ConnState:
     """A connection's side of the fast path."""
 
     buf: bytes = b""
-    """Bytes read here and not answered yet (a partial head, or requests waiting for
-    the answer being made)."""
+    """Bytes read here and not answered yet from ``pos`` on (a partial head, or requests
+    waiting for the answer being made)."""
+    pos: int = 0
     framer: Framer | None = None
     """None while the connection is the fast path's; else follows aiohttp's bytes."""
     task: asyncio.Task[None] | None = None
@@ -81,13 +82,14 @@ class FastPublishHandler(web_protocol.RequestHandler):
                 return
             state.framer = None  # aiohttp is between messages: the connection is back
         if state.task is not None:
-            state.buf += data
+            state.buf = state.buf[state.pos :] + data
+            state.pos = 0
             if len(state.buf) > MAX_WAITING and not self._buffer_paused:
                 self._pause_reading_for_buffer()
             return
-        buf = state.buf + data if state.buf else data
-        state.buf = b""
-        self._fast_take(fast, state, buf)
+        buf, pos = (state.buf + data, state.pos) if state.buf else (data, 0)
+        state.buf, state.pos = b"", 0
+        self._fast_take(fast, state, buf, pos)
 
     def set_parser(self, parser: Any, data_received_cb: Callable[[], None] | None = None) -> None:
         # A WebSocket from now on: aiohttp's for good, with no state here.
@@ -113,20 +115,21 @@ class FastPublishHandler(web_protocol.RequestHandler):
             and not self._force_close
         )
 
-    def _fast_take(self, fast: FastPublish, state: ConnState, buf: bytes) -> None:
-        """Answer the publish at the start of ``buf``, or hand ``buf`` to aiohttp."""
+    def _fast_take(self, fast: FastPublish, state: ConnState, buf: bytes, pos: int) -> None:
+        """Answer the publish at ``buf[pos:]``, or hand ``buf[pos:]`` to aiohttp."""
         if self._force_close or self._close or self.transport is None:
             return  # aiohttp drops what comes after it decided to close, too
         found: FastRequest | int = NEED_MORE
         if fast.open and not self._paused:  # draining, or the client not reading: aiohttp's
-            found = parse(buf, 0, fast.max_body, fast.origin_matters)
+            found = parse(buf, pos, fast.max_body, fast.origin_matters)
             if found is NEED_MORE:
-                state.buf = buf
+                state.buf = buf[pos:]
                 return
         if isinstance(found, int):
-            self._hand_over(fast, state, Framer(), buf)
+            self._hand_over(fast, state, Framer(), buf[pos:])
             return
-        state.buf = buf[found.end :]
+        # The rest stays where it is (an offset, not a copy per pipelined request).
+        state.buf, state.pos = buf, found.end
         self._request_count += 1
         state.task = self._loop.create_task(self._fast_serve(fast, state, found))
 
@@ -152,11 +155,12 @@ class FastPublishHandler(web_protocol.RequestHandler):
             self.force_close()  # closes once the answer is written
             return
         self._rearm_idle_timer()
-        waiting, state.buf = state.buf, b""
-        if self._buffer_paused:
+        waiting, pos = state.buf, state.pos
+        state.buf, state.pos = b"", 0
+        if self._buffer_paused and len(waiting) - pos <= MAX_WAITING:
             self._resume_reading_for_buffer()
-        if waiting:
-            self._fast_take(fast, state, waiting)
+        if pos < len(waiting):
+            self._fast_take(fast, state, waiting, pos)
 
     def _rearm_idle_timer(self) -> None:
         """As aiohttp's ``start()`` after each answer: the idle timeout counts from now."""
