@@ -12,6 +12,11 @@ whose script Redis does not know (``NOSCRIPT``: a restarted Redis, a failover) r
 nothing, so it is made again by itself, which loads the script. A failure of the whole
 pipeline (a connection error) fails each of its calls, as it would have failed each
 alone.
+
+The store uses this one behind Sentinels and with ``--redis-min-replicas`` (redis-py's
+connections there follow a failover and ``WAIT`` for replicas); on one Redis at an
+address, :class:`~switchboard.server.store.redis_rawpipeline.RawAutoPipeline` does the
+same over a connection of its own, at a fraction of the cost.
 """
 
 from __future__ import annotations
