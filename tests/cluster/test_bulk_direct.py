@@ -50,6 +50,14 @@ async def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             await server.node.stop()
 
 
+class Closed(Exception):
+    """The server closed the socket (its close frame's code and reason)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"closed {code}: {reason}")
+        self.code = code
+
+
 class Socket:
     """A token connection read raw (cheap enough for a few thousand in one test): the
     ``(e, d)`` of every DIRECT_MESSAGE, in the order they came."""
@@ -62,6 +70,22 @@ class Socket:
 
     @classmethod
     async def open(cls, server: Server, token: str) -> Socket:
+        """Connect and identify; a socket closed 4000 meanwhile (retryable: an IDENTIFY's
+        store lookup that timed out on a loaded machine) is opened again, as Hop's
+        clients do."""
+        for attempt in range(1, 6):
+            socket = await cls._connect(server)
+            try:
+                return await socket._identify(server, token)
+            except Closed as closed:
+                await socket.close()
+                if closed.code != 4000 or attempt == 5:
+                    raise
+                await asyncio.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
+
+    @classmethod
+    async def _connect(cls, server: Server) -> Socket:
         host, port = server.base_url.removeprefix("http://").rsplit(":", 1)
         reader, writer = await asyncio.open_connection(host, int(port))
         key = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -70,15 +94,17 @@ class Socket:
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
         )
         await reader.readuntil(b"\r\n\r\n")
-        socket = cls(reader, writer)
-        hello = await socket.frame()
+        return cls(reader, writer)
+
+    async def _identify(self, server: Server, token: str) -> Socket:
+        hello = await self.frame()
         assert hello["op"] == 1, hello
-        socket.send({"op": 2, "d": {"project_id": server.project_id, "token": token}})
-        while (frame := await socket.frame())["op"] != 0:
+        self.send({"op": 2, "d": {"project_id": server.project_id, "token": token}})
+        while (frame := await self.frame())["op"] != 0:
             pass
         assert frame["d"]["e"] == "INIT", frame
-        socket.task = asyncio.create_task(socket._read())
-        return socket
+        self.task = asyncio.create_task(self._read())
+        return self
 
     def send(self, frame: dict[str, Any]) -> None:
         payload = json.dumps(frame).encode()  # masked with a zero key: sent as is
@@ -94,12 +120,15 @@ class Socket:
         elif n == 127:
             (n,) = struct.unpack("!Q", await self.reader.readexactly(8))
         payload = await self.reader.readexactly(n)
+        if head[0] & 0x0F == 0x8:
+            code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+            raise Closed(code, payload[2:].decode(errors="replace"))
         assert head[0] & 0x0F == 0x1, head  # text: nobody asked for compression
         frame: dict[str, Any] = json.loads(payload)
         return frame
 
     async def _read(self) -> None:
-        with_error = (asyncio.IncompleteReadError, ConnectionError)
+        with_error = (asyncio.IncompleteReadError, ConnectionError, Closed)
         try:
             while True:
                 frame = await self.frame()
@@ -138,12 +167,11 @@ async def open_sockets(
 
     async def one(i: int, token: str) -> Socket:
         async with gate:
-            return await Socket.open(servers[i % len(servers)], token)
+            socket = await Socket.open(servers[i % len(servers)], token)
+        stack.push_async_callback(socket.close)  # closed even if another one fails
+        return socket
 
-    sockets = list(await asyncio.gather(*(one(i, t) for i, t in enumerate(tokens))))
-    for socket in sockets:
-        stack.push_async_callback(socket.close)
-    return sockets
+    return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(tokens))))
 
 
 async def ok(response: Any) -> Any:
