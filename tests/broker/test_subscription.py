@@ -347,3 +347,34 @@ async def test_a_wrong_password_is_a_clear_error_at_start(password_redis: int) -
             await open_connection(client, RespProtocol)
     finally:
         await client.aclose()
+
+
+async def test_publishes_through_a_redis_killed_and_restarted(own_redis: RedisServer) -> None:
+    """The broker's own PUBLISHes (redis_pool/pipeline.py): refused as Unavailable while Redis
+    is away, none hangs, and delivered again once it is back."""
+    async with listening_broker(own_redis.url, ["a"]) as (broker, recorder):
+        await asyncio.gather(
+            *(
+                broker.publish(ChannelMessage("p", "a", "e", msgspec.Raw(str(n).encode())))
+                for n in range(100)
+            )
+        )
+        own_redis.process.kill()
+        await asyncio.to_thread(own_redis.process.wait)
+        started = time.monotonic()
+        answers = await asyncio.gather(
+            *(broker.publish(ChannelMessage("p", "a", "e", msgspec.Raw(b"-1"))) for _ in range(50)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(a, Unavailable) for a in answers)
+        assert time.monotonic() - started < 3
+        await asyncio.to_thread(own_redis.start)
+        deadline = time.monotonic() + 20
+        while not (broker.connected and broker.topics.is_heard(channel_topic("p", "a"))):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        await broker.publish(ChannelMessage("p", "a", "e", msgspec.Raw(b"100")))
+        while recorder.last("a") != 100:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+    assert recorder.seen["a"] == [*range(100), 100]

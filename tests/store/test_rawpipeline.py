@@ -1,4 +1,4 @@
-"""The publish scripts' own connection (store/redis_rawpipeline.py) under faults, on real
+"""The publish scripts' own connection (redis_pool/pipeline.py) under faults, on real
 redis-server processes: scripts flushed mid-load, Redis killed or frozen mid-pipeline,
 callers cancelled, a password and a database."""
 
@@ -17,8 +17,8 @@ from switchboard.exceptions import Unavailable
 from switchboard.server.broker.events import ChannelMessage
 from switchboard.server.history import HistoryPolicy, StreamPosition
 from switchboard.server.models import Channel, ChannelType
+from switchboard.server.redis_pool.pipeline import RawAutoPipeline
 from switchboard.server.store.redis import RedisStore
-from switchboard.server.store.redis_rawpipeline import RawAutoPipeline
 from tests.broker.test_subscription import password_redis  # noqa: F401  (a fixture)
 from tests.conftest import RedisServer
 from tests.store.test_append_publish import broker

@@ -61,6 +61,7 @@ from switchboard.server.broker.topics import (
     topic_of,
 )
 from switchboard.server.redis_pool import is_cluster_url, open_client, parse_cluster_url
+from switchboard.server.redis_pool.pipeline import RawAutoPipeline
 from switchboard.server.redis_pool.wire import open_connection
 
 log = logging.getLogger("switchboard.broker")
@@ -105,6 +106,9 @@ class RedisBroker:
         self.timeout = timeout
         self._redis: Any = None
         self._publish_script: Any = None
+        self._raw: RawAutoPipeline | None = None
+        """On one Redis at an address: the PUBLISHes of a loop turn, one write
+        (``redis_pool/pipeline.py``); None on a cluster or behind Sentinels."""
         self._presence: RedisPresence | None = None
         self._subscription: Subscription | None = None
         """The connection that reads this node's topics (``broker/subscription.py``)."""
@@ -143,6 +147,8 @@ class RedisBroker:
     async def start(self) -> None:
         self._redis = open_client(self.url, timeout=self.timeout)
         self._publish_script = register(self._redis)
+        if self.url.startswith(("redis://", "rediss://")):
+            self._raw = RawAutoPipeline(self._redis, self.timeout)
         await self.ping()
         reader = self._read
         if is_cluster_url(self.url):
@@ -188,6 +194,9 @@ class RedisBroker:
         self._tasks = []
         if self._shards is not None:
             await self._shards.stop()
+        if self._raw is not None:
+            await self._raw.close()
+            self._raw = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -200,7 +209,12 @@ class RedisBroker:
 
     async def publish(self, event: BrokerEvent) -> None:
         try:
-            await self._send(self._redis, event)
+            if self._raw is not None:
+                await self._raw.command(
+                    "PUBLISH", self.prefix + topic_of(event), _encoder.encode(event)
+                )
+            else:
+                await self._send(self._redis, event)
         except FAULTS as exc:
             raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
 

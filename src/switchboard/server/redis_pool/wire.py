@@ -1,7 +1,7 @@
 """Raw connections to one Redis, for the two hot paths redis-py's machinery made costly.
 
 The broker's subscription (``broker/subscription.py``) and the store's pipeline of publish
-scripts (``store/redis_rawpipeline.py``) each hold one connection of their own: an
+scripts (``redis_pool/pipeline.py``) each hold one connection of their own: an
 :class:`asyncio.Protocol` that feeds every read straight into a ``hiredis.Reader`` and
 hands each reply on from ``data_received``, with no task woken and no timeout object armed
 per message, and commands written as RESP packed by hiredis. Everything else (the pool,

@@ -32,6 +32,7 @@ from redis import exceptions as redis_errors
 
 from switchboard.exceptions import Unavailable
 from switchboard.server.redis_pool import is_cluster_url, open_client
+from switchboard.server.redis_pool.pipeline import RawAutoPipeline
 from switchboard.server.store.base import CommonMethods
 from switchboard.server.store.redis_autopipeline import AutoPipeline
 from switchboard.server.store.redis_batch import BATCH_SCRIPTS, RedisBatch
@@ -41,7 +42,6 @@ from switchboard.server.store.redis_inbox import INBOX_SCRIPTS, RedisInbox
 from switchboard.server.store.redis_layout import RedisLayout
 from switchboard.server.store.redis_migrate import ensure_layout
 from switchboard.server.store.redis_projects import PROJECT_SCRIPTS, RedisProjects
-from switchboard.server.store.redis_rawpipeline import RawAutoPipeline
 from switchboard.server.store.redis_settings import SETTINGS_SCRIPTS, RedisSettings
 from switchboard.server.store.redis_tokens import TOKEN_SCRIPTS, RedisTokens
 

@@ -15,7 +15,7 @@ alone.
 
 The store uses this one behind Sentinels and with ``--redis-min-replicas`` (redis-py's
 connections there follow a failover and ``WAIT`` for replicas); on one Redis at an
-address, :class:`~switchboard.server.store.redis_rawpipeline.RawAutoPipeline` does the
+address, :class:`~switchboard.server.redis_pool.pipeline.RawAutoPipeline` does the
 same over a connection of its own, at a fraction of the cost.
 """
 
@@ -25,6 +25,8 @@ import asyncio
 from typing import Any
 
 from redis import exceptions as redis_errors
+
+from switchboard.server.redis_pool.pipeline import settle
 
 
 class AutoPipeline:
@@ -88,15 +90,3 @@ class AutoPipeline:
                 future.set_exception(result)
             else:
                 future.set_result(result)
-
-
-async def settle(future: asyncio.Future[Any], call: Any) -> None:
-    """Await ``call`` and hand its result or its error to ``future``."""
-    try:
-        result = await call
-    except Exception as exc:
-        if not future.done():
-            future.set_exception(exc)
-        return
-    if not future.done():
-        future.set_result(result)

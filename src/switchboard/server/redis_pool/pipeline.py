@@ -1,4 +1,4 @@
-"""Auto-pipelining over a connection of its own: the publish scripts of a loop turn, one write.
+"""Auto-pipelining over a connection of its own: the hot commands of a loop turn, one write.
 
 :class:`~switchboard.server.store.redis_autopipeline.AutoPipeline` groups the calls of a
 turn into a redis-py pipeline; building one, taking a connection from the pool and parsing
@@ -19,6 +19,8 @@ and a Redis that does not answer within the store's timeout fails them with its
 next turn connects anew. A call cancelled before its turn is not sent; one cancelled
 after gets no answer (its script may have run, as with any command in flight).
 
+The store sends its publish scripts so (:meth:`RawAutoPipeline.run`), and the broker its
+``PUBLISH``es (:meth:`RawAutoPipeline.command`: a direct message, a grant, a token's events).
 For one Redis at an address (``redis://``, ``rediss://``) without ``--redis-min-replicas``;
 the store keeps :class:`AutoPipeline` behind Sentinels and a cluster's client its own path.
 """
@@ -34,10 +36,10 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard.server.redis_pool.wire import RespProtocol, open_connection, pack_command
-from switchboard.server.store.redis_autopipeline import settle
 
-_Call = tuple[asyncio.Future[Any], Any, list[str], list[Any]]
-"""A queued call: its future, the registered script (redis-py's), its keys and arguments."""
+_Call = tuple[asyncio.Future[Any], Any, list[str], Any]
+"""A queued call: its future, the registered script (redis-py's), its keys and arguments;
+or a plain command: its future, None, no keys, and the command's words."""
 
 
 class RawAutoPipeline:
@@ -77,6 +79,15 @@ class RawAutoPipeline:
         if not self._queue:
             loop.call_soon(self._flush)
         self._queue.append((future, script, keys, args))
+        return await future
+
+    async def command(self, *words: Any) -> Any:
+        """A plain command (``PUBLISH``, …), sent with the other calls of this turn."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._queue:
+            loop.call_soon(self._flush)
+        self._queue.append((future, None, [], words))
         return await future
 
     def _flush(self) -> None:
@@ -161,6 +172,8 @@ class _Link(RespProtocol):
             return
         packed = b"".join(
             pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
+            if script is not None
+            else pack_command(args)
             for _, script, keys, args in calls
         )
         try:
@@ -189,7 +202,7 @@ class _Link(RespProtocol):
                 continue  # cancelled while in flight
             if not isinstance(reply, Exception):
                 future.set_result(reply)
-            elif isinstance(reply, NoScriptError):
+            elif isinstance(reply, NoScriptError) and call[1] is not None:
                 self._pipeline.again(call)  # it ran nothing
             else:
                 future.set_exception(reply)
@@ -223,3 +236,15 @@ class _Link(RespProtocol):
         )
         RawAutoPipeline._fail([call for call, _ in self._in_flight], error)
         self._in_flight.clear()
+
+
+async def settle(future: asyncio.Future[Any], call: Any) -> None:
+    """Await ``call`` and hand its result or its error to ``future``."""
+    try:
+        result = await call
+    except Exception as exc:
+        if not future.done():
+            future.set_exception(exc)
+        return
+    if not future.done():
+        future.set_result(result)
