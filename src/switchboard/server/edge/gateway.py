@@ -4,7 +4,8 @@ Each socket gets a session (the protocol, no I/O) and a :class:`SocketConnection
 place in the hub). The reader task feeds frames to the session and carries out the
 session's events with :class:`LeapSteps` (``edge/leap.py``), one frame at a time, so a
 client's frames are handled in the order it sent them. One sweeper task ticks every
-session once a second for deadlines and probes, instead of a timer per socket.
+session once a second for deadlines and probes, instead of a timer per socket; it
+takes only the sockets whose deadline has come up out of a :class:`DeadlineWheel`.
 
 Every frame to a client goes through its hub connection's queue, which the hub writes
 to the socket's transport once per loop turn: the session's replies here, broadcasts by
@@ -23,6 +24,7 @@ from aiohttp import WSMsgType, web
 from switchboard.exceptions import Forbidden, RateLimited
 from switchboard.server.config import Settings
 from switchboard.server.edge.address_limit import ConnectionsPerAddress
+from switchboard.server.edge.deadlines import DeadlineWheel
 from switchboard.server.edge.leap import LeapSteps
 from switchboard.server.edge.lingering_close import LingeringWebSocketResponse
 from switchboard.server.edge.origins import origin_allowed
@@ -54,7 +56,10 @@ class Gateway:
             flood_strikes=limits.client_flood_strikes,
         )
         self.addresses = ConnectionsPerAddress(limits.max_connections_per_ip)
-        self._live: dict[str, SocketConnection] = {}
+        self._live: DeadlineWheel | None = None
+        """Every live socket, by when its session next has something to do (made in
+        :meth:`start`, on the loop's clock)."""
+        self._heartbeat_s = settings.heartbeat_interval_ms / 1000
         self._sweeper: asyncio.Task[None] | None = None
         self.accepting = True
         self.sockets_accepted = 0
@@ -62,22 +67,39 @@ class Gateway:
 
     def stats(self) -> dict[str, int]:
         return {
-            "sockets": len(self._live),
+            "sockets": len(self._live) if self._live is not None else 0,
             "sockets_accepted": self.sockets_accepted,
             "sockets_refused_per_ip": self.addresses.refused,
         }
 
     async def start(self) -> None:
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        loop = asyncio.get_running_loop()
+        self._live = DeadlineWheel(loop.time())
+        self._sweeper = loop.create_task(self._sweep(self._live))
 
-    async def _sweep(self) -> None:
+    async def _sweep(self, live: DeadlineWheel) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(1.0)
             now = loop.time()
-            for conn in list(self._live.values()):
+            for conn in live.take_due(now):
                 conn.session.tick(now)
                 conn.flush()
+                if not conn.closing:
+                    self._file(live, conn, now)
+
+    def _file(self, live: DeadlineWheel, conn: SocketConnection, now: float) -> None:
+        """File ``conn`` for the sweep at its session's next deadline, or sooner.
+
+        A frame only moves the deadline later (the sweep re-checks lazily), except the
+        IDENTIFY (from the identify deadline to the heartbeat's) and the answer to a
+        probe (from the probe's timeout to the next probe): both set the deadline to
+        one interval after a frame received from now on, so filing at most one
+        interval ahead never misses it.
+        """
+        due = conn.session.next_deadline()
+        if due is not None:
+            live.file(conn, min(due, now + self._heartbeat_s))
 
     async def shutdown(self, grace: float) -> None:
         """Close every socket with 1001 (clients reconnect) and wait up to ``grace``."""
@@ -86,7 +108,7 @@ class Gateway:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        conns = list(self._live.values())
+        conns = list(self._live or ())
         for conn in conns:
             conn.close(CloseCode.GOING_AWAY, "server shutting down")
         if conns:
@@ -124,8 +146,10 @@ class Gateway:
                 conn.close(
                     CloseCode.INVALID_PAYLOAD, "only encoding=json and compression=none|zlib"
                 )
+            elif self._live is None:
+                raise RuntimeError("Gateway.start() was not called")
             else:
-                self._live[conn.cid] = conn
+                self._file(self._live, conn, loop.time())
                 conn.flush()
                 try:
                     await self._read(conn, ws)
@@ -157,7 +181,8 @@ class Gateway:
 
     def _forget(self, conn: SocketConnection, ws: LingeringWebSocketResponse) -> None:
         """After the socket's reader ended: out of the node's books."""
-        self._live.pop(conn.cid, None)
+        if self._live is not None:
+            self._live.discard(conn)
         if ws.refused_code is not None and not conn.closing:
             # aiohttp closed it (a refused frame), not the connection: counted here so
             # switchboard_closes_total has every code.
