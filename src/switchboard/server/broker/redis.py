@@ -50,7 +50,7 @@ from switchboard.server.broker.events import (
 )
 from switchboard.server.broker.grants import PendingGrants
 from switchboard.server.broker.partitions import shard_channel
-from switchboard.server.broker.redis_presence import FAULTS, RedisPresence
+from switchboard.server.broker.redis_presence import RedisPresence
 from switchboard.server.broker.shards import HEARTBEAT_MISSED_S, ShardReaders
 from switchboard.server.broker.subscription import Subscription
 from switchboard.server.broker.topics import (
@@ -60,7 +60,7 @@ from switchboard.server.broker.topics import (
     node_topic,
     topic_of,
 )
-from switchboard.server.redis_pool import is_cluster_url, open_client, parse_cluster_url
+from switchboard.server.redis_pool import FAULTS, is_cluster_url, open_client, parse_cluster_url
 from switchboard.server.redis_pool.pipeline import RawAutoPipeline
 from switchboard.server.redis_pool.wire import open_connection
 

@@ -32,13 +32,13 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from redis import exceptions as redis_errors
 
 from switchboard.exceptions import Unavailable
 from switchboard.server.aio import wait_event
 from switchboard.server.broker.base import EventHandler, LocalNode, PresenceChanges
 from switchboard.server.broker.events import NodePresence
 from switchboard.server.broker.topics import topic_of
+from switchboard.server.redis_pool import FAULTS
 
 log = logging.getLogger("switchboard.broker")
 
@@ -47,8 +47,6 @@ _share_decoder = msgspec.json.Decoder(NodePresence)
 
 _WATCH_CHECK_S = 1.0
 """How often a node with presence watches checks that their members' nodes live."""
-
-FAULTS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 
 def node_key(prefix: str, node_id: str) -> str:

@@ -30,6 +30,7 @@ from typing import Any, cast
 from urllib.parse import unquote
 
 from redis import asyncio as aioredis
+from redis import exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
@@ -37,6 +38,20 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 from redis.maint_notifications import MaintNotificationsConfig
+
+FAULTS: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    OSError,
+    # A Redis Cluster that is being reconfigured: slots not covered (seen while a slot
+    # moves, or a master fails over), CLUSTERDOWN, TRYAGAIN, or redirections beyond
+    # redis-py's limit. Transient, like a Redis that cannot be reached: 503, not 500.
+    redis_errors.RedisClusterException,
+    redis_errors.ClusterError,
+    redis_errors.TryAgainError,
+)
+"""What a Redis that cannot serve right now raises: the store and the broker answer
+:class:`~switchboard.exceptions.Unavailable` (503 ``unavailable``) for each."""
 
 MAX_CONNECTIONS = 64
 """Redis connections per node and client. Redis serves commands one at a time, so more

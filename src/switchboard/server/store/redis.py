@@ -28,10 +28,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis import exceptions as redis_errors
 
 from switchboard.exceptions import Unavailable
-from switchboard.server.redis_pool import is_cluster_url, open_client
+from switchboard.server.redis_pool import FAULTS, is_cluster_url, open_client
 from switchboard.server.redis_pool.pipeline import RawAutoPipeline
 from switchboard.server.store.base import CommonMethods
 from switchboard.server.store.redis_autopipeline import AutoPipeline
@@ -45,8 +44,8 @@ from switchboard.server.store.redis_projects import PROJECT_SCRIPTS, RedisProjec
 from switchboard.server.store.redis_settings import SETTINGS_SCRIPTS, RedisSettings
 from switchboard.server.store.redis_tokens import TOKEN_SCRIPTS, RedisTokens
 
-_FAULTS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
-"""What a Redis that cannot be reached raises: :class:`Unavailable` (503) to callers."""
+_FAULTS = FAULTS
+"""What a Redis that cannot serve raises: :class:`Unavailable` (503) to callers."""
 
 
 class RedisStore(
