@@ -99,7 +99,9 @@ class RespProtocol(asyncio.Protocol):
         self._answers.extend(answers)
         try:
             async with asyncio.timeout(within_s):
-                replies = [await a for a in answers]
+                # gather, not one await each: a lost connection fails every answer, and
+                # gather takes all their errors (none left "never retrieved").
+                replies = await asyncio.gather(*answers)
         except TimeoutError:
             self.close()
             raise RedisTimeoutError(f"Timeout reading from {self.where}") from None
