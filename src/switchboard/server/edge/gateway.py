@@ -56,7 +56,7 @@ class Gateway:
             flood_strikes=limits.client_flood_strikes,
         )
         self.addresses = ConnectionsPerAddress(limits.max_connections_per_ip)
-        self._live: DeadlineWheel | None = None
+        self._live: DeadlineWheel[SocketConnection] | None = None
         """Every live socket, by when its session next has something to do (made in
         :meth:`start`, on the loop's clock)."""
         self._heartbeat_s = settings.heartbeat_interval_ms / 1000
@@ -77,7 +77,7 @@ class Gateway:
         self._live = DeadlineWheel(loop.time())
         self._sweeper = loop.create_task(self._sweep(self._live))
 
-    async def _sweep(self, live: DeadlineWheel) -> None:
+    async def _sweep(self, live: DeadlineWheel[SocketConnection]) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(1.0)
@@ -88,7 +88,9 @@ class Gateway:
                 if not conn.closing:
                     self._file(live, conn, now)
 
-    def _file(self, live: DeadlineWheel, conn: SocketConnection, now: float) -> None:
+    def _file(
+        self, live: DeadlineWheel[SocketConnection], conn: SocketConnection, now: float
+    ) -> None:
         """File ``conn`` for the sweep at its session's next deadline, or sooner.
 
         A frame only moves the deadline later (the sweep re-checks lazily), except the
@@ -118,47 +120,56 @@ class Gateway:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler for ``/ws`` and ``/1.0/ws``."""
-        limits = self.settings.limits
         # aiohttp refuses a message of max_msg_size bytes or more (its reader tests
         # ">="): + 1 takes max_frame_bytes itself, as docs/protocol.md says. A refused
         # frame's socket gets a lingering close, so the 1009 reaches a client still writing.
         ws = LingeringWebSocketResponse(
-            autoping=True, max_msg_size=limits.max_frame_bytes + 1, compress=False, timeout=5.0
+            autoping=True,
+            max_msg_size=self.settings.limits.max_frame_bytes + 1,
+            compress=False,
+            timeout=5.0,
         )
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="expected a WebSocket upgrade")
         address = self._admit(request)
         # One coroutine per socket, this one: a nested call would hold a second frame
-        # for the socket's life (measured: +0.26 KiB per idle connection).
+        # for the socket's life (measured: +0.26 KiB per idle connection). Its frame
+        # has a slot per local variable for as long, hence few locals (_connect's
+        # frame is gone once it returns).
         try:
             await ws.prepare(request)
             self.sockets_accepted += 1
-            transport = request.transport
-            assert transport is not None
-            loop = asyncio.get_running_loop()
-            encoding = request.query.get("encoding", "json")
-            compression = request.query.get("compression", "none")
-            session = LeapSession(now=loop.time(), limits=self.session_limits)
-            conn = SocketConnection(self.hub, ws, session, transport, compression == "zlib")
-            if not self.accepting:
-                conn.close(CloseCode.GOING_AWAY, "server shutting down")
-            elif encoding != "json" or compression not in ("none", "zlib", ""):
-                conn.close(
-                    CloseCode.INVALID_PAYLOAD, "only encoding=json and compression=none|zlib"
-                )
-            elif self._live is None:
-                raise RuntimeError("Gateway.start() was not called")
-            else:
-                self._file(self._live, conn, loop.time())
-                conn.flush()
-                try:
+            conn = self._connect(request, ws)
+            try:
+                if not conn.closing:
                     await self._read(conn, ws)
-                finally:
-                    self._forget(conn, ws)
+            finally:
+                self._forget(conn, ws)
             await conn.wait_closed()
             return ws
         finally:
             self.addresses.release(address)
+
+    def _connect(self, request: web.Request, ws: web.WebSocketResponse) -> SocketConnection:
+        """The upgraded socket's connection: filed in the wheel and sent HELLO, or
+        closing already if the socket may not stay."""
+        transport = request.transport
+        assert transport is not None
+        encoding = request.query.get("encoding", "json")
+        compression = request.query.get("compression", "none")
+        now = asyncio.get_running_loop().time()
+        session = LeapSession(now=now, limits=self.session_limits)
+        conn = SocketConnection(self.hub, ws, session, transport, compression == "zlib")
+        if not self.accepting:
+            conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        elif encoding != "json" or compression not in ("none", "zlib", ""):
+            conn.close(CloseCode.INVALID_PAYLOAD, "only encoding=json and compression=none|zlib")
+        elif self._live is None:
+            raise RuntimeError("Gateway.start() was not called")
+        else:
+            self._file(self._live, conn, now)
+            conn.flush()
+        return conn
 
     def _admit(self, request: web.Request) -> str | None:
         """The checks before the upgrade; the client's address, now counted, or an error."""

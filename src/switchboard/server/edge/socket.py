@@ -63,7 +63,7 @@ class _Expiry:
 class SocketConnection(Connection):
     """A hub connection that knows its socket, so it can close and expire."""
 
-    __slots__ = ("_close_task", "_expiry", "due_slot", "hub", "identity", "session", "ws")
+    __slots__ = ("_close_task", "_expiry", "hub", "identity", "session", "ws")
 
     def __init__(
         self,
@@ -88,8 +88,6 @@ class SocketConnection(Connection):
         self.identity: Identity | None = None
         self._expiry: _Expiry | None = None
         self._close_task: asyncio.Task[None] | None = None
-        self.due_slot: set[SocketConnection] | None = None
-        """The gateway's deadline slot this socket is filed in (edge/deadlines.py)."""
 
     def flush(self) -> None:
         """Write what the session queued, then close if it decided to."""
