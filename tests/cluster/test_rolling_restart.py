@@ -171,9 +171,8 @@ async def test_rolling_restart_loses_no_acknowledged_publish(
                 watch_back = Collector(back_on_a)
                 await asyncio.sleep(0.5)
                 phase_ended = time.monotonic()
-                await until_received(
-                    watch_b, publisher.acked_between(phase_started, phase_ended), "A restarted"
-                )
+                during_a = publisher.acked_between(phase_started, phase_ended)
+                await until_received(watch_b, during_a, "A restarted")
 
                 # Then node B, with the client back on A watching.
                 phase_started = time.monotonic()
@@ -188,13 +187,12 @@ async def test_rolling_restart_loses_no_acknowledged_publish(
                     await asyncio.sleep(0.5)
                     await publisher.stop()
                     phase_ended = time.monotonic()
-                    await until_received(
-                        watch_back,
-                        publisher.acked_between(phase_started, phase_ended),
-                        "B restarted",
-                    )
+                    during_b = publisher.acked_between(phase_started, phase_ended)
+                    await until_received(watch_back, during_b, "B restarted")
                 watch_back.task.cancel()
-        assert len(publisher.acked) > 50
+        # Traffic ran through each restart (a count, not a rate: a loaded machine
+        # acknowledges fewer, 32 in all seen at load 6).
+        assert len(during_a) >= 5 and len(during_b) >= 5, (len(during_a), len(during_b))
         assert max(drains) < DRAIN_BOUND_S
         print(
             f"\nrolling restart: {len(publisher.acked)} publishes acknowledged, 0 lost, "
