@@ -72,23 +72,22 @@ class RawAutoPipeline:
         self.calls = 0
         """Writes made and the calls they held (their ratio: calls per round trip)."""
 
-    async def run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def run(self, script: Any, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
         """``script(keys=keys, args=args)``, sent with the other calls of this turn."""
+        return self._queued(script, keys, args)
+
+    def command(self, *words: Any) -> asyncio.Future[Any]:
+        """A plain command (``PUBLISH``, …), sent with the other calls of this turn."""
+        return self._queued(None, [], words)
+
+    def _queued(self, script: Any, keys: list[str], args: Any) -> asyncio.Future[Any]:
+        """The call queued for this turn's write; its answer settles the future."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._queue:
             loop.call_soon(self._flush)
         self._queue.append((future, script, keys, args))
-        return await future
-
-    async def command(self, *words: Any) -> Any:
-        """A plain command (``PUBLISH``, …), sent with the other calls of this turn."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if not self._queue:
-            loop.call_soon(self._flush)
-        self._queue.append((future, None, [], words))
-        return await future
+        return future
 
     def _flush(self) -> None:
         batch, self._queue = self._queue, []
