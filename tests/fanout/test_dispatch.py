@@ -4,11 +4,14 @@ frames each socket is written out (as JSON), as ``tests/protocol`` does for the 
 
 from __future__ import annotations
 
+import json
+import zlib
+
 import msgspec
 
 from switchboard.server.broker import events as ev
 from switchboard.server.ids import member_id
-from tests.fanout.sockets import Node, dispatches, next_turn
+from tests.fanout.sockets import Node, dispatches, next_turn, split_frames
 
 RAW = msgspec.Raw
 
@@ -78,6 +81,32 @@ async def test_direct_messages_reach_each_named_token_of_the_project_in_order() 
     assert dispatches(b) == expected
     assert dispatches(c) == [] and dispatches(q) == []
     assert node.hub.direct_messages == 6 and node.hub.deliveries == 6
+
+
+async def test_direct_messages_to_compressed_slow_and_closing_sockets() -> None:
+    """The bulk path's inline queueing keeps every socket's rules: a compressed socket
+    gets the zlib frame, one over the unsent-bytes cap is closed with 4000 while the
+    others still get theirs, a closing one gets nothing."""
+    node = Node()
+    node.hub.writer.max_buffered_bytes = 1000
+    zipped, z = node.socket(token="leap_token_z")
+    zipped.compressed = True
+    slow, s = node.socket(token="leap_token_s")
+    s.buffered = 5000
+    gone, g = node.socket(token="leap_token_g")
+    gone.closing = True
+    _, ok = node.socket(token="leap_token_ok")
+    tokens = ["leap_token_z", "leap_token_s", "leap_token_g", "leap_token_ok"]
+    node.dispatch.handle(ev.DirectMessages("p", tokens, "hi", RAW(b"1")))
+    await next_turn()
+    expected = {"c": None, "u": False, "e": "DIRECT_MESSAGE", "d": {"e": "hi", "d": 1}}
+    [written] = z.writes
+    assert written[0] == 0x82  # one binary frame: zlib
+    assert json.loads(zlib.decompress(split_frames(written)[0]))["d"] == expected
+    assert slow.closed_with is not None and slow.closed_with[0] == 4000
+    assert node.hub.writer.closed_slow == 1 and len(s.writes) == 1
+    assert g.writes == []
+    assert dispatches(ok) == [expected]
 
 
 async def test_direct_messages_with_inboxes_carry_each_token_s_offset() -> None:

@@ -89,17 +89,7 @@ def _one_frame_to_tokens(hub: Hub, event: ev.DirectMessages) -> None:
     """The common case (no inbox offsets, no recovery under way): one frame, and no call
     per token."""
     frame = Outgoing(frames.direct_message(event.event, event.data, None, None))
-    project_id = event.project_id
-    sockets = hub.token_sockets
-    sent = 0
-    for token_id in event.token_ids:
-        conns = sockets.get(token_id)
-        if conns:
-            # A send may close a slow socket, which then leaves the set: a copy.
-            for conn in tuple(conns):
-                if conn.project_id == project_id:
-                    conn.send(frame)
-                    sent += 1
+    sent = hub.writer.send_to_tokens(hub.token_sockets, event.token_ids, event.project_id, frame)
     hub.deliveries += sent
 
 

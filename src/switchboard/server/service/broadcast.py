@@ -15,6 +15,7 @@ flight and gets ``in_progress``), answered after.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from operator import itemgetter
 
 import msgspec
 
@@ -46,6 +47,8 @@ Permits = Callable[[str], APIError | None]
 error that item gets (the REST layer knows the token's flags)."""
 
 _encoder = msgspec.json.Encoder()
+
+_success = itemgetter("success")
 
 _NO_DATA: dict[str, object] = {}
 """A token's ``data`` without an inbox: one shared dict (never changed in place)."""
@@ -155,7 +158,7 @@ class MessageSending(ChannelOperations, TokenOperations):
             for c, r in zip(channels, results, strict=True)
         ]
         targets += answers
-        ok = sum(1 for r in targets if r["success"])
+        ok = sum(map(_success, targets))
         return {"results": targets, "succeeded": ok, "failed": len(targets) - ok}
 
     async def _to_tokens(
@@ -172,7 +175,9 @@ class MessageSending(ChannelOperations, TokenOperations):
             )
             positions = None if all(p is None for p in kept) else kept
         answers: list[Result] = []
-        if positions is None:
+        if positions is None and len(known) == len(tokens):  # the usual case: all sent
+            answers = [{"token": t, "success": True, "data": _NO_DATA} for t in tokens]
+        elif positions is None:
             for t in tokens:
                 if t in known:
                     answers.append({"token": t, "success": True, "data": _NO_DATA})

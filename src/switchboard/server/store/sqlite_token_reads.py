@@ -60,13 +60,15 @@ class TokenReads:
             self._count = 0
             self._version = version
         known = self._known.setdefault(project_id, set())
-        unknown = [t for t in token_ids if t not in known]
+        wanted = set(token_ids)
+        unknown = wanted - known  # set operations: no Python step per token
         if unknown:
-            found = _found(db, project_id, unknown)
+            found = _found(db, project_id, list(unknown))
             if self._count + len(found) > MAX_TOKENS:
                 self._known.clear()
                 self._count = 0
                 known = self._known.setdefault(project_id, set())
             known |= found
             self._count += len(found)
-        return known.intersection(token_ids)
+            return wanted & known
+        return wanted
