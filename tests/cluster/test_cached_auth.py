@@ -33,9 +33,12 @@ async def cli(redis_url: str, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
+@pytest.mark.parametrize("kind", ["channel", "direct"])
 async def test_a_revoked_token_is_refused_at_once_on_every_node(
-    pair: tuple[Server, Server], redis_url: str
+    pair: tuple[Server, Server], redis_url: str, kind: str
 ) -> None:
+    """Through a channel's publish and a direct message to a token: on one Redis each
+    checks a cached lookup inside its one script."""
     a, b = pair
     made = await cli(redis_url, "project-tokens", "create", "--project", a.project_id)
     doomed = made["project_token"]
@@ -55,8 +58,13 @@ async def test_a_revoked_token_is_refused_at_once_on_every_node(
         via_a_doomed, via_a, via_b_doomed, via_b = clients
         r = await via_a.put("/channels/c", json={"type": "public"})
         assert r.status_code == 200, r.text
+        path = "/channels/c/messages"
+        if kind == "direct":
+            r = await via_a.post("/channels/tokens", json={})
+            assert r.status_code == 200, r.text
+            path = f"/channels/tokens/{r.json()['data']['token']['id']}/messages"
         for client in clients:  # every node has both tokens' lookups cached
-            r = await client.post("/channels/c/messages", json={"e": "m", "d": 0})
+            r = await client.post(path, json={"e": "m", "d": 0})
             assert r.status_code == 200, r.text
             r = await client.get("/channels/c")
             assert r.status_code == 200, r.text
@@ -67,7 +75,7 @@ async def test_a_revoked_token_is_refused_at_once_on_every_node(
         async def publish(client: httpx.AsyncClient, name: str) -> None:
             while not revoked_at or time.monotonic() < revoked_at[0] + 0.5:
                 started = time.monotonic()
-                r = await client.post("/channels/c/messages", json={"e": "m", "d": 1})
+                r = await client.post(path, json={"e": "m", "d": 1})
                 seen.append((started, r.status_code, name))
 
         traffic = [
@@ -81,7 +89,7 @@ async def test_a_revoked_token_is_refused_at_once_on_every_node(
         revoked_at.append(time.monotonic())
         # The very next request on each node, whatever its route.
         for client in (via_b_doomed, via_a_doomed):
-            r = await client.post("/channels/c/messages", json={"e": "m", "d": 2})
+            r = await client.post(path, json={"e": "m", "d": 2})
             assert r.status_code == 401, r.text
             assert r.json()["error"]["code"] == "invalid_auth"
             assert (await client.get("/channels/c")).status_code == 401
@@ -92,7 +100,7 @@ async def test_a_revoked_token_is_refused_at_once_on_every_node(
         assert {status for status, _ in after} == {401}, after
         # The project's other token still works on both nodes (looked up again).
         for client in (via_b, via_a):
-            r = await client.post("/channels/c/messages", json={"e": "m", "d": 3})
+            r = await client.post(path, json={"e": "m", "d": 3})
             assert r.status_code == 200, r.text
     finally:
         for client in clients:
@@ -100,12 +108,16 @@ async def test_a_revoked_token_is_refused_at_once_on_every_node(
 
 
 async def publish_until(
-    client: httpx.AsyncClient, until: list[float], seen: list[tuple[float, float, int]]
+    client: httpx.AsyncClient,
+    until: list[float],
+    seen: list[tuple[float, float, int]],
+    path: str = "/channels/c/messages",
 ) -> None:
-    """Publish to channel c until 0.3 s after ``until`` gets its moment; log each answer."""
+    """Publish to channel c (or ``path``) until 0.3 s after ``until`` gets its moment;
+    log each answer."""
     while not until or time.monotonic() < until[0] + 0.3:
         started = time.monotonic()
-        r = await client.post("/channels/c/messages", json={"e": "m", "d": 1})
+        r = await client.post(path, json={"e": "m", "d": 1})
         seen.append((started, time.monotonic(), r.status_code))
 
 
@@ -137,5 +149,36 @@ async def test_a_deleted_channel_is_refused_at_once_on_every_node(
             # Answered before the delete was asked: published. Sent after it was answered:
             # refused. One in flight meanwhile may go either way (it reaches Redis before
             # or after the delete), as on a single node.
+            assert {status for _, answered, status in seen if answered < asked} == {200}
+            assert {status for sent, _, status in seen if sent > deleted_at[0]} == {404}
+
+
+async def test_a_deleted_token_gets_no_direct_message_at_once_on_every_node(
+    pair: tuple[Server, Server],
+) -> None:
+    a, b = pair
+    async with (
+        httpx.AsyncClient(base_url=a.api, headers=a.headers) as via_a,
+        httpx.AsyncClient(base_url=b.api, headers=b.headers) as via_b,
+    ):
+        for _ in range(3):  # a new token each time, deleted with direct messages running on B
+            r = await via_a.post("/channels/tokens", json={})
+            assert r.status_code == 200, r.text
+            path = f"/channels/tokens/{r.json()['data']['token']['id']}/messages"
+            deleted_at: list[float] = []
+            seen: list[tuple[float, float, int]] = []  # (sent, answered, status)
+            traffic = [
+                asyncio.create_task(publish_until(via_b, deleted_at, seen, path)) for _ in range(4)
+            ]
+            await asyncio.sleep(0.2)
+            asked = time.monotonic()
+            r = await via_a.delete(path.removesuffix("/messages"))
+            assert r.status_code == 200, r.text
+            deleted_at.append(time.monotonic())
+            r = await via_b.post(path, json={"e": "m", "d": 2})
+            assert r.status_code == 404, r.text
+            assert r.json()["error"]["code"] == "not_found"
+            await asyncio.gather(*traffic)
+            # As a channel's deletion above: before it was asked, sent; after, refused.
             assert {status for _, answered, status in seen if answered < asked} == {200}
             assert {status for sent, _, status in seen if sent > deleted_at[0]} == {404}

@@ -102,8 +102,14 @@ class FastPublish:
 
         try:
             if request.direct:
-                access = await authenticated(False, DIRECT_ROUTE)
-                data = await direct(service, access.project, request.target, request.body)
+                access = await authenticated(True, DIRECT_ROUTE)
+                data = await direct(
+                    service,
+                    access,
+                    request.target,
+                    request.body,
+                    lambda: authenticated(False, DIRECT_ROUTE),
+                )
             else:
                 access = await authenticated(True)
                 data = await publish(

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import msgspec
 from aiohttp import web
 
+from switchboard.exceptions import StaleAccess
 from switchboard.server.api import bodies
-from switchboard.server.api.auth import SERVICE, authenticated_project
+from switchboard.server.api.auth import (
+    SERVICE,
+    authenticated,
+    authenticated_project,
+    reauthenticated,
+)
 from switchboard.server.api.envelope import ok
 from switchboard.server.api.views import history_view, token_view
-from switchboard.server.models import UNCHANGED, Project
+from switchboard.server.models import UNCHANGED, Access
 from switchboard.server.service import Service
 
 routes = web.RouteTableDef()
@@ -68,26 +76,45 @@ async def delete_token(request: web.Request) -> web.Response:
 
 @routes.post("/v1/channels/tokens/{token}/messages")
 async def direct_message(request: web.Request) -> web.Response:
-    project = await authenticated_project(request)
+    # As a channel's publish: a cached project-token lookup is checked by the message's
+    # own store call (on one Redis, the script that also publishes it).
+    access = await authenticated(request, deferred=True)
     body = await request.read()
-    return ok(await direct(request.app[SERVICE], project, request.match_info["token"], body))
+    token_id = request.match_info["token"]
+    result = await direct(
+        request.app[SERVICE], access, token_id, body, lambda: reauthenticated(request)
+    )
+    return ok(result)
 
 
 async def direct(
-    service: Service, project: Project, token_id: str, raw: bytes
+    service: Service,
+    access: Access,
+    token_id: str,
+    raw: bytes,
+    reauthenticate: Callable[[], Awaitable[Access]],
 ) -> dict[str, object] | None:
-    """``POST /v1/channels/tokens/:token/messages`` once the caller is authenticated: the
-    answer's data. aiohttp's route and the fast path (``api/fast_publish.py``) share it."""
+    """``POST /v1/channels/tokens/:token/messages`` once the caller is authenticated
+    (maybe by a cached lookup, ``deferred``): the answer's data. aiohttp's route and the
+    fast path (``api/fast_publish.py``) share it. ``reauthenticate``: the token looked up
+    again, with the route's checks (``reauthenticated``)."""
     body = bodies.decode(raw, bodies.MessageBody)
+    if body.idempotency_key is not None:  # rare: the lookup checked, the key claimed
+        project = (await reauthenticate()).project
 
-    async def send() -> dict[str, object]:
-        await service.direct_message(project, token_id, body.e, body.data)
-        return {}
+        async def send() -> dict[str, object]:
+            await service.direct_message(project, token_id, body.e, body.data)
+            return {}
 
-    if body.idempotency_key is None:
-        await send()
-        return None
-    return await service.once(project, body.idempotency_key, send)
+        return await service.once(project, body.idempotency_key, send)
+    try:
+        await service.direct_message(
+            access.project, token_id, body.e, body.data, access_generation=access.generation
+        )
+    except StaleAccess:  # a token of the project was revoked: look this one up again
+        access = await reauthenticate()
+        await service.direct_message(access.project, token_id, body.e, body.data)
+    return None
 
 
 @routes.get("/v1/channels/tokens/{token}/messages")

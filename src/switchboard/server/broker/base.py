@@ -21,6 +21,7 @@ from typing import NamedTuple, Protocol
 from switchboard.server.broker.events import (
     BrokerEvent,
     ChannelMessage,
+    DirectMessage,
     GrantJoined,
     MemberJoined,
     MemberLeft,
@@ -30,7 +31,8 @@ from switchboard.server.broker.events import (
 
 
 class StoreRoute(NamedTuple):
-    """A channel message as a store's script publishes it (:meth:`Broker.store_route`)."""
+    """A channel or direct message as a store's script publishes it
+    (:meth:`Broker.store_route`)."""
 
     command: str
     """The publish command: ``PUBLISH``."""
@@ -62,11 +64,11 @@ class Broker(Protocol):
         """:meth:`publish` each event, in order, as one write where the broker can (a
         batch's messages: one pipeline to Redis, not a round trip each)."""
 
-    def store_route(self, event: ChannelMessage) -> StoreRoute | None:
+    def store_route(self, event: ChannelMessage | DirectMessage) -> StoreRoute | None:
         """How a store on this broker's Redis can publish ``event`` itself, inside the
-        script that appends it to the channel's history (one round trip for both, and
-        offsets in the order events are published): None if this broker does not
-        publish through Redis (one node: it is a function call)."""
+        script that appends it to the channel's history or the token's inbox (one round
+        trip for both, and offsets in the order events are published): None if this
+        broker does not publish through Redis (one node: it is a function call)."""
 
     async def publish_grant(self, event: TokenSubscribed) -> None:
         """Publish a backend's grant and return once every node with the token's sockets

@@ -9,6 +9,7 @@ from switchboard.server.broker.base import EventHandler, LocalNode, PresenceChan
 from switchboard.server.broker.events import (
     BrokerEvent,
     ChannelMessage,
+    DirectMessage,
     NodePresence,
     TokenSubscribed,
 )
@@ -62,7 +63,7 @@ class LocalBroker:
         for event in events:
             handle(event)
 
-    def store_route(self, event: ChannelMessage) -> StoreRoute | None:
+    def store_route(self, event: ChannelMessage | DirectMessage) -> StoreRoute | None:
         return None  # one node: publishing is a function call, nothing to combine
 
     async def publish_grant(self, event: TokenSubscribed) -> None:

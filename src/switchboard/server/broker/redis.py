@@ -43,6 +43,7 @@ from switchboard.server.broker.bulk import publish_all, register
 from switchboard.server.broker.events import (
     BrokerEvent,
     ChannelMessage,
+    DirectMessage,
     GrantJoined,
     Heartbeat,
     NodePresence,
@@ -56,7 +57,6 @@ from switchboard.server.broker.subscription import Subscription
 from switchboard.server.broker.topics import (
     SHARED,
     TopicInterest,
-    channel_topic,
     node_topic,
     topic_of,
 )
@@ -70,7 +70,7 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(BrokerEvent)
 
 _NO_POSITION = b',"offset":null,"epoch":null}'
-"""How an encoded ChannelMessage without history ends (``store_route``)."""
+"""How an encoded ChannelMessage or DirectMessage without a position ends (``store_route``)."""
 
 _RECONNECT_MAX_S = 1.0
 """The longest wait between two attempts to resubscribe to a Redis that went away."""
@@ -227,7 +227,7 @@ class RedisBroker:
         except FAULTS as exc:
             raise Unavailable(f"the broker (Redis) cannot be reached: {exc}") from exc
 
-    def store_route(self, event: ChannelMessage) -> StoreRoute | None:
+    def store_route(self, event: ChannelMessage | DirectMessage) -> StoreRoute | None:
         if self._shards is not None:
             # A script on a cluster may publish only to a shard channel of its keys'
             # slot: the project's, not the topic's partition. Two round trips there.
@@ -235,9 +235,8 @@ class RedisBroker:
         if event.offset is not None or event.epoch is not None:
             event = msgspec.structs.replace(event, offset=None, epoch=None)
         encoded = _encoder.encode(event)
-        assert encoded.endswith(_NO_POSITION), "offset and epoch end a ChannelMessage"
-        topic = self.prefix + channel_topic(event.project_id, event.channel_id)
-        return StoreRoute("PUBLISH", topic, encoded[: -len(_NO_POSITION)])
+        assert encoded.endswith(_NO_POSITION), "offset and epoch end the event"
+        return StoreRoute("PUBLISH", self.prefix + topic_of(event), encoded[: -len(_NO_POSITION)])
 
     async def publish_grant(self, event: TokenSubscribed) -> None:
         """Publish, then wait until the nodes with the token's sockets, this one

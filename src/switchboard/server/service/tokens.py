@@ -8,11 +8,12 @@ import msgspec
 
 from switchboard.exceptions import (
     InvalidRequest,
+    StaleAccess,
 )
 from switchboard.server import ids
 from switchboard.server.broker import events as ev
 from switchboard.server.clock import format_iso, now_iso, parse_iso
-from switchboard.server.history import MAX_PAGE, HistoryPage, StreamPosition
+from switchboard.server.history import INBOX_KEY, MAX_PAGE, HistoryPage, StreamPosition
 from switchboard.server.models import (
     UNCHANGED,
     Project,
@@ -91,26 +92,66 @@ class TokenOperations(ServiceBase):
         await self.store.drop_inbox(project.id, token_id)
 
     async def direct_message(
-        self, project: Project, token_id: str, event: str, data: msgspec.Raw
+        self,
+        project: Project,
+        token_id: str,
+        event: str,
+        data: msgspec.Raw,
+        *,
+        access_generation: int | None = None,
     ) -> StreamPosition | None:
         """Send a direct message to the token's connections; with the project's inboxes
         on, keep it in the token's inbox first and return its position (the
-        ``DIRECT_MESSAGE`` carries it). Every way of sending one comes through here."""
+        ``DIRECT_MESSAGE`` carries it). Every way of sending one comes through here.
+
+        ``access_generation``: the caller's project-token lookup was a cached one
+        (``authenticate(deferred=True)``), checked here; raises StaleAccess (nothing
+        sent, this node's cache of the project dropped) if a revocation made it stale.
+        """
         self._check_event(event)
         self._check_size(data, "message data")
-        await self._token(project, token_id)
-        position = await self._inbox_append(project.id, token_id, event, data)
-        await self.broker.publish(
-            ev.DirectMessage(
-                project.id,
-                token_id,
-                event,
-                data,
-                offset=position.offset if position else None,
-                epoch=position.epoch if position else None,
-            )
-        )
+        message = ev.DirectMessage(project.id, token_id, event, data)
+        route = self.broker.store_route(message)
+        try:
+            if route is not None:
+                # On one Redis: the checks, the inbox and the publish in one script. What
+                # it learns of the inbox setting is kept as _inbox_append keeps it.
+                generation = self.no_history.generation
+                position = await self.store.append_inbox_and_publish(
+                    project.id,
+                    token_id,
+                    event,
+                    data,
+                    generation=access_generation,
+                    route=route,
+                )
+                if position is None:
+                    self.no_history.add((project.id, INBOX_KEY), generation)
+            else:
+                position = await self._direct(project, message, access_generation)
+        except StaleAccess:
+            self.forget_access(project.id)
+            raise
         self.rest_direct_messages += 1
+        return position
+
+    async def _direct(
+        self, project: Project, message: ev.DirectMessage, access_generation: int | None
+    ) -> StreamPosition | None:
+        """:meth:`direct_message` one store call at a time, then the broker's publish."""
+        stale = (
+            access_generation is not None
+            and await self.store.project_generation(project.id) != access_generation
+        )
+        if stale:
+            raise StaleAccess("the project's tokens changed")
+        await self._token(project, message.token_id)
+        position = await self._inbox_append(
+            project.id, message.token_id, message.event, message.data
+        )
+        if position is not None:
+            message = msgspec.structs.replace(message, offset=position.offset, epoch=position.epoch)
+        await self.broker.publish(message)
         return position
 
     async def read_inbox(

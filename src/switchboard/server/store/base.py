@@ -241,6 +241,22 @@ class Store(Protocol):
         written under another epoch starts again at offset 1.
         """
 
+    async def append_inbox_and_publish(
+        self,
+        project_id: str,
+        token_id: str,
+        event: str,
+        data: msgspec.Raw,
+        *,
+        generation: int | None,
+        route: tuple[str, str, bytes],
+    ) -> StreamPosition | None:
+        """A direct message in one step (a store on the broker's Redis only): raises
+        StaleAccess if ``generation`` is given and stale, NotFound if the project has no
+        such token (nothing done); else :meth:`append_inbox`, then publish the
+        ``DirectMessage`` on the broker's pub/sub as ``route`` says (the broker's
+        ``store_route``), with its position."""
+
     async def read_inbox(
         self, project_id: str, token_id: str, since: int, limit: int
     ) -> HistoryPage | None:

@@ -14,8 +14,10 @@ sets the stream's TTL. The hash has no TTL: its top must outlive an idle stream,
 offset would be given twice in one epoch. A deleted token's keys are deleted after it
 (:meth:`RedisInbox.drop_inbox`).
 
-The token's own record (``{project}:tok:{token}``) is not read here: callers check the
-token first.
+The token's own record (``{project}:tok:{token}``) is not read here, callers check the
+token first; but for the REST route's direct message on one Redis, whose one script
+checks the caller's credential generation and the token, appends and publishes
+(:meth:`RedisInbox.append_inbox_and_publish`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from switchboard.exceptions import NotFound, StaleAccess
+from switchboard.server import ids
 from switchboard.server.history import INBOX, HistoryMessage, HistoryPage, StreamPosition
 from switchboard.server.store.redis_layout import RedisLayout
 from switchboard.server.store.redis_streams import STREAM_FUNCTIONS, stream_message
@@ -42,26 +46,48 @@ end
 """
 )
 
-# KEYS: settings hash, inbox hash, stream. ARGV: setting name, event, data.
-# 0: the inbox is off; else {offset, epoch}.
-_APPEND = (
+_APPEND_FUNCTION = (
     _HELPERS
     + """
-local s = setting()
-if s == nil then return 0 end
-local top
-if redis.call('HGET', KEYS[2], 'epoch') ~= s.epoch then
-  redis.call('DEL', KEYS[3])
-  redis.call('HSET', KEYS[2], 'epoch', s.epoch, 'top', 1)
-  top = 1
-else
-  top = redis.call('HINCRBY', KEYS[2], 'top', 1)
+local function append(event, data)
+  local s = setting()
+  if s == nil then return 0 end
+  local top
+  if redis.call('HGET', KEYS[2], 'epoch') ~= s.epoch then
+    redis.call('DEL', KEYS[3])
+    redis.call('HSET', KEYS[2], 'epoch', s.epoch, 'top', 1)
+    top = 1
+  else
+    top = redis.call('HINCRBY', KEYS[2], 'top', 1)
+  end
+  local now = now_ms()
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', s.size, top .. '-0', 't', now, 'e', event, 'd', data)
+  trim_aged(KEYS[3], now, s.ttl_ms)
+  return {top, s.epoch}
 end
-local now = now_ms()
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', s.size, top .. '-0',
-           't', now, 'e', ARGV[2], 'd', ARGV[3])
-trim_aged(KEYS[3], now, s.ttl_ms)
-return {top, s.epoch}
+"""
+)
+
+# KEYS: settings hash, inbox hash, stream. ARGV: setting name, event, data.
+# 0: the inbox is off; else {offset, epoch}.
+_APPEND = _APPEND_FUNCTION + "return append(ARGV[2], ARGV[3])\n"
+
+# A direct message in one round trip (the REST route on one Redis). KEYS as _APPEND's,
+# then the token's hash and the project's credential generation. ARGV as _APPEND's, then
+# the generation the caller's cached lookup holds ('' for none), the publish command, the
+# topic and the event's encoding up to its offset and epoch (the broker's StoreRoute).
+# -2: that generation is stale; -1: no such token (both checked first, nothing written);
+# else as _APPEND's, and the event, completed with its position, is published.
+_APPEND_PUBLISH = (
+    _APPEND_FUNCTION
+    + """
+if ARGV[4] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[4] then return -2 end
+if redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
+local r = append(ARGV[2], ARGV[3])
+local position = ',"offset":null,"epoch":null}'
+if r ~= 0 then position = ',"offset":' .. r[1] .. ',"epoch":' .. cjson.encode(r[2]) .. '}' end
+redis.call(ARGV[5], ARGV[6], ARGV[7] .. position)
+return r
 """
 )
 
@@ -97,6 +123,7 @@ return 1
 
 INBOX_SCRIPTS = [
     ("inbox_append", _APPEND),
+    ("inbox_append_publish", _APPEND_PUBLISH),
     ("inbox_read", _READ),
     ("inbox_put", _PUT),
 ]
@@ -108,7 +135,9 @@ class RedisInbox:
 
     if TYPE_CHECKING:
 
-        async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any: ...
+        async def _run(
+            self, script: str, keys: list[str], args: list[Any], *, pipelined: bool = False
+        ) -> Any: ...
 
         keys: RedisLayout
 
@@ -130,6 +159,32 @@ class RedisInbox:
         result = await self._run(
             "inbox_append", self.inbox_keys(project_id, token_id), [INBOX, event, bytes(data)]
         )
+        if result == 0:
+            return None
+        return StreamPosition(int(result[0]), bytes(result[1]).decode())
+
+    async def append_inbox_and_publish(
+        self,
+        project_id: str,
+        token_id: str,
+        event: str,
+        data: msgspec.Raw,
+        *,
+        generation: int | None,
+        route: tuple[str, str, bytes],
+    ) -> StreamPosition | None:
+        keys = [
+            *self.inbox_keys(project_id, token_id),
+            self.keys.token(project_id, token_id),
+            self.keys.generation(project_id),
+        ]
+        expected = "" if generation is None else str(generation)
+        args = [INBOX, event, bytes(data), expected, *route]
+        result = await self._run("inbox_append_publish", keys, args, pipelined=True)
+        if result == -2:
+            raise StaleAccess("the project's tokens changed")
+        if result == -1:
+            raise NotFound(f"no token {ids.redact(token_id)!r} in this project")
         if result == 0:
             return None
         return StreamPosition(int(result[0]), bytes(result[1]).decode())

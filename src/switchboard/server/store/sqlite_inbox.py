@@ -165,6 +165,18 @@ class SqliteInbox:
             batches = self.__dict__["_inbox_batches"] = _AppendBatches(self._write, _append_one)
         return await batches.append(_Append(project_id, token_id, event, bytes(data)))
 
+    async def append_inbox_and_publish(
+        self,
+        project_id: str,
+        token_id: str,
+        event: str,
+        data: msgspec.Raw,
+        *,
+        generation: int | None,
+        route: tuple[str, str, bytes],
+    ) -> StreamPosition | None:
+        raise NotImplementedError("the embedded store has no pub/sub: its broker is in-process")
+
     async def read_inbox(
         self, project_id: str, token_id: str, since: int, limit: int
     ) -> HistoryPage | None:
