@@ -19,6 +19,8 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from switchboard.exceptions import Unavailable
+from switchboard.server.store.redis import RedisStore
 from tests.cluster.redis_cluster import RedisClusterSet, redis_cluster
 from tests.conftest import start_node
 
@@ -88,3 +90,35 @@ async def test_a_slot_no_master_serves_is_503_then_served_again(tmp_path: Path) 
         finally:
             assert server.node is not None
             await server.node.stop()
+
+
+def _clients(cluster: RedisClusterSet) -> int:
+    """Client connections on the cluster's live nodes, this count's own left out."""
+    total = 0
+    for port in cluster.live_ports():
+        with redis.Redis(port=port, socket_timeout=1) as client:
+            total += len(client.client_list()) - 1
+    return total
+
+
+async def test_a_store_that_cannot_open_on_a_cluster_leaves_no_connection(
+    tmp_path: Path,
+) -> None:
+    with redis_cluster(tmp_path / "redis") as cluster:
+        store = RedisStore(cluster.url)
+        slot = key_slot(store.keys.version().encode())
+        owner = slot_owner(cluster, slot)
+        assert owner is not None
+        await asyncio.to_thread(take_slot_away, cluster, slot)
+        before = await asyncio.to_thread(_clients, cluster)
+        for _ in range(3):  # a node retrying its start
+            with pytest.raises(Unavailable):
+                await store.open()
+        deadline = time.monotonic() + 5
+        while (now := await asyncio.to_thread(_clients, cluster)) != before:
+            assert time.monotonic() < deadline, f"{now - before} connections left open"
+            await asyncio.sleep(0.1)
+        await asyncio.to_thread(give_slot_back, cluster, slot, owner)
+        await store.open()  # the same store opens once the slot is served
+        await store.ping()
+        await store.close()

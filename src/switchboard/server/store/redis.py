@@ -109,9 +109,12 @@ class RedisStore(
             async with self._translate():
                 await ensure_layout(self._redis, self.keys, clustered=self.clustered)
         except Unavailable:
-            # redis-py keeps the socket of a connection that failed to authenticate.
+            # A store that failed to open keeps nothing open: its client, pool and
+            # pipeline go (redis-py keeps the socket of a connection that failed to
+            # authenticate until its pool is closed), on one Redis and on a cluster.
             if not self.clustered:
                 await self._redis.connection_pool.disconnect(inuse_connections=True)
+            await self.close()
             raise
 
     def _auto_pipeline(self, client: Any) -> AutoPipeline | RawAutoPipeline | None:
