@@ -62,7 +62,21 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return removed
 """
 
+# A token's channels in one round trip (IDENTIFY on one Redis; a cluster's scripts may
+# name only the keys they are given, so there they are read one by one). KEYS: the
+# token's subscriptions. ARGV: a channel's key up to its ID. Each channel's ID, then its
+# hash (empty if the channel is gone).
+_TOKEN_CHANNELS = """
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGETALL', ARGV[1] .. id)
+end
+return out
+"""
+
 CHANNEL_SCRIPTS = [
+    ("token_channels", _TOKEN_CHANNELS),
     ("create_channel", _CREATE_CHANNEL),
     ("delete_channel", _DELETE_CHANNEL),
     ("set_state", _SET_STATE),
@@ -80,7 +94,9 @@ class RedisChannels:
         keys: RedisLayout
         clustered: bool
 
-        async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any: ...
+        async def _run(
+            self, script: str, keys: list[str], args: list[Any], *, pipelined: bool = False
+        ) -> Any: ...
         def _translate(self) -> contextlib.AbstractAsyncContextManager[None]: ...
         @property
         def redis(self) -> Any: ...
@@ -245,6 +261,18 @@ class RedisChannels:
         return [t for t in found if t is not None]
 
     async def token_channels(self, project_id: str, token_id: str) -> list[Channel]:
+        if not self.clustered:
+            reply = await self._run(
+                "token_channels",
+                [self.keys.token_subscriptions(project_id, token_id)],
+                [self.keys.channel(project_id, "")],
+                pipelined=True,
+            )
+            rows = (
+                (bytes(c).decode(), dict(zip(row[::2], row[1::2], strict=True)))
+                for c, row in zip(reply[::2], reply[1::2], strict=True)
+            )
+            return [self._channel(project_id, c, row) for c, row in rows if row]
         async with self._translate():
             channel_ids = await self.redis.zrange(
                 self.keys.token_subscriptions(project_id, token_id), 0, -1

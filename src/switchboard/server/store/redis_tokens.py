@@ -78,7 +78,9 @@ class RedisTokens:
         keys: RedisLayout
         clustered: bool
 
-        async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any: ...
+        async def _run(
+            self, script: str, keys: list[str], args: list[Any], *, pipelined: bool = False
+        ) -> Any: ...
         def _translate(self) -> contextlib.AbstractAsyncContextManager[None]: ...
         @property
         def redis(self) -> Any: ...
@@ -127,6 +129,7 @@ class RedisTokens:
                 "token_any_project",
                 [self.keys.token_project(token_id)],
                 [self.keys.prefix, token_id],
+                pipelined=True,  # IDENTIFY's: a connect storm's lookups share round trips
             )
             return (
                 self._token(token_id, dict(zip(row[::2], row[1::2], strict=True))) if row else None
