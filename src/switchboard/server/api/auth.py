@@ -11,7 +11,7 @@ whether a channel or token exists.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -21,6 +21,7 @@ from switchboard.exceptions import (
     InternalError,
     MissingPermission,
     RateLimited,
+    StaleAccess,
 )
 from switchboard.server import permissions
 from switchboard.server.models import Access, Project
@@ -153,3 +154,34 @@ async def reauthenticated(request: web.Request) -> Access:
         raise Forbidden("the project token does not belong to the project in ?project=")
     _check_permission(request, access.permissions)
     return access
+
+
+async def send_checked(
+    service: Service,
+    access: Access,
+    idempotency_key: str | None,
+    reauthenticate: Callable[[], Awaitable[Access]],
+    send: Callable[[Project, int | None], Awaitable[object]],
+) -> dict[str, object] | None:
+    """A REST publish or direct message by a caller whose lookup may be a cached one
+    (``authenticated(deferred=True)``); the answer's data.
+
+    ``send(project, generation)`` sends it, checking ``generation`` (None: no check) in
+    its own store call. A stale one (StaleAccess: a token of the project was revoked)
+    looks the token up again (``reauthenticate``) and sends once more. With an
+    idempotency key, the lookup is checked first and the key claimed (``Service.once``).
+    """
+    if idempotency_key is not None:  # rare: the lookup checked, the key claimed
+        project = (await reauthenticate()).project
+
+        async def once() -> dict[str, object]:
+            await send(project, None)
+            return {}
+
+        return await service.once(project, idempotency_key, once)
+    try:
+        await send(access.project, access.generation)
+    except StaleAccess:
+        access = await reauthenticate()
+        await send(access.project, None)
+    return None

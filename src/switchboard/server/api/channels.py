@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from aiohttp import web
 
-from switchboard.exceptions import InvalidRequest, StaleAccess
+from switchboard.exceptions import InvalidRequest
 from switchboard.server import ids
 from switchboard.server.api import bodies
 from switchboard.server.api.auth import (
@@ -15,11 +15,12 @@ from switchboard.server.api.auth import (
     authenticated,
     authenticated_project,
     reauthenticated,
+    send_checked,
 )
 from switchboard.server.api.envelope import ok
 from switchboard.server.api.views import channel_view, history_view, token_view
 from switchboard.server.history import HistoryPolicy, check_policy
-from switchboard.server.models import UNCHANGED, Access, Unchanged
+from switchboard.server.models import UNCHANGED, Access, Project, Unchanged
 from switchboard.server.service import Service
 
 routes = web.RouteTableDef()
@@ -175,22 +176,13 @@ async def publish(
     (``api/fast_publish.py``) both answer with this. ``reauthenticate``: the token
     looked up again, with the route's checks (``reauthenticated``)."""
     body = bodies.decode(raw, bodies.MessageBody)
-    if body.idempotency_key is not None:  # rare: the lookup checked, the key claimed
-        project = (await reauthenticate()).project
 
-        async def once() -> dict[str, object]:
-            await service.publish_message(project, channel_id, body.e, body.data)
-            return {}
-
-        return await service.once(project, body.idempotency_key, once)
-    try:
-        await service.publish_message(
-            access.project, channel_id, body.e, body.data, access_generation=access.generation
+    def send(project: Project, generation: int | None) -> Awaitable[None]:
+        return service.publish_message(
+            project, channel_id, body.e, body.data, access_generation=generation
         )
-    except StaleAccess:  # a token of the project was revoked: look this one up again
-        access = await reauthenticate()
-        await service.publish_message(access.project, channel_id, body.e, body.data)
-    return None
+
+    return await send_checked(service, access, body.idempotency_key, reauthenticate, send)
 
 
 @hot_routes.get(CHANNEL + "/messages")

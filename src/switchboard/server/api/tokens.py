@@ -7,17 +7,17 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from aiohttp import web
 
-from switchboard.exceptions import StaleAccess
 from switchboard.server.api import bodies
 from switchboard.server.api.auth import (
     SERVICE,
     authenticated,
     authenticated_project,
     reauthenticated,
+    send_checked,
 )
 from switchboard.server.api.envelope import ok
 from switchboard.server.api.views import history_view, token_view
-from switchboard.server.models import UNCHANGED, Access
+from switchboard.server.models import UNCHANGED, Access, Project
 from switchboard.server.service import Service
 
 routes = web.RouteTableDef()
@@ -99,22 +99,13 @@ async def direct(
     fast path (``api/fast_publish.py``) share it. ``reauthenticate``: the token looked up
     again, with the route's checks (``reauthenticated``)."""
     body = bodies.decode(raw, bodies.MessageBody)
-    if body.idempotency_key is not None:  # rare: the lookup checked, the key claimed
-        project = (await reauthenticate()).project
 
-        async def send() -> dict[str, object]:
-            await service.direct_message(project, token_id, body.e, body.data)
-            return {}
-
-        return await service.once(project, body.idempotency_key, send)
-    try:
-        await service.direct_message(
-            access.project, token_id, body.e, body.data, access_generation=access.generation
+    def send(project: Project, generation: int | None) -> Awaitable[object]:
+        return service.direct_message(
+            project, token_id, body.e, body.data, access_generation=generation
         )
-    except StaleAccess:  # a token of the project was revoked: look this one up again
-        access = await reauthenticate()
-        await service.direct_message(access.project, token_id, body.e, body.data)
-    return None
+
+    return await send_checked(service, access, body.idempotency_key, reauthenticate, send)
 
 
 @routes.get("/v1/channels/tokens/{token}/messages")
