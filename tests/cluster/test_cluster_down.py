@@ -63,7 +63,10 @@ async def test_a_slot_no_master_serves_is_503_then_served_again(tmp_path: Path) 
         server = await start_node(tmp_path / "node", redis_url=cluster.url)
         try:
             headers = {"Authorization": server.project_token}
-            async with httpx.AsyncClient(base_url=server.api, headers=headers) as api:
+            # redis-py's cluster client retries a slot nobody serves (re-reading the slot
+            # map each time) before the node answers 503: seconds on a loaded machine
+            # (a CI run saw httpx's default 5 s pass), so the client waits longer.
+            async with httpx.AsyncClient(base_url=server.api, headers=headers, timeout=30) as api:
                 r = await api.put("/channels/room", json={"type": "unprotected"})
                 assert r.status_code == 200, r.text
                 slot = key_slot(f"sb:{{{server.project_id}}}:project".encode())
